@@ -1,0 +1,88 @@
+// The PluginLoader finds backend and proxy plugins by entry-point name, as Python's entry
+// points: each plugin .so declares its entry points in an ELF section that is read without
+// loading the library (see dogpile/sdk/plugin.hpp).
+//
+// Search path, first match wins: the directories in DOGPILE_PLUGIN_PATH (':'-separated), then
+// those the application or config added, then the installed plugin directory. Directories are
+// searched for *.so files, sub-directories included (three levels). A name provided twice is
+// reported in a warning and in list().
+//
+// A library is loaded (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) only when one of its names is
+// first asked for, after its SDK ABI version and build tag are checked, and stays loaded while
+// any object it made is alive. Thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dogpile/sdk/arguments.hpp"
+#include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/export.hpp"
+#include "dogpile/sdk/plugin.hpp"
+#include "dogpile/sdk/proxy.hpp"
+
+namespace dogpile {
+
+struct EntryPointInfo {
+  std::string name;  // dogpile.cache.memory
+  PluginKind kind = PluginKind::backend;
+  unsigned abi_version = 0;
+  std::string build_tag;
+  std::string version;
+  std::string description;
+  std::filesystem::path file;
+  std::string symbol;
+  bool registered = false;                    // by register_backend, not found on the path
+  std::vector<std::filesystem::path> shadowed;  // other files providing the same name
+};
+
+class DOGPILE_API PluginLoader {
+ public:
+  // The process-wide loader regions use.
+  static PluginLoader& instance();
+
+  PluginLoader();
+  ~PluginLoader();
+  PluginLoader(const PluginLoader&) = delete;
+  PluginLoader& operator=(const PluginLoader&) = delete;
+
+  // Adds a directory after DOGPILE_PLUGIN_PATH's and before the installed one.
+  void add_search_path(const std::filesystem::path& directory);
+  // The directories searched, in order.
+  std::vector<std::filesystem::path> search_path() const;
+
+  // Every entry point on the search path and registered at run time, sorted by name. Reads
+  // the files' manifests; loads nothing.
+  std::vector<EntryPointInfo> list();
+
+  // Registers an entry point at run time, as dogpile.cache's register_backend: `symbol` is a
+  // descriptor symbol the library exports (dogpile_entry_point_<id>). Replaces any entry
+  // point of that name. The library is loaded when the name is first used.
+  void register_backend(std::string_view name, const std::filesystem::path& library,
+                        std::string_view symbol);
+
+  // Makes the backend or proxy `name` with `arguments`, then rejects any argument the plugin
+  // did not read. Throws PluginNotFound, PluginLoadError, ValidationError.
+  std::shared_ptr<CacheBackend> make_backend(std::string_view name, const Arguments& arguments);
+  std::shared_ptr<ProxyBackend> make_proxy(std::string_view name, const Arguments& arguments);
+
+  // Forgets the index, so the next look-up searches the path again.
+  void rescan();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Shorthand for PluginLoader::instance().register_backend(...).
+DOGPILE_API void register_backend(std::string_view name, const std::filesystem::path& library,
+                                  std::string_view symbol);
+
+// The installed plugin directory compiled into libdogpile.
+DOGPILE_API std::filesystem::path installed_plugin_dir();
+
+}  // namespace dogpile

@@ -1,0 +1,20 @@
+// Logging: Boost.Log records on the "dogpile" channel. Quiet by default: records below
+// `warning` are dropped before they are formatted. Applications add their own Boost.Log sinks
+// as usual; the channel attribute is "Channel" and the severity attribute "Severity" (a
+// dogpile::LogLevel).
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "dogpile/sdk/log.hpp"
+
+namespace dogpile {
+
+DOGPILE_API void set_log_level(LogLevel level) noexcept;
+DOGPILE_API LogLevel log_level() noexcept;
+
+// "trace", "debug", "info", "warning" (or "warn"), "error", "off", any case.
+DOGPILE_API std::optional<LogLevel> parse_log_level(std::string_view text);
+
+}  // namespace dogpile

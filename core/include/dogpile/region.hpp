@@ -1,0 +1,239 @@
+// A CacheRegion is the application's handle on one cache: a name, a backend plugin chosen
+// by entry-point name (possibly wrapped in proxies), an expiration time, a key mangler and an
+// invalidation strategy, as dogpile.cache's CacheRegion.
+//
+//   auto region = dogpile::make_region("local");
+//   region->configure("dogpile.cache.memory", {.expiration_time = 300});
+//   region->set("answer", 42);
+//   if (auto v = region->get<int>("answer")) use(*v);
+//
+// Values are typed: set<T> stores a T; get<T> returns a shared pointer to it, null on a miss
+// (dogpile's NO_VALUE), so a stored empty value and a miss differ. An object backend returns
+// the stored object itself (no copy, no serialization); a byte backend's bytes are decoded by
+// Codec<T>. Reading a value as a type it was not stored as throws ValueTypeError; bytes that
+// do not decode as T throw CantDeserialize.
+//
+// get() honours the expiration time and the region's invalidation: a value older than
+// either is a miss unless ignore_expiration is set. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dogpile/codec.hpp"
+#include "dogpile/config.hpp"
+#include "dogpile/invalidation.hpp"
+#include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/errors.hpp"
+#include "dogpile/sdk/proxy.hpp"
+#include "dogpile/sdk/value.hpp"
+
+namespace dogpile {
+
+// A proxy to wrap around the backend: a proxy plugin's entry-point name or an instance.
+using Wrapper = std::variant<std::string, std::shared_ptr<ProxyBackend>>;
+
+struct ConfigureOptions {
+  // Seconds after creation at which a value expires; nullopt or -1: never.
+  std::optional<double> expiration_time;
+  // The backend's arguments, name -> value.
+  nlohmann::json arguments = nlohmann::json::object();
+  // Proxies; the first is the outermost (called first), as dogpile.cache's `wrap`.
+  std::vector<Wrapper> wrap;
+  bool replace_existing_backend = false;
+  std::shared_ptr<RegionInvalidationStrategy> region_invalidator;
+  // How argument names appear in error messages (e.g. "cache.local.arguments.").
+  std::string arguments_key_prefix;
+};
+
+struct GetOptions {
+  // Overrides the region's expiration time for this call; -1: never expires.
+  std::optional<double> expiration_time;
+  // Return the value whatever its age and the region's invalidation.
+  bool ignore_expiration = false;
+};
+
+class DOGPILE_API CacheRegion {
+ public:
+  // `key_mangler`, when given, is applied to every key; otherwise the backend's recommended
+  // mangler, if any.
+  explicit CacheRegion(std::string name = {}, KeyMangler key_mangler = {});
+  ~CacheRegion();
+  CacheRegion(const CacheRegion&) = delete;
+  CacheRegion& operator=(const CacheRegion&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+
+  // Loads the backend plugin `backend` with options.arguments and makes it this region's.
+  // Throws RegionAlreadyConfigured when already configured (unless
+  // replace_existing_backend), PluginNotFound / PluginLoadError, ValidationError for bad
+  // arguments or expiration time.
+  CacheRegion& configure(std::string_view backend, ConfigureOptions options = {});
+
+  // dogpile.cache's configure_from_config: reads `<prefix>backend`,
+  // `<prefix>expiration_time`, `<prefix>arguments.*`, `<prefix>wrap` and
+  // `<prefix>replace_existing_backend` from a flat dictionary, after coerce_string_conf.
+  // Other keys under the prefix are rejected, naming the key.
+  CacheRegion& configure_from_config(const ConfigDict& config, std::string_view prefix);
+
+  bool is_configured() const noexcept { return state_.load(std::memory_order_acquire) != nullptr; }
+
+  // The outermost backend (the first proxy, or the backend itself) and the backend itself.
+  std::shared_ptr<CacheBackend> backend() const;
+  std::shared_ptr<CacheBackend> actual_backend() const;
+  // The entry-point name the region was configured with.
+  const std::string& backend_name() const;
+  // nullopt: values never expire.
+  std::optional<double> expiration_time() const;
+
+  // Typed operations.
+  template <class T>
+  std::shared_ptr<const T> get(std::string_view key, const GetOptions& options = {}) const;
+  template <class T>
+  std::vector<std::shared_ptr<const T>> get_multi(const Keys& keys,
+                                                  const GetOptions& options = {}) const;
+  template <class T>
+  void set(std::string_view key, T&& value);
+  // `mapping` is any range of (key, value) pairs, e.g. std::map<std::string, T>.
+  template <class Mapping>
+  void set_multi(const Mapping& mapping);
+
+  void remove(std::string_view key);
+  void remove_multi(const Keys& keys);
+
+  // The stored CachedValue (payload and metadata: cached_time(), age()), or null if there is
+  // none or it is expired or invalidated (unless ignore_expiration).
+  CachedValuePtr get_value_metadata(std::string_view key, const GetOptions& options = {}) const;
+  std::vector<CachedValuePtr> get_value_metadata_multi(const Keys& keys,
+                                                       const GetOptions& options = {}) const;
+  // Stores an already built value under `key` (after key mangling).
+  void set_value(std::string_view key, CachedValuePtr value);
+  void set_value_multi(const ValueMapping& mapping);
+
+  // Whether the dogpile lock of `key` is held now.
+  bool key_is_locked(std::string_view key) const;
+  // The dogpile mutex of `key` (after key mangling): the backend's, or an in-process one
+  // shared by everyone asking for this key while anyone holds it.
+  std::shared_ptr<CacheMutex> mutex(std::string_view key) const;
+
+  // Invalidates every value created before now; see RegionInvalidationStrategy.
+  void invalidate(bool hard = true);
+  RegionInvalidationStrategy& region_invalidator() const;
+
+  // The key the backend sees for `key`.
+  std::string mangle(std::string_view key) const;
+
+  // Builds a CachedValue holding `value` as an object, created at `created`.
+  template <class T>
+  static CachedValuePtr make_value(T&& value, double created = now_seconds());
+
+  // The payload of `value` as a T (null when `value` is null); `key` is for messages.
+  template <class T>
+  static std::shared_ptr<const T> value_as(const CachedValuePtr& value, std::string_view key);
+
+ private:
+  struct State;
+  class LockRegistry;
+  const State& state() const;
+  static bool is_fresh(const State& state, const CachedValue& value, const GetOptions& options);
+
+  [[noreturn]] static void throw_wrong_type(std::string_view key, const std::type_info& stored,
+                                            const std::type_info& wanted);
+  [[noreturn]] static void throw_cant_decode(std::string_view key, const std::type_info& wanted,
+                                             const char* why);
+
+  std::string name_;
+  KeyMangler user_key_mangler_;
+  std::shared_ptr<RegionInvalidationStrategy> default_invalidator_;
+  // The configuration in effect, read lock-free on every call. A replaced configuration is
+  // retired, not freed, so calls still running on it stay valid until the region dies.
+  std::atomic<const State*> state_{nullptr};
+  std::mutex configure_mutex_;
+  std::vector<std::unique_ptr<const State>> states_;
+};
+
+// dogpile.cache's make_region(): a new, unconfigured region.
+DOGPILE_API std::shared_ptr<CacheRegion> make_region(std::string name = {},
+                                                     KeyMangler key_mangler = {});
+
+// ---------------------------------------------------------------------------------------
+// Template definitions.
+
+template <class T>
+CachedValuePtr CacheRegion::make_value(T&& value, double created) {
+  using V = std::remove_cvref_t<T>;
+  CachedValue::Encoder encoder = nullptr;
+  if constexpr (HasCodec<V>) {
+    encoder = [](const void* object) -> std::string {
+      return Codec<V>::encode(*static_cast<const V*>(object));
+    };
+  }
+  return std::make_shared<const CachedValue>(std::make_shared<const V>(std::forward<T>(value)),
+                                             typeid(V), encoder,
+                                             ValueMetadata{created, kValueVersion});
+}
+
+template <class T>
+std::shared_ptr<const T> CacheRegion::value_as(const CachedValuePtr& value,
+                                               std::string_view key) {
+  if (!value) return nullptr;
+  if (value->holds_object()) {
+    if (value->object_type() != typeid(T)) throw_wrong_type(key, value->object_type(), typeid(T));
+    // Aliasing: shares ownership of the CachedValue, no copy of the object.
+    return std::shared_ptr<const T>(value, static_cast<const T*>(value->object().get()));
+  }
+  if constexpr (HasCodec<T>) {
+    try {
+      return std::make_shared<const T>(Codec<T>::decode(value->bytes()));
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw_cant_decode(key, typeid(T), e.what());
+    }
+  } else {
+    throw_cant_decode(key, typeid(T), "the type has no dogpile::Codec");
+  }
+}
+
+template <class T>
+std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions& options) const {
+  return value_as<T>(get_value_metadata(key, options), key);
+}
+
+template <class T>
+std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
+                                                             const GetOptions& options) const {
+  auto values = get_value_metadata_multi(keys, options);
+  std::vector<std::shared_ptr<const T>> out;
+  out.reserve(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) out.push_back(value_as<T>(values[i], keys[i]));
+  return out;
+}
+
+template <class T>
+void CacheRegion::set(std::string_view key, T&& value) {
+  set_value(key, make_value(std::forward<T>(value)));
+}
+
+template <class Mapping>
+void CacheRegion::set_multi(const Mapping& mapping) {
+  ValueMapping values;
+  // One creation time for the whole batch, as dogpile.cache.
+  const double created = now_seconds();
+  for (const auto& [key, value] : mapping) {
+    values.emplace_back(std::string(key), make_value(value, created));
+  }
+  set_value_multi(values);
+}
+
+}  // namespace dogpile

@@ -1,0 +1,315 @@
+#include "dogpile/config.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "dogpile/loader.hpp"
+#include "dogpile/logging.hpp"
+#include "dogpile/region.hpp"
+#include "dogpile/sdk/errors.hpp"
+
+namespace dogpile {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kSettingsPrefix = "dogpile.";
+
+std::string_view trim(std::string_view text) {
+  const char* ws = " \t\r\n\f\v";
+  auto first = text.find_first_not_of(ws);
+  if (first == std::string_view::npos) return {};
+  auto last = text.find_last_not_of(ws);
+  return text.substr(first, last - first + 1);
+}
+
+}  // namespace
+
+nlohmann::json coerce_string_value(std::string_view text) {
+  // The same regular expressions as dogpile.util.langhelpers.coerce_string_conf.
+  static const std::regex integer(R"(^[-+]?\d+$)");
+  static const std::regex number(R"(^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$)");
+  const std::string value(trim(text));
+  if (std::regex_match(value, integer)) {
+    errno = 0;
+    char* end = nullptr;
+    long long parsed = std::strtoll(value.c_str(), &end, 10);
+    if (errno != ERANGE) return parsed;
+    return std::strtod(value.c_str(), nullptr);  // beyond 64 bits: keep the magnitude
+  }
+  if (std::regex_match(value, number)) return std::strtod(value.c_str(), nullptr);
+  std::string lower = value;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "true") return true;
+  if (lower == "false") return false;
+  if (value == "None") return nullptr;
+  return value;
+}
+
+ConfigDict coerce_string_conf(const ConfigDict& config) {
+  ConfigDict result;
+  for (const auto& [key, value] : config) {
+    result.emplace(key, value.is_string() ? coerce_string_value(value.get<std::string>()) : value);
+  }
+  return result;
+}
+
+std::optional<double> parse_expiration_time(const nlohmann::json& value) {
+  if (value.is_null()) return std::nullopt;
+  if (value.is_string()) {
+    const auto& text = value.get_ref<const std::string&>();
+    if (text == "none" || text == "never") return std::nullopt;
+  }
+  auto seconds = parse_duration_seconds(value);
+  if (!seconds || !std::isfinite(*seconds) || (*seconds < 0 && *seconds != -1)) {
+    throw ValidationError("expiration_time is not a number or timedelta.");
+  }
+  if (*seconds == -1) return std::nullopt;
+  return seconds;
+}
+
+std::string ConfigFile::where(const ConfigSection& section, std::string_view key) const {
+  auto it = section.lines.find(key);
+  if (it == section.lines.end() || it->second == 0) return path.string();
+  return path.string() + ":" + std::to_string(it->second);
+}
+
+// JSON ---------------------------------------------------------------------------------
+
+namespace {
+
+void flatten(const nlohmann::json& node, const std::string& prefix, ConfigDict& out) {
+  if (node.is_object() && (!node.empty() || prefix.empty())) {
+    for (const auto& item : node.items()) {
+      flatten(item.value(), prefix.empty() ? item.key() : prefix + "." + item.key(), out);
+    }
+  } else {
+    out[prefix] = node;
+  }
+}
+
+int line_of_offset(std::string_view text, std::size_t offset) {
+  offset = std::min(offset, text.size());
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n'));
+}
+
+}  // namespace
+
+ConfigFile parse_json_config(std::string_view text, const fs::path& path) {
+  nlohmann::json root;
+  try {
+    root = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    // e.byte is one past the offending character.
+    throw ConfigError(path.string() + ":" +
+                      std::to_string(line_of_offset(text, e.byte == 0 ? 0 : e.byte - 1)) +
+                      ": malformed JSON: " + e.what());
+  }
+  if (!root.is_object()) {
+    throw ConfigError(path.string() + ":1: a config file must hold a JSON object");
+  }
+  ConfigFile file;
+  file.path = path;
+  ConfigSection section;
+  flatten(root, "", section.values);
+  file.sections.push_back(std::move(section));
+  return file;
+}
+
+// INI ----------------------------------------------------------------------------------
+
+ConfigFile parse_ini_config(std::string_view text, const fs::path& path) {
+  ConfigFile file;
+  file.path = path;
+  ConfigSection* section = nullptr;
+  std::string last_key;  // for continuation lines
+  std::istringstream in{std::string(text)};
+  std::string raw;
+  int line_number = 0;
+  auto fail = [&](const std::string& why) -> void {
+    throw ConfigError(path.string() + ":" + std::to_string(line_number) + ": " + why);
+  };
+  while (std::getline(in, raw)) {
+    ++line_number;
+    std::string_view line = raw;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const std::string_view content = trim(line);
+    if (content.empty() || content.front() == '#' || content.front() == ';') continue;
+    const bool indented = line.front() == ' ' || line.front() == '\t';
+    if (indented && section != nullptr && !last_key.empty()) {
+      // A continuation of the previous value, as Python's configparser.
+      auto& value = section->values[last_key];
+      value = value.get<std::string>() + "\n" + std::string(content);
+      continue;
+    }
+    last_key.clear();
+    if (content.front() == '[') {
+      if (content.back() != ']' || content.size() < 3) fail("malformed section header " + std::string(content));
+      std::string name(trim(content.substr(1, content.size() - 2)));
+      for (const auto& existing : file.sections) {
+        if (existing.name == name) fail("section [" + name + "] appears twice");
+      }
+      file.sections.push_back(ConfigSection{name, {}, {}});
+      section = &file.sections.back();
+      continue;
+    }
+    auto separator = content.find_first_of("=:");
+    if (separator == std::string_view::npos || separator == 0) {
+      fail("expected 'key = value', got: " + std::string(content));
+    }
+    if (section == nullptr) fail("key outside a section (add a [section] header above it)");
+    std::string key(trim(content.substr(0, separator)));
+    if (section->values.count(key) != 0) {
+      fail("key " + key + " appears twice in section [" + section->name + "]");
+    }
+    section->values[key] = std::string(trim(content.substr(separator + 1)));
+    section->lines[key] = line_number;
+    last_key = key;
+  }
+  return file;
+}
+
+ConfigFile load_config_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path.string() + ": cannot open the config file");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  const std::string ext = path.extension().string();
+  if (ext == ".json") return parse_json_config(buffer.str(), path);
+  if (ext == ".ini" || ext == ".cfg" || ext == ".conf") return parse_ini_config(buffer.str(), path);
+  throw ConfigError(path.string() + ": unknown config file type '" + ext +
+                    "' (use .json, .ini, .cfg or .conf)");
+}
+
+// Regions ------------------------------------------------------------------------------
+
+std::vector<RegionSpec> find_regions(const ConfigFile& file) {
+  std::vector<RegionSpec> regions;
+  for (const auto& section : file.sections) {
+    for (const auto& [key, value] : section.values) {
+      if (key.starts_with(kSettingsPrefix)) continue;
+      if (key == "backend") {
+        if (section.name.empty()) continue;
+        regions.push_back(RegionSpec{section.name, "", &section});
+      } else if (key.ends_with(".backend")) {
+        std::string prefix = key.substr(0, key.size() - std::string_view("backend").size());
+        regions.push_back(RegionSpec{prefix.substr(0, prefix.size() - 1), prefix, &section});
+      }
+    }
+  }
+  return regions;
+}
+
+namespace {
+
+// Re-throws the current dogpile::Error as the same type with `context` appended.
+[[noreturn]] void rethrow_with_context(const std::string& context) {
+  try {
+    throw;
+  } catch (const RegionAlreadyConfigured& e) {
+    throw RegionAlreadyConfigured(e.what() + context);
+  } catch (const ValidationError& e) {
+    throw ValidationError(e.what() + context);
+  } catch (const ConfigError& e) {
+    throw ConfigError(e.what() + context);
+  } catch (const PluginNotFound& e) {
+    throw PluginNotFound(e.what() + context);
+  } catch (const PluginLoadError& e) {
+    throw PluginLoadError(e.what() + context);
+  } catch (const BackendUnavailable& e) {
+    throw BackendUnavailable(e.what() + context);
+  } catch (const Error& e) {
+    throw Error(e.what() + context);
+  }
+}
+
+// The line of the config key a message names (the longest one), else of `fallback`.
+std::string where_named(const ConfigFile& file, const ConfigSection& section,
+                        std::string_view message, const std::string& fallback) {
+  std::string best = fallback;
+  for (const auto& [key, line] : section.lines) {
+    if (key.size() > best.size() && message.find(key) != std::string_view::npos) best = key;
+  }
+  return file.where(section, best);
+}
+
+void apply_settings(const ConfigFile& file) {
+  for (const auto& section : file.sections) {
+    const bool settings_section = section.name == "dogpile";
+    for (const auto& [raw_key, value] : section.values) {
+      std::string key = settings_section ? "dogpile." + raw_key : raw_key;
+      if (!key.starts_with(kSettingsPrefix)) continue;
+      const std::string name = key.substr(kSettingsPrefix.size());
+      const std::string where = " (" + file.where(section, raw_key) + ")";
+      if (name == "log_level") {
+        auto level = value.is_string() ? parse_log_level(value.get<std::string>()) : std::nullopt;
+        if (!level) {
+          throw ValidationError(key + " must be one of trace, debug, info, warning, error, off, not " +
+                                value.dump() + where);
+        }
+        set_log_level(*level);
+      } else if (name == "plugin_path") {
+        std::vector<std::string> dirs;
+        if (value.is_array()) {
+          for (const auto& item : value) dirs.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+        } else if (value.is_string()) {
+          std::string_view rest = value.get_ref<const std::string&>();
+          while (!rest.empty()) {
+            auto colon = rest.find(':');
+            if (colon != 0) dirs.emplace_back(trim(rest.substr(0, colon)));
+            if (colon == std::string_view::npos) break;
+            rest.remove_prefix(colon + 1);
+          }
+        } else {
+          throw ValidationError(key + " must be a list of directories" + where);
+        }
+        for (const auto& dir : dirs) {
+          fs::path p(dir);
+          // Relative directories are relative to the config file, as a user reading it expects.
+          if (p.is_relative()) p = file.path.parent_path() / p;
+          PluginLoader::instance().add_search_path(p);
+        }
+      } else {
+        throw ValidationError("unknown setting " + key + " (settings are log_level, plugin_path)" +
+                              where);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(const ConfigFile& file) {
+  apply_settings(file);
+  std::map<std::string, std::shared_ptr<CacheRegion>> regions;
+  for (const auto& spec : find_regions(file)) {
+    if (regions.count(spec.name) != 0) {
+      throw ConfigError("region " + spec.name + " is configured twice (" +
+                        file.where(*spec.section, spec.prefix + "backend") + ")");
+    }
+    auto region = make_region(spec.name);
+    try {
+      region->configure_from_config(spec.section->values, spec.prefix);
+    } catch (const Error& e) {
+      rethrow_with_context(" (region " + spec.name + " in " +
+                           where_named(file, *spec.section, e.what(), spec.prefix + "backend") +
+                           ")");
+    }
+    regions.emplace(spec.name, std::move(region));
+  }
+  if (regions.empty()) {
+    throw ConfigError(file.path.string() + ": no region found (a region needs a key such as "
+                                           "cache.local.backend)");
+  }
+  return regions;
+}
+
+std::map<std::string, std::shared_ptr<CacheRegion>> load_regions(const fs::path& path) {
+  return configure_regions(load_config_file(path));
+}
+
+}  // namespace dogpile

@@ -1,0 +1,292 @@
+#include "dogpile/loader.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <system_error>
+
+// Boost.DLL 1.74's library_info needs <vector> first; we use shared_library only.
+#include <vector>
+#include <boost/dll/shared_library.hpp>
+
+#include "dogpile/sdk/errors.hpp"
+#include "dogpile/sdk/log.hpp"
+#include "manifest.hpp"
+
+#ifndef DOGPILE_PLUGIN_DIR
+#error "DOGPILE_PLUGIN_DIR must be defined by the build"
+#endif
+
+namespace dogpile {
+
+namespace fs = std::filesystem;
+using Library = boost::dll::shared_library;
+
+std::filesystem::path installed_plugin_dir() { return DOGPILE_PLUGIN_DIR; }
+
+namespace {
+
+constexpr int kScanDepth = 3;
+
+bool looks_like_shared_object(const fs::path& file) {
+  const std::string name = file.filename().string();
+  return name.size() > 3 &&
+         (name.ends_with(".so") || name.find(".so.") != std::string::npos);
+}
+
+const char* kind_name(PluginKind kind) {
+  return kind == PluginKind::proxy ? "proxy" : "backend";
+}
+
+template <class Map>
+std::string joined_names(const Map& map) {
+  std::string out;
+  for (const auto& [name, info] : map) out += (out.empty() ? "" : ", ") + name;
+  return out.empty() ? "(none)" : out;
+}
+
+}  // namespace
+
+struct PluginLoader::Impl {
+  mutable std::mutex mutex;
+  std::vector<fs::path> extra_paths;
+  bool indexed = false;
+  std::map<std::string, EntryPointInfo, std::less<>> index;       // found on the search path
+  std::map<std::string, EntryPointInfo, std::less<>> registered;  // register_backend
+  std::map<fs::path, std::shared_ptr<Library>> libraries;
+
+  std::vector<fs::path> search_path() const {
+    std::vector<fs::path> paths;
+    if (const char* env = std::getenv("DOGPILE_PLUGIN_PATH"); env != nullptr) {
+      std::string_view rest(env);
+      while (!rest.empty()) {
+        auto colon = rest.find(':');
+        if (colon != 0) paths.emplace_back(rest.substr(0, colon));
+        if (colon == std::string_view::npos) break;
+        rest.remove_prefix(colon + 1);
+      }
+    }
+    paths.insert(paths.end(), extra_paths.begin(), extra_paths.end());
+    paths.push_back(installed_plugin_dir());
+    return paths;
+  }
+
+  void scan_file(const fs::path& file) {
+    std::vector<EntryPointInfo> entries;
+    try {
+      entries = detail::read_manifest(file);
+    } catch (const PluginLoadError& e) {
+      log(LogLevel::warning, "loader", std::string("skipping ") + e.what());
+      return;
+    }
+    for (auto& entry : entries) {
+      auto [it, inserted] = index.try_emplace(entry.name, entry);
+      if (!inserted && it->second.file != file) {
+        it->second.shadowed.push_back(file);
+        log(LogLevel::warning, "loader",
+            "entry point " + entry.name + " in " + file.string() + " is ignored: " +
+                it->second.file.string() + " provides it first on the search path");
+      }
+    }
+  }
+
+  void build_index() {
+    if (indexed) return;
+    index.clear();
+    for (const auto& directory : search_path()) {
+      std::error_code ec;
+      if (!fs::is_directory(directory, ec)) continue;
+      std::vector<fs::path> files;
+      fs::recursive_directory_iterator it(directory,
+                                          fs::directory_options::skip_permission_denied, ec);
+      for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it.depth() >= kScanDepth) it.disable_recursion_pending();
+        if (it->is_regular_file(ec) && looks_like_shared_object(it->path())) {
+          files.push_back(it->path());
+        }
+      }
+      std::sort(files.begin(), files.end());
+      for (const auto& file : files) scan_file(file);
+    }
+    indexed = true;
+  }
+
+  const EntryPointInfo* find(std::string_view name) {
+    if (auto it = registered.find(name); it != registered.end()) return &it->second;
+    build_index();
+    if (auto it = index.find(name); it != index.end()) return &it->second;
+    return nullptr;
+  }
+
+  [[noreturn]] void not_found(std::string_view name) {
+    std::string paths;
+    for (const auto& p : search_path()) paths += (paths.empty() ? "" : ", ") + p.string();
+    std::string names = joined_names(index);
+    if (!registered.empty()) names += "; registered: " + joined_names(registered);
+    throw PluginNotFound("Couldn't find cache plugin to load: " + std::string(name) +
+                         " (searched: " + paths + "; available: " + names + ")");
+  }
+
+  static void check_compatible(const std::string& name, const fs::path& file, unsigned abi,
+                               std::string_view tag) {
+    if (abi != DOGPILE_SDK_ABI_VERSION) {
+      throw PluginLoadError("plugin " + name + " in " + file.string() +
+                            " was built for SDK ABI version " + std::to_string(abi) +
+                            ", but this libdogpile implements version " +
+                            std::to_string(DOGPILE_SDK_ABI_VERSION) +
+                            "; rebuild it against the installed SDK");
+    }
+    if (tag != DOGPILE_BUILD_TAG) {
+      throw PluginLoadError("plugin " + name + " in " + file.string() + " was built with '" +
+                            std::string(tag) + "', but this libdogpile with '" +
+                            DOGPILE_BUILD_TAG +
+                            "'; rebuild it with the same compiler, standard library and "
+                            "nlohmann-json");
+    }
+  }
+
+  std::shared_ptr<Library> library(const std::string& name, const fs::path& file) {
+    if (auto it = libraries.find(file); it != libraries.end()) return it->second;
+    std::shared_ptr<Library> lib;
+    try {
+      // Never unloaded (RTLD_NODELETE): objects and control blocks made by a plugin may
+      // outlive every handle on it.
+      lib = std::make_shared<Library>(
+          file, static_cast<boost::dll::load_mode::type>(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
+    } catch (const std::exception& e) {
+      throw PluginLoadError("cannot load plugin " + name + " from " + file.string() + ": " +
+                            e.what());
+    }
+    libraries.emplace(file, lib);
+    return lib;
+  }
+
+  // Loads `name` and returns its descriptor, with the library that holds it.
+  std::pair<const PluginDescriptor*, std::shared_ptr<Library>> load(std::string_view name,
+                                                                    PluginKind kind) {
+    const EntryPointInfo* info = find(name);
+    if (info == nullptr) {
+      indexed = false;  // the path may have changed since the last scan
+      info = find(name);
+    }
+    if (info == nullptr) not_found(name);
+    if (info->kind != kind) {
+      throw PluginLoadError("plugin " + info->name + " in " + info->file.string() + " is a " +
+                            kind_name(info->kind) + ", not a " + kind_name(kind));
+    }
+    if (!info->registered) check_compatible(info->name, info->file, info->abi_version, info->build_tag);
+    auto lib = library(info->name, info->file);
+    const PluginDescriptor* descriptor = nullptr;
+    try {
+      descriptor = &lib->get<const PluginDescriptor>(info->symbol);
+    } catch (const std::exception& e) {
+      throw PluginLoadError("plugin library " + info->file.string() + " has no entry point " +
+                            info->symbol + " for " + info->name + ": " + e.what());
+    }
+    check_compatible(info->name, info->file, descriptor->abi_version,
+                     descriptor->build_tag != nullptr ? descriptor->build_tag : "");
+    if (descriptor->kind != kind ||
+        (kind == PluginKind::backend ? descriptor->make_backend == nullptr
+                                     : descriptor->make_proxy == nullptr)) {
+      throw PluginLoadError("symbol " + info->symbol + " in " + info->file.string() +
+                            " does not describe a " + kind_name(kind) + " plugin");
+    }
+    return {descriptor, std::move(lib)};
+  }
+};
+
+PluginLoader& PluginLoader::instance() {
+  static PluginLoader loader;
+  return loader;
+}
+
+PluginLoader::PluginLoader() : impl_(std::make_unique<Impl>()) {}
+PluginLoader::~PluginLoader() = default;
+
+void PluginLoader::add_search_path(const fs::path& directory) {
+  std::lock_guard guard(impl_->mutex);
+  if (std::find(impl_->extra_paths.begin(), impl_->extra_paths.end(), directory) ==
+      impl_->extra_paths.end()) {
+    impl_->extra_paths.push_back(directory);
+    impl_->indexed = false;
+  }
+}
+
+std::vector<fs::path> PluginLoader::search_path() const {
+  std::lock_guard guard(impl_->mutex);
+  return impl_->search_path();
+}
+
+std::vector<EntryPointInfo> PluginLoader::list() {
+  std::lock_guard guard(impl_->mutex);
+  impl_->indexed = false;
+  impl_->build_index();
+  std::map<std::string, EntryPointInfo, std::less<>> all = impl_->index;
+  for (const auto& [name, info] : impl_->registered) all.insert_or_assign(name, info);
+  std::vector<EntryPointInfo> out;
+  for (auto& [name, info] : all) out.push_back(std::move(info));
+  return out;
+}
+
+void PluginLoader::register_backend(std::string_view name, const fs::path& library,
+                                    std::string_view symbol) {
+  EntryPointInfo info;
+  info.name = std::string(name);
+  info.file = fs::absolute(library);
+  info.symbol = std::string(symbol);
+  info.registered = true;
+  info.description = "registered at run time";
+  std::lock_guard guard(impl_->mutex);
+  impl_->registered.insert_or_assign(info.name, std::move(info));
+}
+
+void PluginLoader::rescan() {
+  std::lock_guard guard(impl_->mutex);
+  impl_->indexed = false;
+}
+
+namespace {
+
+// Objects a plugin made hold its library: it stays loaded while any of them is alive.
+template <class Base, class Factory>
+std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>& lib,
+                                std::string_view name, const Arguments& arguments) {
+  std::unique_ptr<Base> made;
+  try {
+    made = factory(arguments);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(std::string(name) + " failed to start: " + e.what());
+  }
+  if (!made) throw PluginLoadError("plugin " + std::string(name) + " made no object");
+  arguments.reject_unknown(name);
+  return std::shared_ptr<Base>(made.release(), [lib](Base* object) { delete object; });
+}
+
+}  // namespace
+
+std::shared_ptr<CacheBackend> PluginLoader::make_backend(std::string_view name,
+                                                         const Arguments& arguments) {
+  std::unique_lock guard(impl_->mutex);
+  auto [descriptor, lib] = impl_->load(name, PluginKind::backend);
+  guard.unlock();
+  return make_from<CacheBackend>(descriptor->make_backend, lib, name, arguments);
+}
+
+std::shared_ptr<ProxyBackend> PluginLoader::make_proxy(std::string_view name,
+                                                       const Arguments& arguments) {
+  std::unique_lock guard(impl_->mutex);
+  auto [descriptor, lib] = impl_->load(name, PluginKind::proxy);
+  guard.unlock();
+  return make_from<ProxyBackend>(descriptor->make_proxy, lib, name, arguments);
+}
+
+void register_backend(std::string_view name, const fs::path& library, std::string_view symbol) {
+  PluginLoader::instance().register_backend(name, library, symbol);
+}
+
+}  // namespace dogpile

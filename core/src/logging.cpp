@@ -1,0 +1,71 @@
+#include "dogpile/logging.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <string>
+
+#include <boost/log/attributes/constant.hpp>
+#include <boost/log/sources/record_ostream.hpp>
+#include <boost/log/sources/severity_channel_logger.hpp>
+
+namespace dogpile {
+
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(LogLevel::warning)};
+
+const char* level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::trace: return "trace";
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warning: return "warning";
+    case LogLevel::error: return "error";
+    case LogLevel::off: return "off";
+  }
+  return "?";
+}
+
+using Logger = boost::log::sources::severity_channel_logger_mt<LogLevel, std::string>;
+
+Logger& logger() {
+  static Logger instance(boost::log::keywords::channel = "dogpile");
+  return instance;
+}
+
+}  // namespace
+
+// Lets Boost.Log's default sink and user formatters print the level by name.
+template <class CharT, class Traits>
+std::basic_ostream<CharT, Traits>& operator<<(std::basic_ostream<CharT, Traits>& out,
+                                              LogLevel level) {
+  return out << level_name(level);
+}
+
+void set_log_level(LogLevel level) noexcept { g_level.store(static_cast<int>(level)); }
+
+LogLevel log_level() noexcept { return static_cast<LogLevel>(g_level.load()); }
+
+bool log_enabled(LogLevel level) noexcept {
+  return level != LogLevel::off && static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+}
+
+std::optional<LogLevel> parse_log_level(std::string_view text) {
+  std::string lower(text);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower == "warn") lower = "warning";
+  for (auto level : {LogLevel::trace, LogLevel::debug, LogLevel::info, LogLevel::warning,
+                     LogLevel::error, LogLevel::off}) {
+    if (lower == level_name(level)) return level;
+  }
+  return std::nullopt;
+}
+
+void log(LogLevel level, std::string_view component, std::string_view message) {
+  if (!log_enabled(level)) return;
+  BOOST_LOG_SEV(logger(), level) << "dogpile[" << component << "] " << message;
+}
+
+}  // namespace dogpile

@@ -1,0 +1,75 @@
+// Arguments are a plugin's configuration, as the region's config gave them
+// (`cache.local.arguments.port = 6379` arrives as "port" -> 6379), already coerced by
+// dogpile.cache's coerce_string_conf rules.
+//
+// A plugin reads each argument it knows with a typed look-up; the core then rejects any
+// argument nobody read, so a typo (`distibuted_lock`) is an error instead of a silently
+// missing feature. Every error names the full config key, e.g.
+// `cache.shared.arguments.port`. Not thread-safe: a plugin reads its arguments while it is
+// being constructed.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dogpile/sdk/export.hpp"
+
+namespace dogpile {
+
+class DOGPILE_API Arguments {
+ public:
+  Arguments() = default;
+  // `values` is a JSON object of name -> value; `key_prefix` is how the names appear in the
+  // config (e.g. "cache.local.arguments."), used in error messages.
+  explicit Arguments(nlohmann::json values, std::string key_prefix = {});
+
+  // Typed look-up with a default. T is one of bool, int, long, long long, unsigned,
+  // unsigned long, double, std::string. Throws ValidationError naming the key when the
+  // value has another type. An argument explicitly set to None/null reads as the default.
+  template <class T>
+  T get(std::string_view name, T fallback) const;
+
+  // Typed look-up of an argument that may be absent.
+  template <class T>
+  std::optional<T> find(std::string_view name) const;
+
+  // Typed look-up of a required argument; throws ValidationError naming the key if absent.
+  template <class T>
+  T require(std::string_view name) const;
+
+  // A duration in seconds: a number, or a string such as "90s", "5m", "2h", "1d", "250ms".
+  std::optional<double> find_seconds(std::string_view name) const;
+
+  bool contains(std::string_view name) const;
+
+  // An argument Python dogpile.cache accepts that has no meaning here: accepted, with a
+  // warning that says why it is ignored.
+  void ignore(std::string_view name, std::string_view why) const;
+
+  // The full config key of an argument, for messages.
+  std::string key(std::string_view name) const;
+
+  // Throws ValidationError for every argument no look-up asked for, naming the first one,
+  // the plugin, and the arguments that are known.
+  void reject_unknown(std::string_view plugin_name) const;
+
+  const nlohmann::json& values() const noexcept { return values_; }
+
+ private:
+  const nlohmann::json* lookup(std::string_view name) const;
+
+  nlohmann::json values_ = nlohmann::json::object();
+  std::string key_prefix_;
+  mutable std::set<std::string, std::less<>> asked_;
+};
+
+// Parses a duration: a number of seconds, or a string "<number><unit>" with unit ms, s, m,
+// h or d. Returns nullopt for anything else.
+DOGPILE_API std::optional<double> parse_duration_seconds(const nlohmann::json& value);
+
+}  // namespace dogpile

@@ -1,0 +1,97 @@
+// A CacheBackend stores CachedValues under string keys. It is what a backend plugin
+// implements and what a region calls, through any proxies wrapping it.
+//
+// There are two families of operations: on objects (CachedValuePtr, what in-process stores
+// keep) and on serialized bytes (the wire format, what servers keep). A backend implements
+// the family it stores natively by deriving from ObjectBackend or BytesBackend; the other
+// family then has a correct default, so every caller and every proxy can use either.
+// remove/remove_multi are shared by both families, as in dogpile.cache.
+//
+// Multi operations take and return sequences aligned with their keys. A missing key is a
+// null CachedValuePtr (dogpile's NO_VALUE) or an empty optional.
+//
+// Backends are called from many threads at once and must be thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dogpile/sdk/export.hpp"
+#include "dogpile/sdk/mutex.hpp"
+#include "dogpile/sdk/value.hpp"
+
+namespace dogpile {
+
+using KeyMangler = std::function<std::string(std::string_view)>;
+using Keys = std::vector<std::string>;
+using ValueMapping = std::vector<std::pair<std::string, CachedValuePtr>>;
+using SerializedMapping = std::vector<std::pair<std::string, std::string>>;
+using SerializedValues = std::vector<std::optional<std::string>>;
+
+class DOGPILE_API CacheBackend {
+ public:
+  virtual ~CacheBackend();
+
+  // Object family.
+  virtual CachedValuePtr get(std::string_view key) = 0;
+  virtual std::vector<CachedValuePtr> get_multi(const Keys& keys) = 0;
+  virtual void set(const std::string& key, CachedValuePtr value) = 0;
+  virtual void set_multi(const ValueMapping& mapping) = 0;
+
+  // Bytes family.
+  virtual std::optional<std::string> get_serialized(std::string_view key) = 0;
+  virtual SerializedValues get_serialized_multi(const Keys& keys) = 0;
+  virtual void set_serialized(const std::string& key, std::string_view value) = 0;
+  virtual void set_serialized_multi(const SerializedMapping& mapping) = 0;
+
+  // Removing a key that is absent is not an error (idempotent).
+  virtual void remove(std::string_view key) = 0;
+  virtual void remove_multi(const Keys& keys) = 0;
+
+  // The mutex for the dogpile lock of `key`; null means "use an in-process lock".
+  virtual std::unique_ptr<CacheMutex> get_mutex(std::string_view key);
+
+  // The key mangler the backend recommends (e.g. SHA-1 for servers with key limits); used by
+  // a region whose user gave none. Empty means keys are stored as given.
+  virtual KeyMangler key_mangler() const;
+
+  // Whether the backend's mutexes expire by themselves (a lock timeout).
+  virtual bool has_lock_timeout() const;
+};
+
+// Base for backends that store CachedValue objects (e.g. dogpile.cache.memory). Implement the
+// object family, remove and remove_multi; the bytes family serializes and parses the wire
+// format. get_multi/set_multi/remove_multi default to loops over the single operations.
+class DOGPILE_API ObjectBackend : public CacheBackend {
+ public:
+  std::vector<CachedValuePtr> get_multi(const Keys& keys) override;
+  void set_multi(const ValueMapping& mapping) override;
+  void remove_multi(const Keys& keys) override;
+
+  std::optional<std::string> get_serialized(std::string_view key) override;
+  SerializedValues get_serialized_multi(const Keys& keys) override;
+  void set_serialized(const std::string& key, std::string_view value) override;
+  void set_serialized_multi(const SerializedMapping& mapping) override;
+};
+
+// Base for backends that store the wire format (e.g. redis, memcached). Implement the bytes
+// family, remove and remove_multi; the object family serializes and parses. Multi operations
+// default to loops; a server backend overrides them with one round trip.
+class DOGPILE_API BytesBackend : public CacheBackend {
+ public:
+  SerializedValues get_serialized_multi(const Keys& keys) override;
+  void set_serialized_multi(const SerializedMapping& mapping) override;
+  void remove_multi(const Keys& keys) override;
+
+  CachedValuePtr get(std::string_view key) override;
+  std::vector<CachedValuePtr> get_multi(const Keys& keys) override;
+  void set(const std::string& key, CachedValuePtr value) override;
+  void set_multi(const ValueMapping& mapping) override;
+};
+
+}  // namespace dogpile

@@ -1,0 +1,12 @@
+// Everything a plugin author includes: backends, proxies, mutexes, values, arguments,
+// errors, logging and the entry-point macros.
+#pragma once
+
+#include "dogpile/sdk/arguments.hpp"
+#include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/errors.hpp"
+#include "dogpile/sdk/log.hpp"
+#include "dogpile/sdk/mutex.hpp"
+#include "dogpile/sdk/plugin.hpp"
+#include "dogpile/sdk/proxy.hpp"
+#include "dogpile/sdk/value.hpp"

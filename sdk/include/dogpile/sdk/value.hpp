@@ -1,0 +1,80 @@
+// A CachedValue is what a backend stores for one key: the application's payload and the
+// metadata dogpile.cache keeps beside it (`ct`, the creation time in epoch seconds, and `v`,
+// the format version, 2).
+//
+// The payload is held in one of two forms. An object payload is the application's own object,
+// shared and immutable, so an in-process backend returns it on a hit with neither a copy nor
+// a serialization. A bytes payload is the serialized form read from a byte backend; the
+// region decodes it when the application asks for a type. Byte backends store the wire format
+// of Python dogpile.cache >= 1.1: json(metadata) "|" payload-bytes, e.g.
+// `{"ct": 1795570724.65, "v": 2}|{"a": 1}`.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+
+#include "dogpile/sdk/export.hpp"
+
+namespace dogpile {
+
+// dogpile.cache's value_version: a stored value of another version is regenerated.
+inline constexpr int kValueVersion = 2;
+
+struct ValueMetadata {
+  double ct = 0;          // creation time, seconds since the epoch, sub-second precision
+  int v = kValueVersion;  // format version
+};
+
+// Current time as dogpile.cache's time.time(): epoch seconds as a double.
+DOGPILE_API double now_seconds() noexcept;
+
+class DOGPILE_API CachedValue {
+ public:
+  // Turns an object payload into its bytes; null when the type has no codec.
+  using Encoder = std::string (*)(const void* object);
+
+  // An object payload of dynamic type `type`.
+  CachedValue(std::shared_ptr<const void> object, const std::type_info& type, Encoder encoder,
+              ValueMetadata metadata);
+  // A bytes payload.
+  CachedValue(std::string payload_bytes, ValueMetadata metadata);
+
+  const ValueMetadata& metadata() const noexcept { return metadata_; }
+  double cached_time() const noexcept { return metadata_.ct; }
+  // Seconds since creation.
+  double age() const noexcept;
+
+  bool holds_object() const noexcept { return object_ != nullptr; }
+  const std::shared_ptr<const void>& object() const noexcept { return object_; }
+  // REQUIRES: holds_object().
+  const std::type_info& object_type() const noexcept { return *type_; }
+  // The serialized payload; REQUIRES: !holds_object().
+  const std::string& bytes() const noexcept { return bytes_; }
+
+  // The payload as bytes, encoding an object payload with its codec.
+  // Throws CantSerialize when the object's type has no codec.
+  std::string payload_bytes() const;
+
+ private:
+  std::shared_ptr<const void> object_;
+  const std::type_info* type_ = nullptr;
+  Encoder encoder_ = nullptr;
+  std::string bytes_;
+  ValueMetadata metadata_;
+};
+
+using CachedValuePtr = std::shared_ptr<const CachedValue>;
+
+// The wire format: `{"ct": <ct>, "v": <v>}|<payload>`, byte for byte what Python's
+// json.dumps writes for the metadata.
+DOGPILE_API std::string serialize_cached_value(const CachedValue& value);
+DOGPILE_API std::string serialize_metadata(const ValueMetadata& metadata);
+
+// Parses the wire format into a CachedValue with a bytes payload.
+// Throws CantDeserialize naming what is wrong.
+DOGPILE_API CachedValuePtr parse_cached_value(std::string_view wire);
+
+}  // namespace dogpile

@@ -1,0 +1,167 @@
+#include "dogpile/sdk/arguments.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "dogpile/sdk/errors.hpp"
+#include "dogpile/sdk/log.hpp"
+
+namespace dogpile {
+
+Arguments::Arguments(nlohmann::json values, std::string key_prefix)
+    : values_(std::move(values)), key_prefix_(std::move(key_prefix)) {
+  if (values_.is_null()) values_ = nlohmann::json::object();
+  if (!values_.is_object()) {
+    throw ValidationError("arguments" +
+                          (key_prefix_.empty() ? std::string() : " (" + key_prefix_ + "*)") +
+                          " must be a mapping of names to values, not " + values_.dump());
+  }
+}
+
+std::string Arguments::key(std::string_view name) const {
+  return key_prefix_ + std::string(name);
+}
+
+bool Arguments::contains(std::string_view name) const {
+  return values_.contains(std::string(name));
+}
+
+const nlohmann::json* Arguments::lookup(std::string_view name) const {
+  asked_.emplace(name);
+  auto it = values_.find(std::string(name));
+  if (it == values_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+namespace {
+
+template <class T>
+T convert(const nlohmann::json& value, const std::string& key) {
+  auto fail = [&](const char* what) -> T {
+    throw ValidationError(key + " must be " + what + ", not " + value.dump());
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (value.is_boolean()) return value.get<bool>();
+    if (value.is_number_integer() && (value == 0 || value == 1)) return value == 1;
+    return fail("true or false");
+  } else if constexpr (std::is_integral_v<T>) {
+    if (value.is_number_integer()) {
+      if (std::is_unsigned_v<T> && value.is_number_integer() && !value.is_number_unsigned() &&
+          value.get<long long>() < 0) {
+        return fail("a non-negative integer");
+      }
+      return value.get<T>();
+    }
+    if (value.is_number_float()) {
+      double d = value.get<double>();
+      if (std::trunc(d) == d && d >= static_cast<double>(std::numeric_limits<T>::min()) &&
+          d <= static_cast<double>(std::numeric_limits<T>::max())) {
+        return static_cast<T>(d);
+      }
+    }
+    return fail(std::is_unsigned_v<T> ? "a non-negative integer" : "an integer");
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (value.is_number()) return value.get<T>();
+    return fail("a number");
+  } else {
+    static_assert(std::is_same_v<T, std::string>);
+    if (value.is_string()) return value.get<std::string>();
+    // coerce_string_conf turned "1234" into a number; a string argument gets its text back.
+    if (value.is_number() || value.is_boolean()) return value.dump();
+    return fail("a string");
+  }
+}
+
+}  // namespace
+
+template <class T>
+std::optional<T> Arguments::find(std::string_view name) const {
+  const nlohmann::json* value = lookup(name);
+  if (value == nullptr) return std::nullopt;
+  return convert<T>(*value, key(name));
+}
+
+template <class T>
+T Arguments::get(std::string_view name, T fallback) const {
+  auto value = find<T>(name);
+  return value ? *value : fallback;
+}
+
+template <class T>
+T Arguments::require(std::string_view name) const {
+  auto value = find<T>(name);
+  if (!value) throw ValidationError("missing required argument " + key(name));
+  return *value;
+}
+
+#define DOGPILE_INSTANTIATE_ARGUMENT(T)                                         \
+  template std::optional<T> Arguments::find<T>(std::string_view) const; \
+  template T Arguments::get<T>(std::string_view, T) const;              \
+  template T Arguments::require<T>(std::string_view) const;
+
+DOGPILE_INSTANTIATE_ARGUMENT(bool)
+DOGPILE_INSTANTIATE_ARGUMENT(int)
+DOGPILE_INSTANTIATE_ARGUMENT(long)
+DOGPILE_INSTANTIATE_ARGUMENT(long long)
+DOGPILE_INSTANTIATE_ARGUMENT(unsigned)
+DOGPILE_INSTANTIATE_ARGUMENT(unsigned long)
+DOGPILE_INSTANTIATE_ARGUMENT(double)
+DOGPILE_INSTANTIATE_ARGUMENT(std::string)
+#undef DOGPILE_INSTANTIATE_ARGUMENT
+
+std::optional<double> Arguments::find_seconds(std::string_view name) const {
+  const nlohmann::json* value = lookup(name);
+  if (value == nullptr) return std::nullopt;
+  auto seconds = parse_duration_seconds(*value);
+  if (!seconds || *seconds < 0) {
+    throw ValidationError(key(name) +
+                          " must be a non-negative number of seconds or a duration such as "
+                          "\"250ms\", \"90s\", \"5m\", \"2h\", \"1d\", not " +
+                          value->dump());
+  }
+  return seconds;
+}
+
+void Arguments::ignore(std::string_view name, std::string_view why) const {
+  asked_.emplace(name);
+  if (contains(name)) {
+    log(LogLevel::warning, "arguments",
+        key(name) + " is accepted for compatibility with Python dogpile.cache and ignored: " +
+            std::string(why));
+  }
+}
+
+void Arguments::reject_unknown(std::string_view plugin_name) const {
+  for (const auto& item : values_.items()) {
+    if (asked_.count(item.key()) != 0) continue;
+    std::string known;
+    for (const auto& name : asked_) known += (known.empty() ? "" : ", ") + name;
+    throw ValidationError("unknown argument " + key(item.key()) + " for " +
+                          std::string(plugin_name) + " (" +
+                          (known.empty() ? std::string("it takes no arguments")
+                                         : "its arguments are: " + known) +
+                          ")");
+  }
+}
+
+std::optional<double> parse_duration_seconds(const nlohmann::json& value) {
+  if (value.is_number()) return value.get<double>();
+  if (!value.is_string()) return std::nullopt;
+  const std::string& text = value.get_ref<const std::string&>();
+  double number = 0;
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  auto [rest, ec] = std::from_chars(begin, end, number);
+  if (ec != std::errc() || rest == begin) return std::nullopt;
+  std::string_view unit(rest, static_cast<std::size_t>(end - rest));
+  if (unit.empty() || unit == "s") return number;
+  if (unit == "ms") return number / 1000.0;
+  if (unit == "m") return number * 60.0;
+  if (unit == "h") return number * 3600.0;
+  if (unit == "d") return number * 86400.0;
+  return std::nullopt;
+}
+
+}  // namespace dogpile

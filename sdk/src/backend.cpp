@@ -1,0 +1,142 @@
+#include "dogpile/sdk/backend.hpp"
+
+#include "dogpile/sdk/errors.hpp"
+#include "dogpile/sdk/proxy.hpp"
+
+namespace dogpile {
+
+CacheBackend::~CacheBackend() = default;
+std::unique_ptr<CacheMutex> CacheBackend::get_mutex(std::string_view) { return nullptr; }
+KeyMangler CacheBackend::key_mangler() const { return {}; }
+bool CacheBackend::has_lock_timeout() const { return false; }
+
+// ObjectBackend: the bytes family in terms of objects.
+
+std::vector<CachedValuePtr> ObjectBackend::get_multi(const Keys& keys) {
+  std::vector<CachedValuePtr> values;
+  values.reserve(keys.size());
+  for (const auto& key : keys) values.push_back(get(key));
+  return values;
+}
+
+void ObjectBackend::set_multi(const ValueMapping& mapping) {
+  for (const auto& [key, value] : mapping) set(key, value);
+}
+
+void ObjectBackend::remove_multi(const Keys& keys) {
+  for (const auto& key : keys) remove(key);
+}
+
+std::optional<std::string> ObjectBackend::get_serialized(std::string_view key) {
+  auto value = get(key);
+  if (!value) return std::nullopt;
+  return serialize_cached_value(*value);
+}
+
+SerializedValues ObjectBackend::get_serialized_multi(const Keys& keys) {
+  SerializedValues out;
+  out.reserve(keys.size());
+  for (const auto& value : get_multi(keys)) {
+    if (value) {
+      out.emplace_back(serialize_cached_value(*value));
+    } else {
+      out.emplace_back();
+    }
+  }
+  return out;
+}
+
+void ObjectBackend::set_serialized(const std::string& key, std::string_view value) {
+  set(key, parse_cached_value(value));
+}
+
+void ObjectBackend::set_serialized_multi(const SerializedMapping& mapping) {
+  ValueMapping values;
+  values.reserve(mapping.size());
+  for (const auto& [key, bytes] : mapping) values.emplace_back(key, parse_cached_value(bytes));
+  set_multi(values);
+}
+
+// BytesBackend: the object family in terms of bytes.
+
+SerializedValues BytesBackend::get_serialized_multi(const Keys& keys) {
+  SerializedValues values;
+  values.reserve(keys.size());
+  for (const auto& key : keys) values.push_back(get_serialized(key));
+  return values;
+}
+
+void BytesBackend::set_serialized_multi(const SerializedMapping& mapping) {
+  for (const auto& [key, value] : mapping) set_serialized(key, value);
+}
+
+void BytesBackend::remove_multi(const Keys& keys) {
+  for (const auto& key : keys) remove(key);
+}
+
+CachedValuePtr BytesBackend::get(std::string_view key) {
+  auto bytes = get_serialized(key);
+  if (!bytes) return nullptr;
+  return parse_cached_value(*bytes);
+}
+
+std::vector<CachedValuePtr> BytesBackend::get_multi(const Keys& keys) {
+  std::vector<CachedValuePtr> out;
+  out.reserve(keys.size());
+  for (const auto& bytes : get_serialized_multi(keys)) {
+    out.push_back(bytes ? parse_cached_value(*bytes) : nullptr);
+  }
+  return out;
+}
+
+void BytesBackend::set(const std::string& key, CachedValuePtr value) {
+  set_serialized(key, serialize_cached_value(*value));
+}
+
+void BytesBackend::set_multi(const ValueMapping& mapping) {
+  SerializedMapping serialized;
+  serialized.reserve(mapping.size());
+  for (const auto& [key, value] : mapping) {
+    serialized.emplace_back(key, serialize_cached_value(*value));
+  }
+  set_serialized_multi(serialized);
+}
+
+// ProxyBackend: everything goes to the next backend in the chain.
+
+void ProxyBackend::wrap(std::shared_ptr<CacheBackend> proxied) { proxied_ = std::move(proxied); }
+
+CacheBackend& ProxyBackend::next() const {
+  if (!proxied_) throw Error("a ProxyBackend was used before wrap() gave it a backend");
+  return *proxied_;
+}
+
+CachedValuePtr ProxyBackend::get(std::string_view key) { return next().get(key); }
+std::vector<CachedValuePtr> ProxyBackend::get_multi(const Keys& keys) {
+  return next().get_multi(keys);
+}
+void ProxyBackend::set(const std::string& key, CachedValuePtr value) {
+  next().set(key, std::move(value));
+}
+void ProxyBackend::set_multi(const ValueMapping& mapping) { next().set_multi(mapping); }
+std::optional<std::string> ProxyBackend::get_serialized(std::string_view key) {
+  return next().get_serialized(key);
+}
+SerializedValues ProxyBackend::get_serialized_multi(const Keys& keys) {
+  return next().get_serialized_multi(keys);
+}
+void ProxyBackend::set_serialized(const std::string& key, std::string_view value) {
+  next().set_serialized(key, value);
+}
+void ProxyBackend::set_serialized_multi(const SerializedMapping& mapping) {
+  next().set_serialized_multi(mapping);
+}
+void ProxyBackend::remove(std::string_view key) { next().remove(key); }
+void ProxyBackend::remove_multi(const Keys& keys) { next().remove_multi(keys); }
+std::unique_ptr<CacheMutex> ProxyBackend::get_mutex(std::string_view key) {
+  return next().get_mutex(key);
+}
+KeyMangler ProxyBackend::key_mangler() const { return next().key_mangler(); }
+bool ProxyBackend::has_lock_timeout() const { return next().has_lock_timeout(); }
+
+}  // namespace dogpile
