@@ -5,9 +5,9 @@
 #include <cctype>
 #include <string>
 
-#include <boost/log/attributes/constant.hpp>
 #include <boost/log/sources/record_ostream.hpp>
 #include <boost/log/sources/severity_channel_logger.hpp>
+#include <boost/log/trivial.hpp>
 
 namespace dogpile {
 
@@ -27,7 +27,21 @@ const char* level_name(LogLevel level) {
   return "?";
 }
 
-using Logger = boost::log::sources::severity_channel_logger_mt<LogLevel, std::string>;
+namespace trivial = boost::log::trivial;
+
+// Records carry Boost.Log's trivial severity, so the default sink and the usual filters
+// (trivial::severity >= trivial::warning) understand them.
+using Logger = boost::log::sources::severity_channel_logger_mt<trivial::severity_level, std::string>;
+
+trivial::severity_level to_boost(LogLevel level) {
+  switch (level) {
+    case LogLevel::trace: return trivial::trace;
+    case LogLevel::debug: return trivial::debug;
+    case LogLevel::info: return trivial::info;
+    case LogLevel::warning: return trivial::warning;
+    default: return trivial::error;
+  }
+}
 
 Logger& logger() {
   static Logger instance(boost::log::keywords::channel = "dogpile");
@@ -35,13 +49,6 @@ Logger& logger() {
 }
 
 }  // namespace
-
-// Lets Boost.Log's default sink and user formatters print the level by name.
-template <class CharT, class Traits>
-std::basic_ostream<CharT, Traits>& operator<<(std::basic_ostream<CharT, Traits>& out,
-                                              LogLevel level) {
-  return out << level_name(level);
-}
 
 void set_log_level(LogLevel level) noexcept { g_level.store(static_cast<int>(level)); }
 
@@ -65,7 +72,7 @@ std::optional<LogLevel> parse_log_level(std::string_view text) {
 
 void log(LogLevel level, std::string_view component, std::string_view message) {
   if (!log_enabled(level)) return;
-  BOOST_LOG_SEV(logger(), level) << "dogpile[" << component << "] " << message;
+  BOOST_LOG_SEV(logger(), to_boost(level)) << "dogpile[" << component << "] " << message;
 }
 
 }  // namespace dogpile

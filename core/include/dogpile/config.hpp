@@ -49,7 +49,7 @@ struct ConfigSection {
   std::map<std::string, int, std::less<>> lines;
 };
 
-struct ConfigFile {
+struct DOGPILE_API ConfigFile {
   std::filesystem::path path;
   std::vector<ConfigSection> sections;
 

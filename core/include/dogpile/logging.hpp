@@ -1,7 +1,7 @@
 // Logging: Boost.Log records on the "dogpile" channel. Quiet by default: records below
 // `warning` are dropped before they are formatted. Applications add their own Boost.Log sinks
-// as usual; the channel attribute is "Channel" and the severity attribute "Severity" (a
-// dogpile::LogLevel).
+// as usual; the channel attribute is "Channel" (value "dogpile") and the severity attribute
+// "Severity" (a boost::log::trivial::severity_level).
 #pragma once
 
 #include <optional>

@@ -45,20 +45,20 @@ using Wrapper = std::variant<std::string, std::shared_ptr<ProxyBackend>>;
 
 struct ConfigureOptions {
   // Seconds after creation at which a value expires; nullopt or -1: never.
-  std::optional<double> expiration_time;
+  std::optional<double> expiration_time{};
   // The backend's arguments, name -> value.
   nlohmann::json arguments = nlohmann::json::object();
   // Proxies; the first is the outermost (called first), as dogpile.cache's `wrap`.
-  std::vector<Wrapper> wrap;
+  std::vector<Wrapper> wrap{};
   bool replace_existing_backend = false;
-  std::shared_ptr<RegionInvalidationStrategy> region_invalidator;
+  std::shared_ptr<RegionInvalidationStrategy> region_invalidator{};
   // How argument names appear in error messages (e.g. "cache.local.arguments.").
-  std::string arguments_key_prefix;
+  std::string arguments_key_prefix{};
 };
 
 struct GetOptions {
   // Overrides the region's expiration time for this call; -1: never expires.
-  std::optional<double> expiration_time;
+  std::optional<double> expiration_time{};
   // Return the value whatever its age and the region's invalidation.
   bool ignore_expiration = false;
 };

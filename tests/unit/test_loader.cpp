@@ -1,0 +1,222 @@
+// The plugin loader: discovery without loading, the errors for each way a plugin can be
+// unusable, run-time registration and the search path.
+#define BOOST_TEST_MODULE loader
+#include <boost/test/unit_test.hpp>
+
+#include <dogpile/dogpile.hpp>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <vector>
+#include <boost/dll/shared_library.hpp>
+
+namespace fs = std::filesystem;
+using dogpile::Arguments;
+using dogpile::PluginLoader;
+
+namespace {
+
+fs::path test_plugin(const std::string& name) {
+  return fs::path(std::getenv("DOGPILE_TEST_PLUGIN_DIR")) / name;
+}
+
+fs::path memory_plugin() {
+  return fs::path(std::getenv("DOGPILE_BUILD_PLUGIN_DIR")) / "backends" / "memory" /
+         "dogpile-memory.so";
+}
+
+template <class Exception, class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Exception& e) {
+    return e.what();
+  }
+  BOOST_FAIL("expected an exception");
+  return {};
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int n = 0;
+    path = fs::temp_directory_path() /
+           ("dogpile-loader-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(list_shows_every_entry_point_with_description_and_file) {
+  PluginLoader loader;
+  auto entries = loader.list();
+  std::map<std::string, dogpile::EntryPointInfo> by_name;
+  for (auto& e : entries) by_name[e.name] = e;
+  for (const char* name : {"dogpile.cache.memory", "dogpile.cache.memory_pickle",
+                           "dogpile.cache.null", "dogpile.test.counting_proxy"}) {
+    BOOST_TEST_INFO(name);
+    BOOST_TEST_REQUIRE(by_name.count(name) == 1u);
+    BOOST_TEST(!by_name[name].description.empty());
+    BOOST_TEST(fs::exists(by_name[name].file));
+    BOOST_TEST(by_name[name].abi_version == unsigned(DOGPILE_SDK_ABI_VERSION));
+  }
+  BOOST_TEST(by_name["dogpile.cache.memory"].file == by_name["dogpile.cache.memory_pickle"].file);
+  BOOST_TEST((by_name["dogpile.test.counting_proxy"].kind == dogpile::PluginKind::proxy));
+  BOOST_TEST(by_name["dogpile.cache.memory"].version == "1.0.0");
+  // The broken plugins are listed too: listing reads manifests, it does not load.
+  BOOST_TEST(by_name.count("dogpile.test.undefined_symbol") == 1u);
+  BOOST_TEST(by_name.count("dogpile.test.wrong_abi") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_name_is_plugin_not_found_with_paths_and_names) {
+  PluginLoader loader;
+  auto message = error_of<dogpile::PluginNotFound>(
+      [&] { loader.make_backend("dogpile.cache.nope", Arguments()); });
+  BOOST_TEST(message.starts_with("Couldn't find cache plugin to load: dogpile.cache.nope"));
+  BOOST_TEST(message.find(std::getenv("DOGPILE_TEST_PLUGIN_DIR")) != std::string::npos);
+  BOOST_TEST(message.find(dogpile::installed_plugin_dir().string()) != std::string::npos);
+  BOOST_TEST(message.find("dogpile.cache.memory") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_plugin_for_another_abi_is_refused_before_loading) {
+  PluginLoader loader;
+  auto message = error_of<dogpile::PluginLoadError>(
+      [&] { loader.make_backend("dogpile.test.wrong_abi", Arguments()); });
+  BOOST_TEST(message.find("SDK ABI version 999") != std::string::npos);
+  BOOST_TEST(message.find("wrong-abi.so") != std::string::npos);
+  // Refused from the manifest: the library was never loaded.
+  BOOST_TEST(dlopen(test_plugin("wrong-abi.so").c_str(), RTLD_NOW | RTLD_NOLOAD) == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(a_plugin_built_with_another_toolchain_is_refused) {
+  PluginLoader loader;
+  auto message = error_of<dogpile::PluginLoadError>(
+      [&] { loader.make_backend("dogpile.test.wrong_build", Arguments()); });
+  BOOST_TEST(message.find("cxx11abi0") != std::string::npos);
+  BOOST_TEST(message.find("rebuild it") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_plugin_with_an_undefined_symbol_fails_with_the_loaders_reason) {
+  PluginLoader loader;
+  auto message = error_of<dogpile::PluginLoadError>(
+      [&] { loader.make_backend("dogpile.test.undefined_symbol", Arguments()); });
+  BOOST_TEST(message.find("cannot load plugin dogpile.test.undefined_symbol") != std::string::npos);
+  BOOST_TEST(message.find("undefined symbol") != std::string::npos);
+  BOOST_TEST(message.find("dogpile_test_function_nobody_defines") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(registering_a_non_plugin_library_fails_on_the_missing_symbol) {
+  PluginLoader loader;
+  loader.register_backend("dogpile.test.plain", test_plugin("not-a-plugin.so"),
+                          "dogpile_entry_point_plain");
+  auto message = error_of<dogpile::PluginLoadError>(
+      [&] { loader.make_backend("dogpile.test.plain", Arguments()); });
+  BOOST_TEST(message.find("has no entry point dogpile_entry_point_plain") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(registering_a_missing_file_fails_with_the_path) {
+  PluginLoader loader;
+  loader.register_backend("dogpile.test.gone", "/nonexistent/gone.so", "dogpile_entry_point_x");
+  auto message = error_of<dogpile::PluginLoadError>(
+      [&] { loader.make_backend("dogpile.test.gone", Arguments()); });
+  BOOST_TEST(message.find("/nonexistent/gone.so") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(register_backend_adds_a_name_at_run_time) {
+  PluginLoader loader;
+  loader.register_backend("myapp.cache.fast", memory_plugin(), "dogpile_entry_point_memory");
+  auto backend = loader.make_backend("myapp.cache.fast", Arguments());
+  backend->set("k", dogpile::CacheRegion::make_value(1));
+  BOOST_TEST(backend->get("k") != nullptr);
+  bool listed = false;
+  for (const auto& e : loader.list()) listed |= e.name == "myapp.cache.fast" && e.registered;
+  BOOST_TEST(listed);
+  // Unknown arguments are still rejected.
+  BOOST_CHECK_THROW(loader.make_backend("myapp.cache.fast", Arguments(nlohmann::json{{"x", 1}})),
+                    dogpile::ValidationError);
+}
+
+BOOST_AUTO_TEST_CASE(the_global_register_backend_is_seen_by_regions) {
+  dogpile::register_backend("myapp.cache.global", memory_plugin(), "dogpile_entry_point_memory");
+  auto region = dogpile::make_region();
+  region->configure("myapp.cache.global");
+  region->set("k", 1);
+  BOOST_TEST(*region->get<int>("k") == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_backend_name_used_as_a_proxy_is_refused_and_vice_versa) {
+  PluginLoader loader;
+  BOOST_CHECK_THROW(loader.make_proxy("dogpile.cache.memory", Arguments()), dogpile::PluginLoadError);
+  BOOST_CHECK_THROW(loader.make_backend("dogpile.test.counting_proxy", Arguments()),
+                    dogpile::PluginLoadError);
+}
+
+BOOST_AUTO_TEST_CASE(a_proxy_plugin_counts_through_a_region) {
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory_pickle", {.wrap = {std::string("dogpile.test.counting_proxy")}});
+  boost::dll::shared_library lib(test_plugin("counting-proxy.so"));
+  auto gets = lib.get<int()>("dogpile_test_counting_proxy_gets");
+  auto sets = lib.get<int()>("dogpile_test_counting_proxy_sets");
+  const int gets_before = gets();
+  const int sets_before = sets();
+  region->set("k", 1);
+  region->get<int>("k");
+  region->get<int>("absent");
+  BOOST_TEST(sets() - sets_before == 1);
+  BOOST_TEST(gets() - gets_before == 2);
+}
+
+BOOST_AUTO_TEST_CASE(objects_keep_working_after_the_loader_and_region_are_gone) {
+  std::shared_ptr<dogpile::CacheBackend> backend;
+  {
+    PluginLoader loader;
+    backend = loader.make_backend("dogpile.cache.memory", Arguments());
+  }
+  backend->set("k", dogpile::CacheRegion::make_value(std::string("v")));
+  BOOST_TEST(backend->get("k") != nullptr);
+  backend.reset();  // the plugin's destructor runs; the library stays mapped
+}
+
+BOOST_AUTO_TEST_CASE(the_first_plugin_on_the_path_wins_and_duplicates_are_reported) {
+  TempDir dir;
+  fs::copy_file(memory_plugin(), dir.path / "copy-of-memory.so");
+  PluginLoader loader;
+  loader.add_search_path(dir.path);
+  auto path = loader.search_path();
+  BOOST_TEST_REQUIRE(path.size() >= 3u);
+  BOOST_TEST(path[path.size() - 2] == dir.path);  // after DOGPILE_PLUGIN_PATH
+  BOOST_TEST(path.back() == dogpile::installed_plugin_dir());
+  for (const auto& e : loader.list()) {
+    if (e.name != "dogpile.cache.memory") continue;
+    BOOST_TEST(e.file == memory_plugin());
+    BOOST_TEST_REQUIRE(e.shadowed.size() == 1u);
+    BOOST_TEST(e.shadowed[0] == dir.path / "copy-of-memory.so");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(files_that_are_not_plugins_are_skipped) {
+  TempDir dir;
+  std::ofstream(dir.path / "garbage.so") << "not an ELF file";
+  std::ofstream(dir.path / "empty.so");
+  fs::copy_file(test_plugin("not-a-plugin.so"), dir.path / "plain.so");
+  PluginLoader loader;
+  loader.add_search_path(dir.path);
+  for (const auto& e : loader.list()) BOOST_TEST(e.file.parent_path() != dir.path);
+}
+
+BOOST_AUTO_TEST_CASE(plugins_are_found_through_paths_added_by_the_application) {
+  TempDir dir;
+  fs::copy_file(test_plugin("counting-proxy.so"), dir.path / "renamed-proxy.so");
+  fs::copy_file(memory_plugin(), dir.path / "renamed-memory.so");
+  const std::string saved = std::getenv("DOGPILE_PLUGIN_PATH");
+  ::unsetenv("DOGPILE_PLUGIN_PATH");
+  PluginLoader loader;
+  BOOST_CHECK_THROW(loader.make_backend("dogpile.cache.memory", Arguments()), dogpile::PluginNotFound);
+  loader.add_search_path(dir.path);
+  auto backend = loader.make_backend("dogpile.cache.memory", Arguments());
+  BOOST_TEST(backend != nullptr);
+  ::setenv("DOGPILE_PLUGIN_PATH", saved.c_str(), 1);
+}

@@ -1,0 +1,336 @@
+// The SDK on its own: the wire format, codecs, Arguments, and the default implementations
+// of the two backend families and of ProxyBackend.
+#define BOOST_TEST_MODULE sdk
+#include <boost/test/unit_test.hpp>
+
+#include <dogpile/dogpile.hpp>
+#include <dogpile/sdk/sdk.hpp>
+
+#include <map>
+
+using dogpile::Arguments;
+using dogpile::CachedValue;
+using dogpile::CachedValuePtr;
+using nlohmann::json;
+
+namespace {
+
+CachedValuePtr bytes_value(std::string payload, double ct) {
+  return std::make_shared<const CachedValue>(std::move(payload), dogpile::ValueMetadata{ct, 2});
+}
+
+bool message_contains(const std::exception& e, const std::string& text) {
+  if (std::string(e.what()).find(text) != std::string::npos) return true;
+  BOOST_TEST_MESSAGE("message was: " << e.what());
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(wire_format)
+
+BOOST_AUTO_TEST_CASE(metadata_is_written_as_pythons_json_dumps_writes_it) {
+  BOOST_TEST(dogpile::serialize_metadata({1795570724.65, 2}) == R"({"ct": 1795570724.65, "v": 2})");
+  BOOST_TEST(dogpile::serialize_metadata({1795577433.490896, 2}) ==
+             R"({"ct": 1795577433.490896, "v": 2})");
+  // repr(1795570724.0) keeps the fraction.
+  BOOST_TEST(dogpile::serialize_metadata({1795570724.0, 2}) == R"({"ct": 1795570724.0, "v": 2})");
+  BOOST_TEST(dogpile::serialize_metadata({0.1, 1}) == R"({"ct": 0.1, "v": 1})");
+}
+
+BOOST_AUTO_TEST_CASE(a_cached_value_is_metadata_bar_payload) {
+  auto value = bytes_value(R"({"a": 1})", 1795570724.65);
+  BOOST_TEST(dogpile::serialize_cached_value(*value) == R"({"ct": 1795570724.65, "v": 2}|{"a": 1})");
+}
+
+BOOST_AUTO_TEST_CASE(an_object_payload_is_encoded_by_its_codec) {
+  auto value = dogpile::CacheRegion::make_value(json{{"a", 1}}, 1795570724.5);
+  BOOST_TEST(value->holds_object());
+  BOOST_TEST(dogpile::serialize_cached_value(*value) == R"({"ct": 1795570724.5, "v": 2}|{"a":1})");
+  auto text = dogpile::CacheRegion::make_value(std::string("a|b"), 2.5);
+  BOOST_TEST(dogpile::serialize_cached_value(*text) == R"({"ct": 2.5, "v": 2}|a|b)");
+}
+
+BOOST_AUTO_TEST_CASE(parsing_reads_what_python_dogpile_writes) {
+  auto value = dogpile::parse_cached_value(R"({"ct": 1795570724.65, "v": 2}|{"a": 1}|x)");
+  BOOST_TEST(!value->holds_object());
+  BOOST_TEST(value->metadata().ct == 1795570724.65);
+  BOOST_TEST(value->metadata().v == 2);
+  BOOST_TEST(value->bytes() == R"({"a": 1}|x)");
+  BOOST_TEST(value->cached_time() == 1795570724.65);
+}
+
+BOOST_AUTO_TEST_CASE(round_trip_keeps_the_creation_time_exactly) {
+  const double ct = dogpile::now_seconds();
+  auto parsed = dogpile::parse_cached_value(dogpile::serialize_cached_value(*bytes_value("x", ct)));
+  BOOST_TEST(parsed->metadata().ct == ct);
+}
+
+BOOST_AUTO_TEST_CASE(bytes_not_in_the_format_are_cant_deserialize) {
+  BOOST_CHECK_THROW(dogpile::parse_cached_value("no separator"), dogpile::CantDeserialize);
+  BOOST_CHECK_THROW(dogpile::parse_cached_value("{not json|x"), dogpile::CantDeserialize);
+  BOOST_CHECK_THROW(dogpile::parse_cached_value(R"({"v": 2}|x)"), dogpile::CantDeserialize);
+  BOOST_CHECK_THROW(dogpile::parse_cached_value(R"({"ct": 1.0, "v": "2"}|x)"),
+                    dogpile::CantDeserialize);
+  BOOST_CHECK_THROW(dogpile::parse_cached_value(R"([1]|x)"), dogpile::CantDeserialize);
+}
+
+BOOST_AUTO_TEST_CASE(an_object_without_codec_cannot_be_serialized) {
+  struct Opaque {
+    int x;
+  };
+  auto value = dogpile::CacheRegion::make_value(Opaque{1});
+  BOOST_CHECK_THROW(dogpile::serialize_cached_value(*value), dogpile::CantSerialize);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Codecs ---------------------------------------------------------------------------------
+
+struct Point {
+  int x = 0;
+  int y = 0;
+};
+
+template <>
+struct dogpile::Codec<Point> {
+  static std::string encode(const Point& p) { return std::to_string(p.x) + "," + std::to_string(p.y); }
+  static Point decode(std::string_view bytes) {
+    auto comma = bytes.find(',');
+    return Point{std::stoi(std::string(bytes.substr(0, comma))),
+                 std::stoi(std::string(bytes.substr(comma + 1)))};
+  }
+};
+
+struct Jsonable {
+  std::string name;
+  std::vector<int> values;
+  NLOHMANN_DEFINE_TYPE_INTRUSIVE(Jsonable, name, values)
+  bool operator==(const Jsonable&) const = default;
+};
+
+struct NoCodec {
+  int x;
+};
+
+BOOST_AUTO_TEST_SUITE(codecs)
+
+BOOST_AUTO_TEST_CASE(strings_are_stored_as_they_are) {
+  BOOST_TEST(dogpile::Codec<std::string>::encode("a\"b") == "a\"b");
+  BOOST_TEST(dogpile::Codec<std::string>::decode("") == "");
+}
+
+BOOST_AUTO_TEST_CASE(numbers_and_booleans_are_json_text) {
+  BOOST_TEST(dogpile::Codec<int>::encode(42) == "42");
+  BOOST_TEST(dogpile::Codec<double>::encode(1.5) == "1.5");
+  BOOST_TEST(dogpile::Codec<bool>::encode(true) == "true");
+  BOOST_TEST(dogpile::Codec<long>::decode("-7") == -7);
+  BOOST_TEST(dogpile::Codec<double>::decode("2.25") == 2.25);
+}
+
+BOOST_AUTO_TEST_CASE(json_convertible_types_are_json) {
+  Jsonable value{"n", {1, 2}};
+  BOOST_TEST(dogpile::Codec<Jsonable>::encode(value) == R"({"name":"n","values":[1,2]})");
+  BOOST_TEST((dogpile::Codec<Jsonable>::decode(R"({"name": "n", "values": [1, 2]})") == value));
+  BOOST_TEST((dogpile::Codec<std::map<std::string, int>>::decode(R"({"a": 1})").at("a") == 1));
+}
+
+BOOST_AUTO_TEST_CASE(user_codecs_win_and_types_without_one_have_none) {
+  BOOST_TEST(dogpile::Codec<Point>::encode(Point{1, 2}) == "1,2");
+  BOOST_TEST(dogpile::HasCodec<Point>);
+  BOOST_TEST(dogpile::HasCodec<Jsonable>);
+  BOOST_TEST(dogpile::HasCodec<std::string>);
+  BOOST_TEST(!dogpile::HasCodec<NoCodec>);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Arguments ------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(arguments)
+
+BOOST_AUTO_TEST_CASE(typed_lookups_return_values_or_defaults) {
+  Arguments args(json{{"port", 6379}, {"host", "localhost"}, {"ratio", 0.5}, {"on", true},
+                      {"nothing", nullptr}},
+                 "cache.x.arguments.");
+  BOOST_TEST(args.get("port", 1) == 6379);
+  BOOST_TEST(args.get<std::string>("host", "") == "localhost");
+  BOOST_TEST(args.get("ratio", 1.0) == 0.5);
+  BOOST_TEST(args.get("on", false) == true);
+  BOOST_TEST(args.get("missing", 7) == 7);
+  BOOST_TEST(args.get("nothing", 8) == 8);
+  BOOST_TEST(!args.find<int>("missing").has_value());
+  BOOST_TEST(args.get("port", 0.0) == 6379.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_number_read_as_a_string_gives_its_text) {
+  Arguments args(json{{"password", 1234}});
+  BOOST_TEST(args.get<std::string>("password", "") == "1234");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_types_are_errors_naming_the_full_key) {
+  Arguments args(json{{"port", "abc"}, {"count", -1}, {"flag", "yes"}}, "cache.shared.arguments.");
+  try {
+    args.get("port", 0);
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "cache.shared.arguments.port must be an integer"));
+  }
+  BOOST_CHECK_THROW(args.get("count", 0u), dogpile::ValidationError);
+  BOOST_CHECK_THROW(args.get("flag", false), dogpile::ValidationError);
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_required_argument_names_the_key) {
+  Arguments args(json::object(), "cache.shared.arguments.");
+  try {
+    args.require<std::string>("url");
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "missing required argument cache.shared.arguments.url"));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(arguments_nobody_read_are_rejected_with_the_known_ones) {
+  Arguments args(json{{"port", 1}, {"prot", 2}}, "cache.shared.arguments.");
+  args.get("port", 0);
+  args.get("host", std::string());
+  try {
+    args.reject_unknown("dogpile.cache.example");
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "unknown argument cache.shared.arguments.prot for "
+                                   "dogpile.cache.example (its arguments are: host, port)"));
+  }
+  Arguments ok(json{{"port", 1}});
+  ok.get("port", 0);
+  ok.reject_unknown("x");  // does not throw
+}
+
+BOOST_AUTO_TEST_CASE(ignored_python_arguments_are_accepted) {
+  Arguments args(json{{"cache_dict", "{}"}});
+  args.ignore("cache_dict", "Python only");
+  args.reject_unknown("x");
+}
+
+BOOST_AUTO_TEST_CASE(durations_accept_numbers_and_units) {
+  Arguments args(json{{"a", 2}, {"b", "250ms"}, {"c", "5m"}, {"d", "2h"}, {"e", "1d"}, {"f", "90s"},
+                      {"bad", "5 minutes"}});
+  BOOST_TEST(*args.find_seconds("a") == 2.0);
+  BOOST_TEST(*args.find_seconds("b") == 0.25);
+  BOOST_TEST(*args.find_seconds("c") == 300.0);
+  BOOST_TEST(*args.find_seconds("d") == 7200.0);
+  BOOST_TEST(*args.find_seconds("e") == 86400.0);
+  BOOST_TEST(*args.find_seconds("f") == 90.0);
+  BOOST_CHECK_THROW(args.find_seconds("bad"), dogpile::ValidationError);
+}
+
+BOOST_AUTO_TEST_CASE(arguments_must_be_a_mapping) {
+  BOOST_CHECK_THROW(Arguments(json::array({1, 2})), dogpile::ValidationError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Backend families and proxies -----------------------------------------------------------
+
+namespace {
+
+// Stores bytes; counts calls per operation.
+class RecordingBytesBackend final : public dogpile::BytesBackend {
+ public:
+  std::optional<std::string> get_serialized(std::string_view key) override {
+    calls["get_serialized"]++;
+    auto it = data.find(std::string(key));
+    if (it == data.end()) return std::nullopt;
+    return it->second;
+  }
+  void set_serialized(const std::string& key, std::string_view value) override {
+    calls["set_serialized"]++;
+    data[key] = std::string(value);
+  }
+  void remove(std::string_view key) override {
+    calls["remove"]++;
+    data.erase(std::string(key));
+  }
+  std::unique_ptr<dogpile::CacheMutex> get_mutex(std::string_view) override {
+    calls["get_mutex"]++;
+    return nullptr;
+  }
+  bool has_lock_timeout() const override { return true; }
+  std::map<std::string, std::string> data;
+  std::map<std::string, int> calls;
+};
+
+class RecordingObjectBackend final : public dogpile::ObjectBackend {
+ public:
+  CachedValuePtr get(std::string_view key) override {
+    auto it = data.find(std::string(key));
+    return it == data.end() ? nullptr : it->second;
+  }
+  void set(const std::string& key, CachedValuePtr value) override { data[key] = std::move(value); }
+  void remove(std::string_view key) override { data.erase(std::string(key)); }
+  std::map<std::string, CachedValuePtr> data;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(backend_families)
+
+BOOST_AUTO_TEST_CASE(a_bytes_backend_serves_the_object_family) {
+  RecordingBytesBackend backend;
+  backend.set("k", bytes_value("7", 10.5));
+  BOOST_TEST(backend.data.at("k") == R"({"ct": 10.5, "v": 2}|7)");
+  auto value = backend.get("k");
+  BOOST_TEST(value->bytes() == "7");
+  BOOST_TEST(backend.get("absent") == nullptr);
+  backend.set_multi({{"a", bytes_value("1", 1.0)}, {"b", bytes_value("2", 2.0)}});
+  auto values = backend.get_multi({"b", "absent", "a"});
+  BOOST_TEST_REQUIRE(values.size() == 3u);
+  BOOST_TEST(values[0]->bytes() == "2");
+  BOOST_TEST(values[1] == nullptr);
+  BOOST_TEST(values[2]->bytes() == "1");
+  backend.remove_multi({"a", "b", "absent"});
+  BOOST_TEST(backend.data.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_object_backend_serves_the_bytes_family) {
+  RecordingObjectBackend backend;
+  backend.set_serialized("k", R"({"ct": 3.5, "v": 2}|"x")");
+  BOOST_TEST(backend.data.at("k")->metadata().ct == 3.5);
+  BOOST_TEST(*backend.get_serialized("k") == R"({"ct": 3.5, "v": 2}|"x")");
+  backend.set("o", dogpile::CacheRegion::make_value(5, 4.0));
+  auto values = backend.get_serialized_multi({"o", "absent"});
+  BOOST_TEST(*values[0] == R"({"ct": 4.0, "v": 2}|5)");
+  BOOST_TEST(!values[1].has_value());
+  backend.set_serialized_multi({{"p", R"({"ct": 1.0, "v": 2}|1)"}});
+  BOOST_TEST(backend.data.count("p") == 1u);
+  BOOST_CHECK_THROW(backend.set_serialized("bad", "garbage"), dogpile::CantDeserialize);
+}
+
+BOOST_AUTO_TEST_CASE(a_proxy_delegates_every_method) {
+  auto inner = std::make_shared<RecordingBytesBackend>();
+  auto proxy = std::make_shared<dogpile::ProxyBackend>();
+  proxy->wrap(inner);
+  proxy->set("a", bytes_value("1", 1.0));
+  proxy->set_multi({{"b", bytes_value("2", 2.0)}});
+  proxy->set_serialized("c", R"({"ct": 3.0, "v": 2}|3)");
+  proxy->set_serialized_multi({{"d", R"({"ct": 4.0, "v": 2}|4)"}});
+  BOOST_TEST(inner->data.size() == 4u);
+  BOOST_TEST(proxy->get("a")->bytes() == "1");
+  BOOST_TEST(proxy->get_multi({"b"})[0]->bytes() == "2");
+  BOOST_TEST(*proxy->get_serialized("c") == R"({"ct": 3.0, "v": 2}|3)");
+  BOOST_TEST(proxy->get_serialized_multi({"d"})[0].has_value());
+  proxy->remove("a");
+  proxy->remove_multi({"b", "c"});
+  BOOST_TEST(inner->data.size() == 1u);
+  BOOST_TEST(proxy->get_mutex("k") == nullptr);
+  BOOST_TEST(inner->calls["get_mutex"] == 1);
+  BOOST_TEST(proxy->has_lock_timeout());
+  BOOST_TEST(!proxy->key_mangler());
+}
+
+BOOST_AUTO_TEST_CASE(an_unwrapped_proxy_fails_clearly) {
+  dogpile::ProxyBackend proxy;
+  BOOST_CHECK_THROW(proxy.get("k"), dogpile::Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
