@@ -1,7 +1,9 @@
 #include "dogpile/region.hpp"
 
 #include <array>
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <semaphore>
 #include <unordered_map>
 
@@ -47,11 +49,22 @@ class CacheRegion::LockRegistry : public std::enable_shared_from_this<LockRegist
  public:
   explicit LockRegistry(std::shared_ptr<CacheBackend> backend) : backend_(std::move(backend)) {}
 
+  std::size_t size() {
+    std::size_t n = 0;
+    for (auto& shard : shards_) {
+      std::lock_guard guard(shard.mutex);
+      n += shard.mutexes.size();
+    }
+    return n;
+  }
+
   std::shared_ptr<CacheMutex> get(const std::string& key) {
     Shard& shard = shard_for(key);
     std::lock_guard guard(shard.mutex);
-    auto& slot = shard.mutexes[key];
-    if (auto existing = slot.lock()) return existing;
+    auto it = shard.mutexes.find(key);
+    if (it != shard.mutexes.end()) {
+      if (auto existing = it->second.lock()) return existing;
+    }
     std::unique_ptr<CacheMutex> made = backend_->get_mutex(key);
     if (!made) made = std::make_unique<ProcessMutex>();
     std::shared_ptr<CacheMutex> shared(
@@ -59,7 +72,7 @@ class CacheRegion::LockRegistry : public std::enable_shared_from_this<LockRegist
           delete mutex;
           if (auto self = registry.lock()) self->forget(key);
         });
-    slot = shared;
+    shard.mutexes.insert_or_assign(key, shared);
     return shared;
   }
 
@@ -92,17 +105,28 @@ struct CacheRegion::State {
   KeyMangler key_mangler;
   std::shared_ptr<RegionInvalidationStrategy> invalidator;
   std::shared_ptr<LockRegistry> locks;
+  AsyncCreationRunner async_runner;
+  std::unique_ptr<ThreadPoolRunner> pool;  // when the configuration asked for one
 };
 
-CacheRegion::CacheRegion(std::string name, KeyMangler key_mangler)
+CacheRegion::CacheRegion(std::string name, KeyMangler key_mangler,
+                         AsyncCreationRunner async_creation_runner)
     : name_(std::move(name)),
       user_key_mangler_(std::move(key_mangler)),
+      async_creation_runner_(std::move(async_creation_runner)),
       default_invalidator_(std::make_shared<DefaultInvalidationStrategy>()) {}
 
-CacheRegion::~CacheRegion() = default;
+CacheRegion::~CacheRegion() {
+  // Background regenerations use this region: finish them while it is still whole.
+  for (auto& state : states_) {
+    if (state->pool) state->pool->shutdown();
+  }
+}
 
-std::shared_ptr<CacheRegion> make_region(std::string name, KeyMangler key_mangler) {
-  return std::make_shared<CacheRegion>(std::move(name), std::move(key_mangler));
+std::shared_ptr<CacheRegion> make_region(std::string name, KeyMangler key_mangler,
+                                         AsyncCreationRunner async_creation_runner) {
+  return std::make_shared<CacheRegion>(std::move(name), std::move(key_mangler),
+                                       std::move(async_creation_runner));
 }
 
 const CacheRegion::State& CacheRegion::state() const {
@@ -156,6 +180,15 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
   state->invalidator =
       options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
   state->locks = std::make_shared<LockRegistry>(state->outer);
+  if (options.async_creation_runner) {
+    state->async_runner = std::move(options.async_creation_runner);
+  } else if (options.async_thread_pool > 0) {
+    state->pool =
+        std::make_unique<ThreadPoolRunner>(options.async_thread_pool, options.async_queue_limit);
+    state->async_runner = state->pool->runner();
+  } else {
+    state->async_runner = async_creation_runner_;
+  }
 
   log(LogLevel::info, "region",
       "region '" + name_ + "' configured with backend " + state->backend_name);
@@ -211,14 +244,33 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
       } else if (!value.is_null()) {
         throw ValidationError(key + " must be a list of proxy plugin names, not " + value.dump());
       }
+    } else if (name == "async_creation_runner") {
+      if (value.is_null()) continue;
+      if (value != "thread_pool") {
+        throw ValidationError(key + " must be thread_pool (the ready-made background runner), "
+                              "not " + value.dump());
+      }
+      if (options.async_thread_pool == 0) options.async_thread_pool = 2;
+    } else if (name == "async_creation_runner_threads" || name == "async_creation_runner_queue") {
+      if (!value.is_number_integer() || value.get<long long>() <= 0) {
+        throw ValidationError(key + " must be a positive integer, not " + value.dump());
+      }
+      (name == "async_creation_runner_threads" ? options.async_thread_pool
+                                               : options.async_queue_limit) =
+          value.get<std::size_t>();
     } else if (name == "replace_existing_backend") {
       if (!value.is_boolean()) throw ValidationError(key + " must be true or false, not " + value.dump());
       options.replace_existing_backend = value.get<bool>();
     } else {
       throw ValidationError("unknown config key " + key +
                             " (a region takes backend, expiration_time, arguments.<name>, wrap, "
-                            "replace_existing_backend)");
+                            "replace_existing_backend, async_creation_runner, "
+                            "async_creation_runner_threads, async_creation_runner_queue)");
     }
+  }
+  if (options.async_thread_pool > 0 && coerced.count(p + "async_creation_runner") == 0) {
+    throw ValidationError(p + "async_creation_runner_threads is set but " + p +
+                          "async_creation_runner is not thread_pool");
   }
   return configure(backend->second.get<std::string>(), std::move(options));
 }
@@ -289,6 +341,170 @@ void CacheRegion::set_value_multi(const ValueMapping& mapping) {
   st.outer->set_multi(mangled);
 }
 
+// get_or_create ----------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kSoftInvalidationNeedsExpiration =
+    "Non-None expiration time required for soft invalidation";
+
+// The expiration time in effect: the call's if given (-1: never), else the region's.
+std::optional<double> effective_expiration(std::optional<double> call,
+                                           std::optional<double> region) {
+  return call ? normalized_expiration(call) : region;
+}
+
+// Holds the dogpile mutexes get_or_create_multi took; releases what is still held.
+class HeldMutexes {
+ public:
+  ~HeldMutexes() {
+    for (auto& [key, mutex] : held_) {
+      if (mutex) mutex->release();
+    }
+  }
+  void add(std::string key, std::shared_ptr<CacheMutex> mutex) {
+    held_.emplace_back(std::move(key), std::move(mutex));
+  }
+  std::vector<std::pair<std::string, std::shared_ptr<CacheMutex>>>& items() { return held_; }
+
+ private:
+  std::vector<std::pair<std::string, std::shared_ptr<CacheMutex>>> held_;
+};
+
+}  // namespace
+
+CacheRegion::Current CacheRegion::classify(const State& st, CachedValuePtr value,
+                                           std::optional<double> expiration) {
+  if (!value || value->metadata().v != kValueVersion) return std::nullopt;
+  double ct = value->metadata().ct;
+  if (st.invalidator->is_hard_invalidated(ct)) return std::nullopt;
+  if (st.invalidator->is_soft_invalidated(ct)) {
+    if (!expiration) throw Error(kSoftInvalidationNeedsExpiration);
+    ct = now_seconds() - *expiration - 0.0001;
+  }
+  return Timestamped<CachedValuePtr>{std::move(value), ct};
+}
+
+CacheRegion::Lookup CacheRegion::lookup(std::string_view key,
+                                        std::optional<double> expiration_time) const {
+  Lookup found;
+  const State& st = state();
+  found.state = &st;
+  if (st.key_mangler) {
+    found.mangled_storage = st.key_mangler(key);
+    found.mangled = found.mangled_storage;
+  } else {
+    found.mangled = key;
+  }
+  found.expiration = effective_expiration(expiration_time, st.expiration);
+  found.current = classify(st, st.outer->get(found.mangled), found.expiration);
+  return found;
+}
+
+CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key,
+                                       ValueMaker make) {
+  const State& st = *found.state;
+  const std::string mangled(found.mangled);
+  auto get_mutex = [&] { return st.locks->get(mangled); };
+  auto getter = [&] { return classify(st, st.outer->get(mangled), found.expiration); };
+  auto creator = [&]() -> Timestamped<CachedValuePtr> {
+    Created made = make();
+    if (!found.expiration && st.invalidator->was_soft_invalidated()) {
+      throw Error(kSoftInvalidationNeedsExpiration);
+    }
+    if (made.cache) st.outer->set(mangled, made.value);
+    const double ct = made.value->metadata().ct;
+    return {std::move(made.value), ct};
+  };
+  std::function<void(std::shared_ptr<CacheMutex>)> async;
+  if (st.async_runner) {
+    async = [&](std::shared_ptr<CacheMutex> mutex) {
+      st.async_runner(*this, std::string(key),
+                      [make]() -> CachedValuePtr {
+                        Created made = make();
+                        return made.cache ? std::move(made.value) : nullptr;
+                      },
+                      std::move(mutex));
+    };
+  }
+  return dogpile_lock<CachedValuePtr>(found.current, get_mutex, getter, creator, found.expiration,
+                                      async);
+}
+
+std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
+    const Keys& keys, const MultiValueMaker& make, std::optional<double> expiration_time) {
+  if (keys.empty()) return {};
+  const State& st = state();
+  const std::optional<double> expiration = effective_expiration(expiration_time, st.expiration);
+
+  Keys sorted(keys);
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::map<std::string, std::string> mangled;
+  Keys mangled_sorted;
+  mangled_sorted.reserve(sorted.size());
+  for (const auto& key : sorted) {
+    mangled_sorted.push_back(st.key_mangler ? st.key_mangler(key) : key);
+    mangled.emplace(key, mangled_sorted.back());
+  }
+
+  std::map<std::string, CachedValuePtr> result;
+  HeldMutexes held;
+  const auto stored = st.outer->get_multi(mangled_sorted);
+  // Lock in sorted key order, so two multi calls cannot deadlock.
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    Current current = classify(st, stored.at(i), expiration);
+    if (current) result[sorted[i]] = current->value;
+    if (current && !dogpile_expired(current->created, expiration)) continue;
+    auto mutex = st.locks->get(mangled_sorted[i]);
+    if (current) {
+      // A stale value: regenerate it if nobody else is, else serve it.
+      if (mutex->acquire(false)) held.add(sorted[i], std::move(mutex));
+    } else {
+      mutex->acquire(true);
+      held.add(sorted[i], std::move(mutex));
+    }
+  }
+  auto aligned = [&] {
+    std::vector<CachedValuePtr> out;
+    out.reserve(keys.size());
+    for (const auto& key : keys) out.push_back(result[key]);
+    return out;
+  };
+  if (held.items().empty()) return aligned();
+
+  // Read the locked keys again in one round trip: values may have been created while we
+  // waited for their locks. Only what is still missing or stale is created.
+  Keys locked_mangled;
+  for (const auto& [key, mutex] : held.items()) locked_mangled.push_back(mangled.at(key));
+  const auto reread = st.outer->get_multi(locked_mangled);
+  Keys to_create;
+  for (std::size_t i = 0; i < held.items().size(); ++i) {
+    auto& [key, mutex] = held.items()[i];
+    Current current = classify(st, reread.at(i), expiration);
+    if (current && !dogpile_expired(current->created, expiration)) {
+      result[key] = current->value;
+      mutex->release();
+      mutex = nullptr;
+    } else {
+      to_create.push_back(key);
+    }
+  }
+  if (!to_create.empty()) {
+    std::vector<Created> made = make(to_create);
+    if (!expiration && st.invalidator->was_soft_invalidated()) {
+      throw Error(kSoftInvalidationNeedsExpiration);
+    }
+    ValueMapping to_store;
+    for (std::size_t i = 0; i < to_create.size(); ++i) {
+      result[to_create[i]] = made[i].value;
+      if (made[i].cache) to_store.emplace_back(mangled.at(to_create[i]), made[i].value);
+    }
+    if (!to_store.empty()) st.outer->set_multi(to_store);
+  }
+  return aligned();
+}
+
 void CacheRegion::remove(std::string_view key) { state().outer->remove(mangle(key)); }
 
 void CacheRegion::remove_multi(const Keys& keys) {
@@ -306,6 +522,8 @@ std::shared_ptr<CacheMutex> CacheRegion::mutex(std::string_view key) const {
 }
 
 bool CacheRegion::key_is_locked(std::string_view key) const { return mutex(key)->locked(); }
+
+std::size_t CacheRegion::locks_in_use() const { return state().locks->size(); }
 
 RegionInvalidationStrategy& CacheRegion::region_invalidator() const {
   const State* st = state_.load(std::memory_order_acquire);

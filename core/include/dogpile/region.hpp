@@ -14,15 +14,22 @@
 // do not decode as T throw CantDeserialize.
 //
 // get() honours the expiration time and the region's invalidation: a value older than
-// either is a miss unless ignore_expiration is set. Thread-safe.
+// either is a miss unless ignore_expiration is set.
+//
+// get_or_create() runs the dogpile lock (see lock.hpp): the creator of a missing or expired
+// value runs at most once per key at a time; while it runs, callers are given the stale value
+// if there is one, or wait for the new one. Thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <variant>
@@ -30,9 +37,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dogpile/async_runner.hpp"
 #include "dogpile/codec.hpp"
 #include "dogpile/config.hpp"
 #include "dogpile/invalidation.hpp"
+#include "dogpile/lock.hpp"
 #include "dogpile/sdk/backend.hpp"
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/proxy.hpp"
@@ -54,6 +63,13 @@ struct ConfigureOptions {
   std::shared_ptr<RegionInvalidationStrategy> region_invalidator{};
   // How argument names appear in error messages (e.g. "cache.local.arguments.").
   std::string arguments_key_prefix{};
+  // Regenerates stale values in the background (see async_runner.hpp); replaces the runner
+  // given to the region's constructor.
+  AsyncCreationRunner async_creation_runner{};
+  // Or: a ThreadPoolRunner with this many threads, owned by the region (0: none), holding at
+  // most async_queue_limit waiting regenerations.
+  std::size_t async_thread_pool = 0;
+  std::size_t async_queue_limit = 1024;
 };
 
 struct GetOptions {
@@ -66,8 +82,10 @@ struct GetOptions {
 class DOGPILE_API CacheRegion {
  public:
   // `key_mangler`, when given, is applied to every key; otherwise the backend's recommended
-  // mangler, if any.
-  explicit CacheRegion(std::string name = {}, KeyMangler key_mangler = {});
+  // mangler, if any. `async_creation_runner`, when given, regenerates stale values in the
+  // background (see async_runner.hpp).
+  explicit CacheRegion(std::string name = {}, KeyMangler key_mangler = {},
+                       AsyncCreationRunner async_creation_runner = {});
   ~CacheRegion();
   CacheRegion(const CacheRegion&) = delete;
   CacheRegion& operator=(const CacheRegion&) = delete;
@@ -111,6 +129,28 @@ class DOGPILE_API CacheRegion {
   void remove(std::string_view key);
   void remove_multi(const Keys& keys);
 
+  // The cached value of `key`, or the creator's result when it is missing, expired, of
+  // another format version or invalidated. `creator` takes no argument and returns the value
+  // (any type T). expiration_time overrides the region's; -1: never expires. When
+  // should_cache_fn returns false the value is returned but not stored. Exceptions from the
+  // creator reach the caller that ran it; nothing is stored and the lock is released.
+  // With an async runner the creator is copied and may run after this call returns: capture
+  // by value.
+  template <class Creator, class T = std::remove_cvref_t<std::invoke_result_t<Creator&>>>
+  std::shared_ptr<const T> get_or_create(
+      std::string_view key, Creator&& creator, std::optional<double> expiration_time = {},
+      std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
+
+  // dogpile.cache's get_or_create_multi: one backend get_multi for all keys; `creator` is
+  // called once with the keys that need a value, sorted, and returns a sequence of as many
+  // values; the result is aligned with `keys` (duplicates allowed). should_cache_fn is asked
+  // per value.
+  template <class Creator,
+            class T = typename std::remove_cvref_t<std::invoke_result_t<Creator&, const Keys&>>::value_type>
+  std::vector<std::shared_ptr<const T>> get_or_create_multi(
+      const Keys& keys, Creator&& creator, std::optional<double> expiration_time = {},
+      std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
+
   // The stored CachedValue (payload and metadata: cached_time(), age()), or null if there is
   // none or it is expired or invalidated (unless ignore_expiration).
   CachedValuePtr get_value_metadata(std::string_view key, const GetOptions& options = {}) const;
@@ -125,6 +165,9 @@ class DOGPILE_API CacheRegion {
   // The dogpile mutex of `key` (after key mangling): the backend's, or an in-process one
   // shared by everyone asking for this key while anyone holds it.
   std::shared_ptr<CacheMutex> mutex(std::string_view key) const;
+
+  // How many per-key dogpile mutexes exist now (each lives while anyone holds it).
+  std::size_t locks_in_use() const;
 
   // Invalidates every value created before now; see RegionInvalidationStrategy.
   void invalidate(bool hard = true);
@@ -144,6 +187,34 @@ class DOGPILE_API CacheRegion {
  private:
   struct State;
   class LockRegistry;
+  using Current = std::optional<Timestamped<CachedValuePtr>>;
+  // A value the creator made, and whether should_cache_fn lets it be stored.
+  struct Created {
+    CachedValuePtr value;
+    bool cache = true;
+  };
+  using ValueMaker = std::function<Created()>;
+  using MultiValueMaker = std::function<std::vector<Created>(const Keys&)>;
+
+  // The first read of get_or_create, before any lock.
+  struct Lookup {
+    const State* state = nullptr;
+    std::string mangled_storage;
+    std::string_view mangled;
+    std::optional<double> expiration;  // in effect for this call; nullopt: never
+    Current current;
+    bool fresh() const { return current && !dogpile_expired(current->created, expiration); }
+  };
+  Lookup lookup(std::string_view key, std::optional<double> expiration_time) const;
+  CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make);
+  std::vector<CachedValuePtr> get_or_create_values(const Keys& keys,
+                                                   const MultiValueMaker& make,
+                                                   std::optional<double> expiration_time);
+  // A backend value as the dogpile lock sees it: nullopt when missing, of another version or
+  // hard-invalidated; a soft-invalidated value's time is moved back so it reads as expired.
+  static Current classify(const State& state, CachedValuePtr value,
+                          std::optional<double> expiration);
+
   const State& state() const;
   static bool is_fresh(const State& state, const CachedValue& value, const GetOptions& options);
 
@@ -154,6 +225,7 @@ class DOGPILE_API CacheRegion {
 
   std::string name_;
   KeyMangler user_key_mangler_;
+  AsyncCreationRunner async_creation_runner_;
   std::shared_ptr<RegionInvalidationStrategy> default_invalidator_;
   // The configuration in effect, read lock-free on every call. A replaced configuration is
   // retired, not freed, so calls still running on it stay valid until the region dies.
@@ -163,8 +235,9 @@ class DOGPILE_API CacheRegion {
 };
 
 // dogpile.cache's make_region(): a new, unconfigured region.
-DOGPILE_API std::shared_ptr<CacheRegion> make_region(std::string name = {},
-                                                     KeyMangler key_mangler = {});
+DOGPILE_API std::shared_ptr<CacheRegion> make_region(
+    std::string name = {}, KeyMangler key_mangler = {},
+    AsyncCreationRunner async_creation_runner = {});
 
 // ---------------------------------------------------------------------------------------
 // Template definitions.
@@ -223,6 +296,51 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
 template <class T>
 void CacheRegion::set(std::string_view key, T&& value) {
   set_value(key, make_value(std::forward<T>(value)));
+}
+
+template <class Creator, class T>
+std::shared_ptr<const T> CacheRegion::get_or_create(
+    std::string_view key, Creator&& creator, std::optional<double> expiration_time,
+    std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
+  Lookup found = lookup(key, expiration_time);
+  if (found.fresh()) return value_as<T>(found.current->value, key);
+  // Slow path: the creator is shared so an async runner can keep it past this call.
+  auto shared = std::make_shared<std::decay_t<Creator>>(std::forward<Creator>(creator));
+  ValueMaker make = [shared, should = std::move(should_cache_fn)]() -> Created {
+    CachedValuePtr value = make_value(std::invoke(*shared));
+    const bool cache = !should || should(*static_cast<const T*>(value->object().get()));
+    return {std::move(value), cache};
+  };
+  return value_as<T>(regenerate(found, key, std::move(make)), key);
+}
+
+template <class Creator, class T>
+std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
+    const Keys& keys, Creator&& creator, std::optional<double> expiration_time,
+    std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
+  MultiValueMaker make = [&](const Keys& to_create) {
+    auto made = std::invoke(creator, to_create);
+    if (std::size(made) != to_create.size()) {
+      throw ValidationError("get_or_create_multi: the creator returned " +
+                            std::to_string(std::size(made)) + " values for " +
+                            std::to_string(to_create.size()) + " keys");
+    }
+    const double created = now_seconds();
+    std::vector<Created> out;
+    out.reserve(to_create.size());
+    for (auto& item : made) {
+      CachedValuePtr value = make_value(std::move(item), created);
+      const bool cache =
+          !should_cache_fn || should_cache_fn(*static_cast<const T*>(value->object().get()));
+      out.push_back({std::move(value), cache});
+    }
+    return out;
+  };
+  auto values = get_or_create_values(keys, make, expiration_time);
+  std::vector<std::shared_ptr<const T>> out;
+  out.reserve(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) out.push_back(value_as<T>(values[i], keys[i]));
+  return out;
 }
 
 template <class Mapping>

@@ -1,0 +1,82 @@
+// The dogpile lock: dogpile.cache's algorithm for electing one creator of an expired or
+// missing value while everyone else gets the previous value or waits for the new one.
+//
+// Given the value currently cached (with its creation time), a way to get the key's mutex,
+// a creator and a getter:
+//  - a fresh value is returned without touching the mutex;
+//  - an expired value present: try the mutex without waiting. Not got: return the stale value
+//    at once (someone else is regenerating). Got: read again (another process may have just
+//    refreshed it) and, if still stale, regenerate, or hand the mutex to the async creator
+//    and return the stale value;
+//  - no value: wait for the mutex, read again (someone may have created it meanwhile), and
+//    create only if still missing or expired.
+// The mutex is released on every path, exceptions included, except when handed to the async
+// creator, which then owns releasing it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "dogpile/sdk/mutex.hpp"
+#include "dogpile/sdk/value.hpp"
+
+namespace dogpile {
+
+template <class Value>
+struct Timestamped {
+  Value value;
+  double created = 0;  // epoch seconds; <= 0 means "no value"
+};
+
+// Whether a value created at `created` is expired under `expiration` (nullopt: never).
+inline bool dogpile_expired(double created, std::optional<double> expiration) {
+  return created <= 0 || (expiration && now_seconds() - created > *expiration);
+}
+
+// Runs the dogpile algorithm above and returns the value to give the caller.
+//   current:      the value read before calling, nullopt when there is none;
+//   get_mutex():  std::shared_ptr<CacheMutex> for the key (called only when needed);
+//   getter():     std::optional<Timestamped<Value>>, the cached value now, nullopt if none;
+//   creator():    Timestamped<Value>, creates and stores a new value;
+//   async_creator(std::shared_ptr<CacheMutex>): optional; regenerates in the background and
+//                 releases the mutex. Used only when a stale value exists.
+template <class Value, class GetMutex, class Getter, class Creator>
+Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mutex,
+                   Getter&& getter, Creator&& creator, std::optional<double> expiration,
+                   const std::function<void(std::shared_ptr<CacheMutex>)>& async_creator = {}) {
+  if (current && !dogpile_expired(current->created, expiration)) return current->value;
+
+  std::shared_ptr<CacheMutex> mutex = get_mutex();
+  bool has_value = current && current->created > 0;
+  if (has_value) {
+    if (!mutex->acquire(false)) return current->value;  // regeneration in progress elsewhere
+  } else {
+    mutex->acquire(true);
+  }
+  // Releases the mutex on every path out of here unless handed to the async creator.
+  struct Releaser {
+    std::shared_ptr<CacheMutex>* held;
+    ~Releaser() {
+      if (*held) (*held)->release();
+    }
+  } releaser{&mutex};
+
+  // Read again now that the lock is ours: a concurrent creator may have just stored a value.
+  if (auto reread = getter()) {
+    if (!dogpile_expired(reread->created, expiration)) return reread->value;
+    if (reread->created > 0) {
+      current = std::move(reread);
+      has_value = true;
+    }
+  }
+  if (has_value && async_creator) {
+    async_creator(mutex);  // if it throws, it did not take the mutex: the releaser frees it
+    mutex = nullptr;
+    return current->value;
+  }
+  return creator().value;
+}
+
+}  // namespace dogpile

@@ -1,0 +1,72 @@
+#include "dogpile/async_runner.hpp"
+
+#include "dogpile/region.hpp"
+#include "dogpile/sdk/log.hpp"
+
+namespace dogpile {
+
+ThreadPoolRunner::ThreadPoolRunner(std::size_t threads, std::size_t max_queued)
+    : max_queued_(max_queued) {
+  if (threads == 0) throw ValidationError("a ThreadPoolRunner needs at least one thread");
+  workers_.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+}
+
+ThreadPoolRunner::~ThreadPoolRunner() { shutdown(); }
+
+void ThreadPoolRunner::shutdown() {
+  {
+    std::lock_guard guard(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  for (auto& worker : workers_) worker.join();
+}
+
+void ThreadPoolRunner::work() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock guard(mutex_);
+      ready_.wait(guard, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    job();
+  }
+}
+
+void ThreadPoolRunner::submit(std::function<void()> job, const std::shared_ptr<CacheMutex>& mutex) {
+  {
+    std::lock_guard guard(mutex_);
+    if (!stopping_ && queue_.size() < max_queued_) {
+      queue_.push_back(std::move(job));
+      ready_.notify_one();
+      return;
+    }
+  }
+  log(LogLevel::warning, "async_runner",
+      "regeneration dropped: the background queue is full or stopping; the stale value stays "
+      "and the next caller will try again");
+  mutex->release();
+}
+
+AsyncCreationRunner ThreadPoolRunner::runner() {
+  return [this](CacheRegion& region, const std::string& key,
+                std::function<CachedValuePtr()> creator, std::shared_ptr<CacheMutex> mutex) {
+    auto job = [&region, key, creator = std::move(creator), mutex] {
+      try {
+        if (auto value = creator()) region.set_value(key, std::move(value));
+      } catch (const std::exception& e) {
+        log(LogLevel::error, "async_runner",
+            "background regeneration of key '" + key + "' failed: " + e.what());
+      }
+      mutex->release();
+    };
+    submit(std::move(job), mutex);
+  };
+}
+
+}  // namespace dogpile

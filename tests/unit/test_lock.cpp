@@ -1,0 +1,623 @@
+// The dogpile lock and the region operations built on it: get_or_create,
+// get_or_create_multi, invalidation and background regeneration.
+#define BOOST_TEST_MODULE lock
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <dogpile/dogpile.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace data = boost::unit_test::data;
+using dogpile::CacheRegion;
+using dogpile::Timestamped;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::vector<std::string> kStoringBackends = {"dogpile.cache.memory",
+                                                   "dogpile.cache.memory_pickle"};
+
+std::shared_ptr<CacheRegion> region_on(const std::string& backend,
+                                       dogpile::ConfigureOptions options = {}) {
+  auto region = dogpile::make_region("test");
+  region->configure(backend, std::move(options));
+  return region;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// A mutex that counts what is done to it.
+class CountingMutex : public dogpile::CacheMutex {
+ public:
+  bool acquire(bool wait) override {
+    ++acquires;
+    if (wait) {
+      mutex_.lock();
+      return held_ = true;
+    }
+    return held_ = mutex_.try_lock();
+  }
+  void release() override {
+    ++releases;
+    held_ = false;
+    mutex_.unlock();
+  }
+  bool locked() const override { return held_; }
+  std::atomic<int> acquires{0};
+  std::atomic<int> releases{0};
+
+ private:
+  std::mutex mutex_;
+  std::atomic<bool> held_{false};
+};
+
+using Entry = Timestamped<int>;
+
+}  // namespace
+
+// The lock on its own ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(lock_algorithm)
+
+BOOST_AUTO_TEST_CASE(a_fresh_value_is_returned_without_touching_the_mutex) {
+  auto mutex = std::make_shared<CountingMutex>();
+  int created = 0;
+  int got = dogpile::dogpile_lock<int>(
+      Entry{7, dogpile::now_seconds()}, [&] { return mutex; },
+      [] { return std::optional<Entry>(); },
+      [&] {
+        ++created;
+        return Entry{8, dogpile::now_seconds()};
+      },
+      10.0);
+  BOOST_TEST(got == 7);
+  BOOST_TEST(created == 0);
+  BOOST_TEST(mutex->acquires == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_stale_value_is_served_at_once_while_someone_else_regenerates) {
+  auto mutex = std::make_shared<CountingMutex>();
+  mutex->acquire(true);  // someone else is regenerating
+  int created = 0;
+  int got = dogpile::dogpile_lock<int>(
+      Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
+      [] { return std::optional<Entry>(); },
+      [&] {
+        ++created;
+        return Entry{8, dogpile::now_seconds()};
+      },
+      10.0);
+  BOOST_TEST(got == 7);
+  BOOST_TEST(created == 0);
+  mutex->release();
+}
+
+BOOST_AUTO_TEST_CASE(a_stale_value_is_regenerated_by_the_caller_that_gets_the_lock) {
+  auto mutex = std::make_shared<CountingMutex>();
+  int got = dogpile::dogpile_lock<int>(
+      Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
+      [] { return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100}); },
+      [&] { return Entry{8, dogpile::now_seconds()}; }, 10.0);
+  BOOST_TEST(got == 8);
+  BOOST_TEST(mutex->releases == 1);
+  BOOST_TEST(!mutex->locked());
+}
+
+BOOST_AUTO_TEST_CASE(after_waiting_a_value_created_meanwhile_is_used) {
+  auto mutex = std::make_shared<CountingMutex>();
+  int created = 0;
+  int got = dogpile::dogpile_lock<int>(
+      std::nullopt, [&] { return mutex; },
+      [] { return std::optional<Entry>(Entry{5, dogpile::now_seconds()}); },
+      [&] {
+        ++created;
+        return Entry{8, dogpile::now_seconds()};
+      },
+      10.0);
+  BOOST_TEST(got == 5);
+  BOOST_TEST(created == 0);
+  BOOST_TEST(mutex->releases == 1);
+}
+
+BOOST_AUTO_TEST_CASE(the_mutex_is_released_when_the_creator_throws) {
+  auto mutex = std::make_shared<CountingMutex>();
+  BOOST_CHECK_THROW(dogpile::dogpile_lock<int>(
+                        std::nullopt, [&] { return mutex; }, [] { return std::optional<Entry>(); },
+                        []() -> Entry { throw std::runtime_error("boom"); }, 10.0),
+                    std::runtime_error);
+  BOOST_TEST(mutex->releases == 1);
+  BOOST_TEST(!mutex->locked());
+}
+
+BOOST_AUTO_TEST_CASE(the_async_creator_takes_the_mutex_only_when_a_stale_value_exists) {
+  auto mutex = std::make_shared<CountingMutex>();
+  std::shared_ptr<dogpile::CacheMutex> handed;
+  std::function<void(std::shared_ptr<dogpile::CacheMutex>)> async =
+      [&](std::shared_ptr<dogpile::CacheMutex> m) { handed = std::move(m); };
+  int got = dogpile::dogpile_lock<int>(
+      Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
+      [] { return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100}); },
+      [] { return Entry{8, dogpile::now_seconds()}; }, 10.0, async);
+  BOOST_TEST(got == 7);
+  BOOST_TEST(handed == mutex);
+  BOOST_TEST(mutex->locked());
+  BOOST_TEST(mutex->releases == 0);
+  handed->release();
+  // No value at all: created in the caller, the async creator is not used.
+  handed = nullptr;
+  got = dogpile::dogpile_lock<int>(
+      std::nullopt, [&] { return mutex; }, [] { return std::optional<Entry>(); },
+      [] { return Entry{9, dogpile::now_seconds()}; }, 10.0, async);
+  BOOST_TEST(got == 9);
+  BOOST_TEST(handed == nullptr);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// get_or_create ------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(get_or_create)
+
+BOOST_DATA_TEST_CASE(creates_once_then_serves_the_cached_value, data::make(kStoringBackends),
+                     backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  int calls = 0;
+  auto creator = [&] { return ++calls * 10; };
+  BOOST_TEST(*region->get_or_create("k", creator) == 10);
+  BOOST_TEST(*region->get_or_create("k", creator) == 10);
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(*region->get<int>("k") == 10);
+}
+
+BOOST_DATA_TEST_CASE(an_expired_value_is_regenerated, data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 120));
+  BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 2);
+  // A per-call expiration of -1 never expires; a longer one keeps the old value.
+  region->set_value("old", CacheRegion::make_value(1, dogpile::now_seconds() - 120));
+  BOOST_TEST(*region->get_or_create("old", [] { return 2; }, -1) == 1);
+  BOOST_TEST(*region->get_or_create("old", [] { return 2; }, 600) == 1);
+}
+
+BOOST_DATA_TEST_CASE(a_value_of_another_format_version_is_regenerated,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend));
+  region->actual_backend()->set_serialized("k", R"({"ct": 1795570724.0, "v": 1}|5)");
+  BOOST_TEST(*region->get_or_create("k", [] { return 6; }) == 6);
+}
+
+BOOST_DATA_TEST_CASE(should_cache_fn_false_returns_without_storing, data::make(kStoringBackends),
+                     backend) {
+  auto region = region_on(std::string(backend));
+  auto value = region->get_or_create("k", [] { return -1; }, std::nullopt,
+                                     [](const int& v) { return v >= 0; });
+  BOOST_TEST(*value == -1);
+  BOOST_TEST(region->get<int>("k") == nullptr);
+  region->get_or_create("k", [] { return 3; }, std::nullopt, [](const int& v) { return v >= 0; });
+  BOOST_TEST(*region->get<int>("k") == 3);
+}
+
+BOOST_DATA_TEST_CASE(a_creator_exception_reaches_the_caller_and_the_next_caller_retries,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend));
+  BOOST_CHECK_THROW(region->get_or_create("k", []() -> int { throw std::runtime_error("down"); }),
+                    std::runtime_error);
+  BOOST_TEST(!region->key_is_locked("k"));
+  BOOST_TEST(region->get<int>("k") == nullptr);
+  BOOST_TEST(*region->get_or_create("k", [] { return 4; }) == 4);
+}
+
+BOOST_AUTO_TEST_CASE(a_creator_may_get_or_create_another_key) {
+  auto region = region_on("dogpile.cache.memory");
+  auto outer = region->get_or_create("outer", [&] {
+    return *region->get_or_create("inner", [] { return 20; }) + 1;
+  });
+  BOOST_TEST(*outer == 21);
+  BOOST_TEST(*region->get<int>("inner") == 20);
+}
+
+BOOST_DATA_TEST_CASE(hard_invalidation_regenerates_for_everyone, data::make(kStoringBackends),
+                     backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->invalidate(true);
+  BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 2);
+  BOOST_TEST(*region->get_or_create("k", [] { return 3; }) == 2);
+}
+
+BOOST_DATA_TEST_CASE(soft_invalidation_serves_the_old_value_while_one_caller_regenerates,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->invalidate(false);
+  // While another holds the lock, the old value is served.
+  auto mutex = region->mutex("k");
+  BOOST_TEST(mutex->acquire(false));
+  BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 1);
+  mutex->release();
+  // Then the caller that gets the lock regenerates.
+  BOOST_TEST(*region->get_or_create("k", [] { return 3; }) == 3);
+  BOOST_TEST(*region->get_or_create("k", [] { return 4; }) == 3);
+}
+
+BOOST_AUTO_TEST_CASE(soft_invalidation_without_expiration_time_is_an_error) {
+  auto region = region_on("dogpile.cache.memory");
+  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->invalidate(false);
+  try {
+    region->get_or_create("k", [] { return 2; });
+    BOOST_FAIL("expected an error");
+  } catch (const dogpile::Error& e) {
+    BOOST_TEST(std::string(e.what()) == "Non-None expiration time required for soft invalidation");
+  }
+  BOOST_TEST(!region->key_is_locked("k"));
+}
+
+BOOST_AUTO_TEST_CASE(a_custom_invalidation_strategy_drives_get_or_create) {
+  struct Switchable : dogpile::RegionInvalidationStrategy {
+    std::atomic<bool> hard{false};
+    void invalidate(bool h) override { hard = h; }
+    bool is_hard_invalidated(double) const override { return hard; }
+    bool is_soft_invalidated(double) const override { return false; }
+    bool is_invalidated(double) const override { return hard; }
+    bool was_soft_invalidated() const override { return false; }
+    bool was_hard_invalidated() const override { return hard; }
+  };
+  auto strategy = std::make_shared<Switchable>();
+  auto region = region_on("dogpile.cache.memory", {.region_invalidator = strategy});
+  BOOST_TEST(*region->get_or_create("k", [] { return 1; }) == 1);
+  BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 1);
+  region->invalidate(true);
+  BOOST_TEST(*region->get_or_create("k", [] { return 3; }) == 3);
+}
+
+BOOST_AUTO_TEST_CASE(the_null_backend_always_creates) {
+  auto region = region_on("dogpile.cache.null", {.expiration_time = 60});
+  int calls = 0;
+  for (int i = 0; i < 3; ++i) BOOST_TEST(*region->get_or_create("k", [&] { return ++calls; }) == i + 1);
+  std::vector<std::thread> threads;
+  std::atomic<int> concurrent_calls{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] { region->get_or_create("k", [&] { return ++concurrent_calls; }); });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(concurrent_calls == 4);  // its lock never blocks anyone
+}
+
+BOOST_AUTO_TEST_CASE(a_backends_own_mutex_is_used) {
+  struct OwnMutex : dogpile::ProxyBackend {
+    std::unique_ptr<dogpile::CacheMutex> get_mutex(std::string_view) override {
+      ++made;
+      return std::make_unique<CountingMutex>();
+    }
+    std::atomic<int> made{0};
+  };
+  auto proxy = std::make_shared<OwnMutex>();
+  auto region = region_on("dogpile.cache.memory", {.wrap = {proxy}});
+  region->get_or_create("k", [] { return 1; });
+  BOOST_TEST(proxy->made == 1);
+}
+
+BOOST_AUTO_TEST_CASE(the_lock_registry_forgets_keys_nobody_holds) {
+  auto region = region_on("dogpile.cache.memory");
+  for (int i = 0; i < 1000; ++i) region->get_or_create("k" + std::to_string(i), [i] { return i; });
+  BOOST_TEST(region->locks_in_use() == 0u);
+  auto held = region->mutex("x");
+  auto same = region->mutex("x");
+  BOOST_TEST(held == same);
+  BOOST_TEST(region->locks_in_use() == 1u);
+  held.reset();
+  same.reset();
+  BOOST_TEST(region->locks_in_use() == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Herds ----------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(herds)
+
+BOOST_DATA_TEST_CASE(thirty_two_threads_on_a_cold_key_run_the_creator_once,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  std::atomic<int> calls{0};
+  std::atomic<int> right{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 32; ++t) {
+    threads.emplace_back([&] {
+      auto v = region->get_or_create("cold", [&] {
+        ++calls;
+        std::this_thread::sleep_for(50ms);
+        return std::string("made");
+      });
+      if (v && *v == "made") ++right;
+    });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(right == 32);
+}
+
+BOOST_DATA_TEST_CASE(with_a_stale_value_others_return_it_without_waiting,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 1});
+  region->set_value("k", CacheRegion::make_value(std::string("old"), dogpile::now_seconds() - 5));
+  std::atomic<int> calls{0};
+  std::atomic<bool> creator_done{false};
+  std::atomic<bool> creator_started{false};
+  std::atomic<int> stale_before_done{0};
+  std::atomic<int> got_new{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      auto v = region->get_or_create("k", [&] {
+        ++calls;
+        creator_started = true;
+        std::this_thread::sleep_for(300ms);
+        creator_done = true;
+        return std::string("new");
+      });
+      if (*v == "old" && !creator_done) ++stale_before_done;
+      if (*v == "new") ++got_new;
+    });
+    if (t == 0) {
+      while (!creator_started) std::this_thread::yield();
+    }
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(got_new == 1);               // the creator's caller
+  BOOST_TEST(stale_before_done == 15);    // everyone else, before the creator finished
+}
+
+BOOST_DATA_TEST_CASE(creators_of_one_key_never_overlap_and_generations_advance,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 0.05});
+  std::atomic<int> running{0};
+  std::atomic<int> overlaps{0};
+  std::atomic<int> generations{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 10; ++t) {
+    threads.emplace_back([&] {
+      for (int round = 0; round < 5; ++round) {
+        region->get_or_create("k", [&] {
+          if (++running > 1) ++overlaps;
+          std::this_thread::sleep_for(30ms);
+          --running;
+          return ++generations;
+        });
+        std::this_thread::sleep_for(40ms);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(overlaps == 0);
+  BOOST_TEST(generations > 2);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// get_or_create_multi ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(get_or_create_multi)
+
+BOOST_DATA_TEST_CASE(the_creator_gets_only_the_missing_keys_sorted, data::make(kStoringBackends),
+                     backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  region->set("b", std::string("B-cached"));
+  std::vector<dogpile::Keys> calls;
+  auto creator = [&](const dogpile::Keys& keys) {
+    calls.push_back(keys);
+    std::vector<std::string> out;
+    for (const auto& k : keys) out.push_back(k + "-made");
+    return out;
+  };
+  auto values = region->get_or_create_multi({"d", "b", "a", "d", "c"}, creator);
+  BOOST_TEST_REQUIRE(calls.size() == 1u);
+  BOOST_TEST((calls[0] == dogpile::Keys{"a", "c", "d"}));
+  BOOST_TEST_REQUIRE(values.size() == 5u);
+  BOOST_TEST(*values[0] == "d-made");
+  BOOST_TEST(*values[1] == "B-cached");
+  BOOST_TEST(*values[2] == "a-made");
+  BOOST_TEST(*values[3] == "d-made");
+  BOOST_TEST(*values[4] == "c-made");
+  // Everything is cached now: the creator is not called again.
+  region->get_or_create_multi({"a", "b", "c", "d"}, creator);
+  BOOST_TEST(calls.size() == 1u);
+  BOOST_TEST(region->locks_in_use() == 0u);
+}
+
+BOOST_DATA_TEST_CASE(expired_values_are_regenerated_unless_expiration_is_minus_one,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 10});
+  region->set_value("old", CacheRegion::make_value(1, dogpile::now_seconds() - 100));
+  auto creator = [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 2); };
+  BOOST_TEST(*region->get_or_create_multi({"old"}, creator, -1)[0] == 1);
+  BOOST_TEST(*region->get_or_create_multi({"old"}, creator)[0] == 2);
+}
+
+BOOST_DATA_TEST_CASE(should_cache_fn_is_asked_per_value, data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend));
+  auto values = region->get_or_create_multi(
+      {"a", "b", "c"},
+      [](const dogpile::Keys&) { return std::vector<int>{1, -2, 3}; }, std::nullopt,
+      [](const int& v) { return v > 0; });
+  BOOST_TEST(*values[1] == -2);
+  BOOST_TEST(*region->get<int>("a") == 1);
+  BOOST_TEST(region->get<int>("b") == nullptr);
+  BOOST_TEST(*region->get<int>("c") == 3);
+}
+
+BOOST_DATA_TEST_CASE(every_mutex_is_released_when_the_creator_throws,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend));
+  auto held_a = region->mutex("a");
+  auto held_b = region->mutex("b");
+  BOOST_CHECK_THROW(region->get_or_create_multi(
+                        {"a", "b"},
+                        [](const dogpile::Keys&) -> std::vector<int> { throw std::runtime_error("x"); }),
+                    std::runtime_error);
+  BOOST_TEST(!held_a->locked());
+  BOOST_TEST(!held_b->locked());
+  BOOST_CHECK_THROW(region->get_or_create_multi(
+                        {"a", "b"}, [](const dogpile::Keys&) { return std::vector<int>{1}; }),
+                    dogpile::ValidationError);
+  BOOST_TEST(!held_a->locked());
+  BOOST_TEST(!held_b->locked());
+}
+
+BOOST_AUTO_TEST_CASE(hard_and_soft_invalidation_apply_to_multi) {
+  auto region = region_on("dogpile.cache.memory", {.expiration_time = 60});
+  region->set_value("a", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  auto creator = [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 9); };
+  region->invalidate(true);
+  BOOST_TEST(*region->get_or_create_multi({"a"}, creator)[0] == 9);
+
+  region->set_value("b", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->invalidate(false);
+  auto mutex = region->mutex("b");
+  BOOST_TEST(mutex->acquire(false));
+  BOOST_TEST(*region->get_or_create_multi({"b"}, creator)[0] == 1);  // stale, being regenerated
+  mutex->release();
+  BOOST_TEST(*region->get_or_create_multi({"b"}, creator)[0] == 9);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_multi_calls_create_each_key_once) {
+  auto region = region_on("dogpile.cache.memory", {.expiration_time = 60});
+  std::mutex m;
+  std::map<std::string, int> created;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      dogpile::Keys keys = {"k1", "k2", "k3", "k4"};
+      std::rotate(keys.begin(), keys.begin() + t % 4, keys.end());
+      region->get_or_create_multi(keys, [&](const dogpile::Keys& missing) {
+        std::this_thread::sleep_for(20ms);
+        std::lock_guard g(m);
+        for (const auto& k : missing) ++created[k];
+        return std::vector<int>(missing.size(), 1);
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& [key, count] : created) {
+    BOOST_TEST_INFO(key);
+    BOOST_TEST(count == 1);
+  }
+  BOOST_TEST(created.size() == 4u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Background regeneration --------------------------------------------------------------
+
+BOOST_AUTO_TEST_SUITE(async_creation)
+
+BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStoringBackends),
+                     backend) {
+  std::atomic<int> runner_calls{0};
+  std::vector<std::thread> background;
+  dogpile::AsyncCreationRunner runner =
+      [&](CacheRegion& region, const std::string& key, std::function<dogpile::CachedValuePtr()> creator,
+          std::shared_ptr<dogpile::CacheMutex> mutex) {
+        ++runner_calls;
+        background.emplace_back([&region, key, creator, mutex] {
+          if (auto value = creator()) region.set_value(key, value);
+          mutex->release();
+        });
+      };
+  auto region = dogpile::make_region("async", {}, runner);
+  region->configure(std::string(backend), {.expiration_time = 0.2});
+  std::atomic<int> calls{0};
+  auto creator = [&calls] {
+    std::this_thread::sleep_for(100ms);
+    return ++calls;
+  };
+  // The first call has no value to serve: it creates in the caller.
+  BOOST_TEST(*region->get_or_create("k", creator) == 1);
+  BOOST_TEST(runner_calls == 0);
+  std::this_thread::sleep_for(300ms);
+  // Expired: the stale value comes back at once and the runner regenerates.
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_TEST(*region->get_or_create("k", creator) == 1);
+  BOOST_TEST(seconds_since(start) < 0.09);
+  BOOST_TEST(runner_calls == 1);
+  BOOST_TEST(region->key_is_locked("k"));  // held by the runner
+  BOOST_TEST(*region->get_or_create("k", creator) == 1);  // still stale, still being made
+  BOOST_TEST(runner_calls == 1);
+  for (auto& t : background) t.join();
+  BOOST_TEST(!region->key_is_locked("k"));
+  BOOST_TEST(*region->get_or_create("k", creator) == 2);
+  BOOST_TEST(calls == 2);
+}
+
+BOOST_AUTO_TEST_CASE(the_thread_pool_runner_is_selected_from_config) {
+  auto region = dogpile::make_region("pool");
+  region->configure_from_config({{"cache.p.backend", "dogpile.cache.memory"},
+                                 {"cache.p.expiration_time", "0.2"},
+                                 {"cache.p.async_creation_runner", "thread_pool"},
+                                 {"cache.p.async_creation_runner_threads", "3"}},
+                                "cache.p.");
+  std::atomic<int> calls{0};
+  auto creator = [&calls] { return ++calls; };
+  BOOST_TEST(*region->get_or_create("k", creator) == 1);
+  std::this_thread::sleep_for(300ms);
+  BOOST_TEST(*region->get_or_create("k", creator) == 1);  // stale, refreshed in the background
+  const auto start = std::chrono::steady_clock::now();
+  while (calls < 2 && seconds_since(start) < 10) std::this_thread::sleep_for(5ms);
+  while (region->key_is_locked("k") && seconds_since(start) < 10) std::this_thread::sleep_for(5ms);
+  BOOST_TEST(*region->get_or_create("k", creator) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(bad_runner_settings_are_errors_naming_the_key) {
+  auto region = dogpile::make_region();
+  BOOST_CHECK_THROW(region->configure_from_config({{"backend", "dogpile.cache.memory"},
+                                                   {"async_creation_runner", "threads"}},
+                                                  ""),
+                    dogpile::ValidationError);
+  BOOST_CHECK_THROW(region->configure_from_config({{"backend", "dogpile.cache.memory"},
+                                                   {"async_creation_runner_threads", "2"}},
+                                                  ""),
+                    dogpile::ValidationError);
+  BOOST_CHECK_THROW(region->configure_from_config({{"backend", "dogpile.cache.memory"},
+                                                   {"async_creation_runner", "thread_pool"},
+                                                   {"async_creation_runner_threads", "0"}},
+                                                  ""),
+                    dogpile::ValidationError);
+  BOOST_TEST(!region->is_configured());
+}
+
+BOOST_AUTO_TEST_CASE(a_full_pool_drops_the_job_and_releases_the_lock) {
+  dogpile::ThreadPoolRunner pool(1, 1);
+  auto region = dogpile::make_region("full", {}, pool.runner());
+  region->configure("dogpile.cache.memory", {.expiration_time = 0.01});
+  std::mutex gate;
+  gate.lock();  // blocks the only worker
+  for (const char* key : {"a", "b", "c"}) {
+    region->get_or_create(key, [] { return 1; });
+  }
+  std::this_thread::sleep_for(50ms);
+  // a: runs (blocked on the gate), b: queued, c: dropped.
+  region->get_or_create("a", [&gate] {
+    std::lock_guard g(gate);
+    return 2;
+  });
+  region->get_or_create("b", [] { return 2; });
+  region->get_or_create("c", [] { return 2; });
+  BOOST_TEST(!region->key_is_locked("c"));
+  gate.unlock();
+  pool.shutdown();
+  BOOST_TEST(!region->key_is_locked("a"));
+  BOOST_TEST(!region->key_is_locked("b"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
