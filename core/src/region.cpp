@@ -291,7 +291,7 @@ bool CacheRegion::is_fresh(const State& st, const CachedValue& value,
   std::optional<double> expiration = st.expiration;
   if (options.expiration_time) expiration = normalized_expiration(options.expiration_time);
   const double ct = value.metadata().ct;
-  if (expiration && now_seconds() - ct > *expiration) return false;
+  if (expiration && coarse_now_seconds() - ct > *expiration) return false;
   return !st.invalidator->is_invalidated(ct);
 }
 

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,12 @@ namespace dogpile {
 double now_seconds() noexcept {
   using namespace std::chrono;
   return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+double coarse_now_seconds() noexcept {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
 }
 
 CachedValue::CachedValue(std::shared_ptr<const void> object, const std::type_info& type,

@@ -32,7 +32,7 @@ struct Timestamped {
 
 // Whether a value created at `created` is expired under `expiration` (nullopt: never).
 inline bool dogpile_expired(double created, std::optional<double> expiration) {
-  return created <= 0 || (expiration && now_seconds() - created > *expiration);
+  return created <= 0 || (expiration && coarse_now_seconds() - created > *expiration);
 }
 
 // Runs the dogpile algorithm above and returns the value to give the caller.

@@ -182,7 +182,7 @@ class DOGPILE_API CacheRegion {
 
   // The payload of `value` as a T (null when `value` is null); `key` is for messages.
   template <class T>
-  static std::shared_ptr<const T> value_as(const CachedValuePtr& value, std::string_view key);
+  static std::shared_ptr<const T> value_as(CachedValuePtr value, std::string_view key);
 
  private:
   struct State;
@@ -257,13 +257,13 @@ CachedValuePtr CacheRegion::make_value(T&& value, double created) {
 }
 
 template <class T>
-std::shared_ptr<const T> CacheRegion::value_as(const CachedValuePtr& value,
-                                               std::string_view key) {
+std::shared_ptr<const T> CacheRegion::value_as(CachedValuePtr value, std::string_view key) {
   if (!value) return nullptr;
   if (value->holds_object()) {
     if (value->object_type() != typeid(T)) throw_wrong_type(key, value->object_type(), typeid(T));
-    // Aliasing: shares ownership of the CachedValue, no copy of the object.
-    return std::shared_ptr<const T>(value, static_cast<const T*>(value->object().get()));
+    // Aliasing: takes over the ownership of the CachedValue, no copy of the object.
+    const T* object = static_cast<const T*>(value->object().get());
+    return std::shared_ptr<const T>(std::move(value), object);
   }
   if constexpr (HasCodec<T>) {
     try {
@@ -289,7 +289,9 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
   auto values = get_value_metadata_multi(keys, options);
   std::vector<std::shared_ptr<const T>> out;
   out.reserve(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) out.push_back(value_as<T>(values[i], keys[i]));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out.push_back(value_as<T>(std::move(values[i]), keys[i]));
+  }
   return out;
 }
 
@@ -303,7 +305,7 @@ std::shared_ptr<const T> CacheRegion::get_or_create(
     std::string_view key, Creator&& creator, std::optional<double> expiration_time,
     std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
   Lookup found = lookup(key, expiration_time);
-  if (found.fresh()) return value_as<T>(found.current->value, key);
+  if (found.fresh()) return value_as<T>(std::move(found.current->value), key);
   // Slow path: the creator is shared so an async runner can keep it past this call.
   auto shared = std::make_shared<std::decay_t<Creator>>(std::forward<Creator>(creator));
   ValueMaker make = [shared, should = std::move(should_cache_fn)]() -> Created {
@@ -339,7 +341,9 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
   auto values = get_or_create_values(keys, make, expiration_time);
   std::vector<std::shared_ptr<const T>> out;
   out.reserve(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) out.push_back(value_as<T>(values[i], keys[i]));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out.push_back(value_as<T>(std::move(values[i]), keys[i]));
+  }
   return out;
 }
 

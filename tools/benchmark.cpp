@@ -1,0 +1,116 @@
+// dogpile-bench: prints throughput and herd numbers for the memory backend, beside a raw
+// baseline measured in the same run (what a C++ user would write by hand: a hash map of
+// shared_ptr behind a reader-writer lock). A benchmark, not a test: it prints numbers and
+// passes or fails nothing.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <dogpile/dogpile.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Runs `op(i)` for `iterations` and returns operations per second.
+template <class Op>
+double ops_per_second(long iterations, Op&& op) {
+  for (long i = 0; i < iterations / 10; ++i) op(i);  // warm up
+  const auto start = Clock::now();
+  for (long i = 0; i < iterations; ++i) op(i);
+  return static_cast<double>(iterations) / seconds_since(start);
+}
+
+struct RawCache {
+  std::shared_mutex mutex;
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> map;
+  std::shared_ptr<const std::string> get(const std::string& key) {
+    std::shared_lock guard(mutex);
+    auto it = map.find(key);
+    return it == map.end() ? nullptr : it->second;
+  }
+};
+
+void row(const char* name, double ours, double raw) {
+  std::printf("%-44s %12.0f ops/s   raw %12.0f ops/s   ratio %.2f\n", name, ours, raw,
+              ours / raw);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const long iterations = argc > 1 ? std::atol(argv[1]) : 2'000'000;
+  constexpr int kKeys = 1000;
+  std::vector<std::string> keys;
+  for (int i = 0; i < kKeys; ++i) keys.push_back("user:" + std::to_string(i));
+
+  auto region = dogpile::make_region("bench");
+  region->configure("dogpile.cache.memory", {.expiration_time = 3600});
+  RawCache raw;
+  for (const auto& key : keys) {
+    region->set(key, std::string(64, 'x'));
+    raw.map.emplace(key, std::make_shared<const std::string>(64, 'x'));
+  }
+  std::printf("dogpile-bench: memory backend, %d keys, %ld operations per row\n\n", kKeys,
+              iterations);
+
+  std::size_t sink = 0;
+  const double raw_get = ops_per_second(iterations, [&](long i) { sink += raw.get(keys[i % kKeys])->size(); });
+  const double region_get = ops_per_second(iterations, [&](long i) {
+    sink += region->get<std::string>(keys[i % kKeys])->size();
+  });
+  const double region_goc = ops_per_second(iterations, [&](long i) {
+    sink += region->get_or_create(keys[i % kKeys], [] { return std::string(64, 'y'); })->size();
+  });
+  row("get<T> hit, 1 thread", region_get, raw_get);
+  row("get_or_create hit, 1 thread", region_goc, raw_get);
+
+  // Two threads on different keys: the shards keep them from contending.
+  auto threaded = [&](auto op) {
+    std::atomic<long> total{0};
+    const auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, t] {
+        std::size_t local = 0;
+        for (long i = 0; i < iterations; ++i) local += op(keys[(i * 2 + t) % kKeys]);
+        total += static_cast<long>(local != 0);
+      });
+    }
+    for (auto& t : threads) t.join();
+    return 2.0 * static_cast<double>(iterations) / seconds_since(start);
+  };
+  const double raw2 = threaded([&](const std::string& k) { return raw.get(k)->size(); });
+  const double goc2 = threaded([&](const std::string& k) {
+    return region->get_or_create(k, [] { return std::string(64, 'y'); })->size();
+  });
+  row("get_or_create hit, 2 threads (total)", goc2, raw2);
+
+  // The herd: 32 threads on one cold key, a 50 ms creator.
+  std::atomic<int> calls{0};
+  const auto start = Clock::now();
+  std::vector<std::thread> herd;
+  for (int t = 0; t < 32; ++t) {
+    herd.emplace_back([&] {
+      region->get_or_create("cold", [&] {
+        ++calls;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return std::string("made");
+      });
+    });
+  }
+  for (auto& t : herd) t.join();
+  std::printf("\n32-thread herd on a cold key, 50 ms creator: %d creator call(s), %.1f ms wall\n",
+              calls.load(), seconds_since(start) * 1000);
+  return sink == 0 ? 1 : 0;
+}
