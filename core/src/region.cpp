@@ -380,7 +380,8 @@ CacheRegion::Current CacheRegion::classify(const State& st, CachedValuePtr value
   if (st.invalidator->is_hard_invalidated(ct)) return std::nullopt;
   if (st.invalidator->is_soft_invalidated(ct)) {
     if (!expiration) throw Error(kSoftInvalidationNeedsExpiration);
-    ct = now_seconds() - *expiration - 0.0001;
+    // Reads as expired: older than the expiration time on the clock expiry checks use.
+    ct = coarse_now_seconds() - *expiration - 0.0001;
   }
   return Timestamped<CachedValuePtr>{std::move(value), ct};
 }
