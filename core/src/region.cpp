@@ -111,10 +111,21 @@ struct CacheRegion::State {
 
 CacheRegion::CacheRegion(std::string name, KeyMangler key_mangler,
                          AsyncCreationRunner async_creation_runner)
-    : name_(std::move(name)),
-      user_key_mangler_(std::move(key_mangler)),
-      async_creation_runner_(std::move(async_creation_runner)),
-      default_invalidator_(std::make_shared<DefaultInvalidationStrategy>()) {}
+    : CacheRegion(RegionOptions{.name = std::move(name),
+                                .key_mangler = std::move(key_mangler),
+                                .async_creation_runner = std::move(async_creation_runner)}) {}
+
+CacheRegion::CacheRegion(RegionOptions options)
+    : name_(std::move(options.name)),
+      user_key_mangler_(std::move(options.key_mangler)),
+      async_creation_runner_(std::move(options.async_creation_runner)),
+      function_key_generator_(std::move(options.function_key_generator)),
+      function_multi_key_generator_(std::move(options.function_multi_key_generator)),
+      default_invalidator_(std::make_shared<DefaultInvalidationStrategy>()) {
+  if (!function_key_generator_ || !function_multi_key_generator_) {
+    throw ValidationError("make_region: the function key generators must not be empty");
+  }
+}
 
 CacheRegion::~CacheRegion() {
   // Background regenerations use this region: finish them while it is still whole.
@@ -127,6 +138,10 @@ std::shared_ptr<CacheRegion> make_region(std::string name, KeyMangler key_mangle
                                          AsyncCreationRunner async_creation_runner) {
   return std::make_shared<CacheRegion>(std::move(name), std::move(key_mangler),
                                        std::move(async_creation_runner));
+}
+
+std::shared_ptr<CacheRegion> make_region(RegionOptions options) {
+  return std::make_shared<CacheRegion>(std::move(options));
 }
 
 const CacheRegion::State& CacheRegion::state() const {
@@ -176,7 +191,9 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
     proxy->wrap(state->outer);
     state->outer = std::move(proxy);
   }
-  state->key_mangler = user_key_mangler_ ? user_key_mangler_ : state->outer->key_mangler();
+  state->key_mangler = options.key_mangler ? std::move(options.key_mangler)
+                      : user_key_mangler_ ? user_key_mangler_
+                                          : state->outer->key_mangler();
   state->invalidator =
       options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
   state->locks = std::make_shared<LockRegistry>(state->outer);
@@ -258,13 +275,16 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
       (name == "async_creation_runner_threads" ? options.async_thread_pool
                                                : options.async_queue_limit) =
           value.get<std::size_t>();
+    } else if (name == "key_mangler") {
+      if (!value.is_string()) throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + value.dump());
+      options.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
     } else if (name == "replace_existing_backend") {
       if (!value.is_boolean()) throw ValidationError(key + " must be true or false, not " + value.dump());
       options.replace_existing_backend = value.get<bool>();
     } else {
       throw ValidationError("unknown config key " + key +
                             " (a region takes backend, expiration_time, arguments.<name>, wrap, "
-                            "replace_existing_backend, async_creation_runner, "
+                            "replace_existing_backend, key_mangler, async_creation_runner, "
                             "async_creation_runner_threads, async_creation_runner_queue)");
     }
   }

@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -40,23 +42,50 @@ std::string CachedValue::payload_bytes() const {
   return encoder_(object_.get());
 }
 
-namespace {
-
-// Python's repr(float): the shortest text that reads back as the same double, always with a
-// fraction or an exponent ("1795570724.0", not "1795570724").
-void append_python_float(std::string& out, double value) {
+std::string python_float_repr(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  // The shortest round-trip digits, then Python's layout (CPython's format_float_short with
+  // 'r'): positional when -4 < decimal point <= 16, else exponent with at least two digits.
   char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::scientific);
   std::string_view text(buffer, static_cast<std::size_t>(end - buffer));
-  out += text;
-  if (text.find_first_of(".eEn") == std::string_view::npos) out += ".0";
+  std::string out;
+  if (text.front() == '-') {
+    out += '-';
+    text.remove_prefix(1);
+  }
+  const auto e = text.find('e');
+  std::string digits;
+  for (char c : text.substr(0, e)) {
+    if (c != '.') digits += c;
+  }
+  const int exponent = std::atoi(std::string(text.substr(e + 1)).c_str());
+  const int point = exponent + 1;  // digits before the decimal point
+  const int count = static_cast<int>(digits.size());
+  if (point > -4 && point <= 16) {
+    if (point <= 0) {
+      out += "0." + std::string(static_cast<std::size_t>(-point), '0') + digits;
+    } else if (point >= count) {
+      out += digits + std::string(static_cast<std::size_t>(point - count), '0') + ".0";
+    } else {
+      out += digits.substr(0, static_cast<std::size_t>(point)) + "." +
+             digits.substr(static_cast<std::size_t>(point));
+    }
+  } else {
+    out += digits.substr(0, 1);
+    if (count > 1) out += "." + digits.substr(1);
+    const int magnitude = std::abs(exponent);
+    out += exponent < 0 ? "e-" : "e+";
+    if (magnitude < 10) out += '0';
+    out += std::to_string(magnitude);
+  }
+  return out;
 }
-
-}  // namespace
 
 std::string serialize_metadata(const ValueMetadata& metadata) {
   std::string out = "{\"ct\": ";
-  append_python_float(out, metadata.ct);
+  out += python_float_repr(metadata.ct);
   out += ", \"v\": ";
   out += std::to_string(metadata.v);
   out += '}';

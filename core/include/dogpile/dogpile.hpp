@@ -2,9 +2,11 @@
 #pragma once
 
 #include "dogpile/async_runner.hpp"
+#include "dogpile/cached_function.hpp"
 #include "dogpile/codec.hpp"
 #include "dogpile/config.hpp"
 #include "dogpile/invalidation.hpp"
+#include "dogpile/keys.hpp"
 #include "dogpile/loader.hpp"
 #include "dogpile/lock.hpp"
 #include "dogpile/logging.hpp"

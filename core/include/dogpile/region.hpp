@@ -38,9 +38,11 @@
 #include <nlohmann/json.hpp>
 
 #include "dogpile/async_runner.hpp"
+#include "dogpile/cached_function.hpp"
 #include "dogpile/codec.hpp"
 #include "dogpile/config.hpp"
 #include "dogpile/invalidation.hpp"
+#include "dogpile/keys.hpp"
 #include "dogpile/lock.hpp"
 #include "dogpile/sdk/backend.hpp"
 #include "dogpile/sdk/errors.hpp"
@@ -49,8 +51,52 @@
 
 namespace dogpile {
 
+namespace detail {
+
+template <class T>
+inline constexpr bool is_optional = false;
+template <class T>
+inline constexpr bool is_optional<std::optional<T>> = true;
+
+template <class T>
+T& unwrap(T& value) {
+  return value;
+}
+template <class T>
+T& unwrap(std::optional<T>& value) {
+  return *value;
+}
+
+template <class T>
+struct unwrap_optional {
+  using type = T;
+};
+template <class T>
+struct unwrap_optional<std::optional<T>> {
+  using type = T;
+};
+
+// The value type get_or_create_multi stores for a creator's results.
+template <class Creator>
+using multi_value_t = typename unwrap_optional<typename std::remove_cvref_t<
+    std::invoke_result_t<Creator&, const Keys&>>::value_type>::type;
+
+}  // namespace detail
+
 // A proxy to wrap around the backend: a proxy plugin's entry-point name or an instance.
 using Wrapper = std::variant<std::string, std::shared_ptr<ProxyBackend>>;
+
+// What make_region() takes, as dogpile.cache's make_region(): all optional.
+struct RegionOptions {
+  std::string name{};
+  // Applied to every key; otherwise the backend's recommended mangler, if any.
+  KeyMangler key_mangler{};
+  // Regenerates stale values in the background (see async_runner.hpp).
+  AsyncCreationRunner async_creation_runner{};
+  // The keys of cached functions (see keys.hpp and cached_function.hpp).
+  FunctionKeyGenerator function_key_generator = dogpile::function_key_generator;
+  FunctionMultiKeyGenerator function_multi_key_generator = dogpile::function_multi_key_generator;
+};
 
 struct ConfigureOptions {
   // Seconds after creation at which a value expires; nullopt or -1: never.
@@ -70,6 +116,8 @@ struct ConfigureOptions {
   // most async_queue_limit waiting regenerations.
   std::size_t async_thread_pool = 0;
   std::size_t async_queue_limit = 1024;
+  // Replaces the region's key mangler (e.g. from config: key_mangler = sha1).
+  KeyMangler key_mangler{};
 };
 
 struct GetOptions {
@@ -86,6 +134,7 @@ class DOGPILE_API CacheRegion {
   // background (see async_runner.hpp).
   explicit CacheRegion(std::string name = {}, KeyMangler key_mangler = {},
                        AsyncCreationRunner async_creation_runner = {});
+  explicit CacheRegion(RegionOptions options);
   ~CacheRegion();
   CacheRegion(const CacheRegion&) = delete;
   CacheRegion& operator=(const CacheRegion&) = delete;
@@ -145,8 +194,9 @@ class DOGPILE_API CacheRegion {
   // called once with the keys that need a value, sorted, and returns a sequence of as many
   // values; the result is aligned with `keys` (duplicates allowed). should_cache_fn is asked
   // per value.
-  template <class Creator,
-            class T = typename std::remove_cvref_t<std::invoke_result_t<Creator&, const Keys&>>::value_type>
+  // A creator may return std::optional<T> values: an empty one is neither cached nor returned
+  // (its result is null).
+  template <class Creator, class T = detail::multi_value_t<Creator>>
   std::vector<std::shared_ptr<const T>> get_or_create_multi(
       const Keys& keys, Creator&& creator, std::optional<double> expiration_time = {},
       std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
@@ -159,6 +209,34 @@ class DOGPILE_API CacheRegion {
   // Stores an already built value under `key` (after key mangling).
   void set_value(std::string_view key, CachedValuePtr value);
   void set_value_multi(const ValueMapping& mapping);
+
+  // A cached function: `fn` (a function, a member function, a lambda or another function
+  // object) served through get_or_create, keyed by `name` and its arguments. See
+  // cached_function.hpp.
+  template <class Fn, class ToStr = PythonStr>
+  CachedFunction<std::decay_t<Fn>, ToStr> cache_on_arguments(
+      std::string name, Fn&& fn,
+      FunctionCacheOptions<typename CachedFunction<std::decay_t<Fn>, ToStr>::result_type> options = {},
+      ToStr to_str = {}) {
+    return {*this, std::move(name), std::forward<Fn>(fn), std::move(options), std::move(to_str)};
+  }
+
+  // A cached multi-argument function, served through get_or_create_multi.
+  template <class Fn, class ToStr = PythonStr>
+  CachedMultiFunction<std::decay_t<Fn>, ToStr> cache_multi_on_arguments(
+      std::string name, Fn&& fn,
+      FunctionCacheOptions<typename CachedMultiFunction<std::decay_t<Fn>, ToStr>::result_type>
+          options = {},
+      ToStr to_str = {}) {
+    return {*this, std::move(name), std::forward<Fn>(fn), std::move(options), std::move(to_str)};
+  }
+
+  const FunctionKeyGenerator& function_key_generator() const noexcept {
+    return function_key_generator_;
+  }
+  const FunctionMultiKeyGenerator& function_multi_key_generator() const noexcept {
+    return function_multi_key_generator_;
+  }
 
   // Whether the dogpile lock of `key` is held now.
   bool key_is_locked(std::string_view key) const;
@@ -226,6 +304,8 @@ class DOGPILE_API CacheRegion {
   std::string name_;
   KeyMangler user_key_mangler_;
   AsyncCreationRunner async_creation_runner_;
+  FunctionKeyGenerator function_key_generator_;
+  FunctionMultiKeyGenerator function_multi_key_generator_;
   std::shared_ptr<RegionInvalidationStrategy> default_invalidator_;
   // The configuration in effect, read lock-free on every call. A replaced configuration is
   // retired, not freed, so calls still running on it stay valid until the region dies.
@@ -238,6 +318,7 @@ class DOGPILE_API CacheRegion {
 DOGPILE_API std::shared_ptr<CacheRegion> make_region(
     std::string name = {}, KeyMangler key_mangler = {},
     AsyncCreationRunner async_creation_runner = {});
+DOGPILE_API std::shared_ptr<CacheRegion> make_region(RegionOptions options);
 
 // ---------------------------------------------------------------------------------------
 // Template definitions.
@@ -331,7 +412,13 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
     std::vector<Created> out;
     out.reserve(to_create.size());
     for (auto& item : made) {
-      CachedValuePtr value = make_value(std::move(item), created);
+      if constexpr (detail::is_optional<std::remove_cvref_t<decltype(item)>>) {
+        if (!item) {
+          out.push_back({nullptr, false});
+          continue;
+        }
+      }
+      CachedValuePtr value = make_value(std::move(detail::unwrap(item)), created);
       const bool cache =
           !should_cache_fn || should_cache_fn(*static_cast<const T*>(value->object().get()));
       out.push_back({std::move(value), cache});

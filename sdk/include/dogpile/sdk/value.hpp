@@ -73,6 +73,10 @@ class DOGPILE_API CachedValue {
 
 using CachedValuePtr = std::shared_ptr<const CachedValue>;
 
+// Python's repr() of a float, which str() and json.dumps also give: the shortest text that
+// reads back as the same double, laid out as CPython does ("1.0", "0.1", "1e-05", "1e+16").
+DOGPILE_API std::string python_float_repr(double value);
+
 // The wire format: `{"ct": <ct>, "v": <v>}|<payload>`, byte for byte what Python's
 // json.dumps writes for the metadata.
 DOGPILE_API std::string serialize_cached_value(const CachedValue& value);

@@ -1,0 +1,331 @@
+// Cached functions: dogpile.cache's cache_on_arguments and cache_multi_on_arguments
+// decorators in a C++ shape. Included by region.hpp; use CacheRegion::cache_on_arguments and
+// CacheRegion::cache_multi_on_arguments.
+//
+//   auto load_user = region->cache_on_arguments("myapp.users:load_user", &fetch_user);
+//   User u = load_user(42);        // fetch_user(42) once, then from the cache
+//   load_user.invalidate(42);      // also set(value, args...), get(args...), refresh(args...)
+//
+// The key is the region's function key generator applied to `name`, the namespace and the
+// arguments converted by `to_str` (PythonStr: Python's str()), so it matches Python's key for
+// the same name and arguments. For a member function the object is the first argument of every
+// call and is not part of the key (as dogpile skips `self`).
+//
+// REQUIRES: the region outlives the cached function. With an async creation runner the
+// function, its arguments (copied) and, for a member function, the object must stay valid
+// until the background regeneration ends.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "dogpile/keys.hpp"
+#include "dogpile/sdk/backend.hpp"
+
+namespace dogpile {
+
+class CacheRegion;
+
+template <class R>
+struct FunctionCacheOptions {
+  // dogpile's `namespace`: keys become name|namespace|args.
+  std::optional<std::string> namespace_name{};
+  // Seconds; overrides the region's; -1: never. expiration_time_fn, when set, is called on
+  // every call instead (returning 0 recomputes every time).
+  std::optional<double> expiration_time{};
+  std::function<double()> expiration_time_fn{};
+  // false: the result is returned but not stored.
+  std::function<bool(const R&)> should_cache_fn{};
+  // Overrides the region's function key generator for this function.
+  FunctionKeyGenerator key_generator{};
+  // For cache_multi_on_arguments: overrides the region's multi key generator.
+  FunctionMultiKeyGenerator multi_key_generator{};
+};
+
+namespace detail {
+
+template <class R, class Object, class... Args>
+struct FunctionShape {
+  using result = R;
+  using object = Object;  // void for a free function or a function object
+  using first_argument = std::tuple_element_t<0, std::tuple<Args..., void>>;
+};
+
+template <class F>
+struct FunctionTraits : FunctionTraits<decltype(&F::operator())> {
+  using object = void;  // a lambda or function object: its own object is not an argument
+};
+template <class R, class... A>
+struct FunctionTraits<R (*)(A...)> : FunctionShape<R, void, A...> {};
+template <class R, class... A>
+struct FunctionTraits<R (*)(A...) noexcept> : FunctionShape<R, void, A...> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...)> : FunctionShape<R, C, A...> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...) const> : FunctionShape<R, const C, A...> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...) noexcept> : FunctionShape<R, C, A...> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...) const noexcept> : FunctionShape<R, const C, A...> {};
+
+template <class T>
+concept MapLike = requires { typename T::key_type; typename T::mapped_type; };
+
+// The value type of a multi function's result: a sequence's element or a map's value.
+template <class T>
+struct MultiResult {
+  using type = typename T::value_type;
+};
+template <MapLike T>
+struct MultiResult<T> {
+  using type = typename T::mapped_type;
+};
+
+}  // namespace detail
+
+// Region is a parameter only so this header can come before CacheRegion's definition.
+template <class Fn, class ToStr, class Region = CacheRegion>
+class CachedFunction {
+ public:
+  using traits = detail::FunctionTraits<Fn>;
+  using result_type = std::remove_cvref_t<typename traits::result>;
+  static constexpr bool is_member = !std::is_void_v<typename traits::object>;
+  static_assert(!std::is_void_v<result_type>, "a cached function must return a value");
+
+  CachedFunction(Region& region, std::string name, Fn fn,
+                 FunctionCacheOptions<result_type> options, ToStr to_str)
+      : region_(&region),
+        name_(std::move(name)),
+        fn_(std::move(fn)),
+        options_(std::move(options)),
+        to_str_(std::move(to_str)) {}
+
+  // The function's result for `args`: cached, or computed under the dogpile lock.
+  template <class... A>
+  result_type operator()(A&&... args) {
+    return *shared(std::forward<A>(args)...);
+  }
+
+  // The same without copying the cached object.
+  template <class... A>
+  std::shared_ptr<const result_type> shared(A&&... args) {
+    std::string key = this->key(args...);
+    return region_->get_or_create(key, creator(std::forward<A>(args)...), expiration(),
+                                  options_.should_cache_fn);
+  }
+
+  // The cached value for `args`, or null (a miss) without calling the function.
+  template <class... A>
+  std::shared_ptr<const result_type> get(const A&... args) const {
+    return region_->template get<result_type>(key(args...), {.expiration_time = expiration()});
+  }
+
+  // Stores `value` as the result for `args`.
+  template <class... A>
+  void set(result_type value, const A&... args) {
+    region_->set(key(args...), std::move(value));
+  }
+
+  template <class... A>
+  void invalidate(const A&... args) {
+    region_->remove(key(args...));
+  }
+
+  // Calls the function, stores and returns its result, whatever is cached.
+  template <class... A>
+  result_type refresh(A&&... args) {
+    std::string key = this->key(args...);
+    result_type value = std::invoke(fn_, std::forward<A>(args)...);
+    region_->set(key, value);
+    return value;
+  }
+
+  // The cache key of a call with `args` (for a member function, the object comes first and is
+  // not part of the key).
+  template <class... A>
+  std::string key(const A&... args) const {
+    if constexpr (is_member) {
+      return key_without_object(args...);
+    } else {
+      return key_of({to_str_(args)...});
+    }
+  }
+
+  const Fn& original() const noexcept { return fn_; }
+
+ private:
+  template <class Object, class... Rest>
+  std::string key_without_object(const Object&, const Rest&... rest) const {
+    return key_of({to_str_(rest)...});
+  }
+
+  std::string key_of(const std::vector<std::string>& arguments) const {
+    if (options_.key_generator) return options_.key_generator(name_, options_.namespace_name, arguments);
+    return region_->function_key_generator()(name_, options_.namespace_name, arguments);
+  }
+
+  std::optional<double> expiration() const {
+    if (options_.expiration_time_fn) return options_.expiration_time_fn();
+    return options_.expiration_time;
+  }
+
+  // A creator owning copies of the arguments (and, for a member, the object's address), so it
+  // stays valid if an async runner calls it later.
+  template <class... A>
+  auto creator(A&&... args) const {
+    if constexpr (is_member) {
+      return member_creator(std::forward<A>(args)...);
+    } else {
+      return [fn = fn_, saved = std::make_tuple(std::decay_t<A>(std::forward<A>(args))...)] {
+        return std::apply([&fn](const auto&... a) { return std::invoke(fn, a...); }, saved);
+      };
+    }
+  }
+
+  template <class Object, class... Rest>
+  auto member_creator(Object& object, Rest&&... rest) const {
+    return [fn = fn_, target = std::addressof(object),
+            saved = std::make_tuple(std::decay_t<Rest>(std::forward<Rest>(rest))...)] {
+      return std::apply([&](const auto&... a) { return std::invoke(fn, *target, a...); }, saved);
+    };
+  }
+
+  Region* region_;
+  std::string name_;
+  Fn fn_;
+  FunctionCacheOptions<result_type> options_;
+  ToStr to_str_;
+};
+
+// fn takes a sequence of arguments (const std::vector<A>&) and returns either a sequence of
+// results aligned with it, or (the asdict form) a map from argument to result that may leave
+// arguments out: those are neither cached nor returned.
+template <class Fn, class ToStr, class Region = CacheRegion>
+class CachedMultiFunction {
+ public:
+  using traits = detail::FunctionTraits<Fn>;
+  using arguments_type = std::remove_cvref_t<typename traits::first_argument>;
+  using argument_type = typename arguments_type::value_type;
+  using fn_result = std::remove_cvref_t<typename traits::result>;
+  static constexpr bool asdict = detail::MapLike<fn_result>;
+  using result_type = typename detail::MultiResult<fn_result>::type;
+  // What a call returns: a vector aligned with the arguments, or the map.
+  using call_result = std::conditional_t<asdict, fn_result, std::vector<result_type>>;
+
+  CachedMultiFunction(Region& region, std::string name, Fn fn,
+                      FunctionCacheOptions<result_type> options, ToStr to_str)
+      : region_(&region),
+        name_(std::move(name)),
+        fn_(std::move(fn)),
+        options_(std::move(options)),
+        to_str_(std::move(to_str)) {}
+
+  // Only the arguments whose values are missing or expired are passed to the function, in
+  // sorted cache-key order, in one call.
+  call_result operator()(const std::vector<argument_type>& arguments) {
+    const std::vector<std::string> cache_keys = keys(arguments);
+    std::map<std::string, const argument_type*> argument_of;
+    for (std::size_t i = 0; i < arguments.size(); ++i) argument_of[cache_keys[i]] = &arguments[i];
+    auto creator = [&](const Keys& missing) {
+      std::vector<argument_type> wanted;
+      wanted.reserve(missing.size());
+      for (const auto& key : missing) wanted.push_back(*argument_of.at(key));
+      fn_result made = std::invoke(fn_, wanted);
+      if constexpr (asdict) {
+        // Arguments the function left out are neither cached nor returned.
+        std::vector<std::optional<result_type>> aligned;
+        aligned.reserve(wanted.size());
+        for (const auto& argument : wanted) {
+          auto it = made.find(argument);
+          aligned.push_back(it == made.end() ? std::nullopt
+                                             : std::optional<result_type>(std::move(it->second)));
+        }
+        return aligned;
+      } else {
+        return made;
+      }
+    };
+    auto values =
+        region_->get_or_create_multi(cache_keys, creator, expiration(), options_.should_cache_fn);
+    call_result out;
+    for (std::size_t i = 0; i < arguments.size(); ++i) {
+      if constexpr (asdict) {
+        if (values[i]) out.emplace(arguments[i], *values[i]);
+      } else {
+        out.push_back(*values[i]);
+      }
+    }
+    return out;
+  }
+
+  // Cached values for `arguments`, aligned, null where missing; the function is not called.
+  std::vector<std::shared_ptr<const result_type>> get(
+      const std::vector<argument_type>& arguments) const {
+    return region_->template get_multi<result_type>(keys(arguments),
+                                                    {.expiration_time = expiration()});
+  }
+
+  void set(const std::map<argument_type, result_type>& mapping) {
+    std::vector<argument_type> arguments;
+    for (const auto& [argument, value] : mapping) arguments.push_back(argument);
+    const auto cache_keys = keys(arguments);
+    std::vector<std::pair<std::string, result_type>> values;
+    std::size_t i = 0;
+    for (const auto& [argument, value] : mapping) values.emplace_back(cache_keys[i++], value);
+    region_->set_multi(values);
+  }
+
+  void invalidate(const std::vector<argument_type>& arguments) {
+    region_->remove_multi(keys(arguments));
+  }
+
+  // Calls the function for all `arguments`, stores and returns its results.
+  call_result refresh(const std::vector<argument_type>& arguments) {
+    fn_result made = std::invoke(fn_, arguments);
+    if constexpr (asdict) {
+      std::map<argument_type, result_type> mapping(made.begin(), made.end());
+      set(mapping);
+      return made;
+    } else {
+      std::map<argument_type, result_type> mapping;
+      for (std::size_t i = 0; i < arguments.size() && i < std::size(made); ++i) {
+        mapping.emplace(arguments[i], made[i]);
+      }
+      set(mapping);
+      return call_result(made.begin(), made.end());
+    }
+  }
+
+  std::vector<std::string> keys(const std::vector<argument_type>& arguments) const {
+    std::vector<std::string> texts;
+    texts.reserve(arguments.size());
+    for (const auto& argument : arguments) texts.push_back(to_str_(argument));
+    if (options_.multi_key_generator) {
+      return options_.multi_key_generator(name_, options_.namespace_name, texts);
+    }
+    return region_->function_multi_key_generator()(name_, options_.namespace_name, texts);
+  }
+
+  const Fn& original() const noexcept { return fn_; }
+
+ private:
+  std::optional<double> expiration() const {
+    if (options_.expiration_time_fn) return options_.expiration_time_fn();
+    return options_.expiration_time;
+  }
+
+  Region* region_;
+  std::string name_;
+  Fn fn_;
+  FunctionCacheOptions<result_type> options_;
+  ToStr to_str_;
+};
+
+}  // namespace dogpile
