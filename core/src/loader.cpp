@@ -243,6 +243,16 @@ void PluginLoader::register_backend(std::string_view name, const fs::path& libra
   impl_->registered.insert_or_assign(info.name, std::move(info));
 }
 
+std::optional<EntryPointInfo> PluginLoader::find(std::string_view name) {
+  std::lock_guard guard(impl_->mutex);
+  const EntryPointInfo* info = impl_->find(name);
+  if (info == nullptr) {
+    impl_->indexed = false;
+    info = impl_->find(name);
+  }
+  return info != nullptr ? std::optional<EntryPointInfo>(*info) : std::nullopt;
+}
+
 void PluginLoader::rescan() {
   std::lock_guard guard(impl_->mutex);
   impl_->indexed = false;

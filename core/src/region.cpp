@@ -177,13 +177,24 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
   state->expiration = normalized_expiration(options.expiration_time);
 
   auto& loader = PluginLoader::instance();
-  state->actual = loader.make_backend(
-      backend, Arguments(std::move(options.arguments), options.arguments_key_prefix));
+  const std::string& prefix = options.config_prefix;
+  state->actual = loader.make_backend(backend, Arguments(std::move(options.arguments), prefix + "arguments."));
   state->outer = state->actual;
   for (auto it = options.wrap.rbegin(); it != options.wrap.rend(); ++it) {
     std::shared_ptr<ProxyBackend> proxy;
-    if (const auto* name = std::get_if<std::string>(&*it)) {
-      proxy = loader.make_proxy(*name, Arguments());
+    if (auto* spec = std::get_if<ProxySpec>(&*it)) {
+      const std::string wrap_key = prefix.empty() ? "wrap" : prefix + "wrap";
+      auto entry = loader.find(spec->name);
+      if (!entry) {
+        throw PluginNotFound("Couldn't find cache plugin to load: " + spec->name + " (named in " +
+                             wrap_key + "; `dogpile plugins` lists the proxies found)");
+      }
+      if (entry->kind != PluginKind::proxy) {
+        throw ConfigError(wrap_key + " names " + spec->name +
+                          ", which is a backend, not a proxy");
+      }
+      proxy = loader.make_proxy(spec->name,
+                                Arguments(spec->arguments, prefix + "wrap_arguments." + spec->name + "."));
     } else {
       proxy = std::get<std::shared_ptr<ProxyBackend>>(*it);
       if (!proxy) throw ValidationError("wrap: a null ProxyBackend was given");
@@ -227,8 +238,10 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
                           backend->second.dump());
   }
 
+  const std::string wrap_arguments_prefix = p + "wrap_arguments.";
   ConfigureOptions options;
-  options.arguments_key_prefix = arguments_prefix;
+  options.config_prefix = p;
+  std::vector<std::pair<std::string, const nlohmann::json*>> wrap_arguments;
   for (const auto& [key, value] : coerced) {
     if (key.compare(0, p.size(), p) != 0) continue;
     const std::string_view name = std::string_view(key).substr(p.size());
@@ -239,6 +252,8 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
     } else if (key.compare(0, arguments_prefix.size(), arguments_prefix) == 0 &&
                key.size() > arguments_prefix.size()) {
       options.arguments[key.substr(arguments_prefix.size())] = value;
+    } else if (key.compare(0, wrap_arguments_prefix.size(), wrap_arguments_prefix) == 0) {
+      wrap_arguments.emplace_back(key, &value);
     } else if (name == "wrap") {
       if (value.is_string()) {
         std::string names = value.get<std::string>();
@@ -284,8 +299,29 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
     } else {
       throw ValidationError("unknown config key " + key +
                             " (a region takes backend, expiration_time, arguments.<name>, wrap, "
+                            "wrap_arguments.<proxy>.<name>, "
                             "replace_existing_backend, key_mangler, async_creation_runner, "
                             "async_creation_runner_threads, async_creation_runner_queue)");
+    }
+  }
+  // <prefix>wrap_arguments.<proxy name>.<argument>: the longest proxy name in wrap that fits.
+  for (const auto& [key, value] : wrap_arguments) {
+    const std::string_view rest = std::string_view(key).substr(wrap_arguments_prefix.size());
+    ProxySpec* target = nullptr;
+    for (auto& wrapper : options.wrap) {
+      auto& spec = std::get<ProxySpec>(wrapper);
+      if (rest.size() > spec.name.size() + 1 && rest.starts_with(spec.name) &&
+          rest[spec.name.size()] == '.' && (!target || spec.name.size() > target->name.size())) {
+        target = &spec;
+      }
+    }
+    if (!target) {
+      throw ValidationError(key + " names no proxy of " + p + "wrap");
+    }
+    const std::string argument(rest.substr(target->name.size() + 1));
+    for (auto& wrapper : options.wrap) {
+      auto& spec = std::get<ProxySpec>(wrapper);
+      if (spec.name == target->name) spec.arguments[argument] = *value;
     }
   }
   if (options.async_thread_pool > 0 && coerced.count(p + "async_creation_runner") == 0) {
@@ -545,6 +581,15 @@ std::shared_ptr<CacheMutex> CacheRegion::mutex(std::string_view key) const {
 bool CacheRegion::key_is_locked(std::string_view key) const { return mutex(key)->locked(); }
 
 std::size_t CacheRegion::locks_in_use() const { return state().locks->size(); }
+
+std::optional<StatsSnapshot> CacheRegion::stats() const {
+  for (const CacheBackend* backend = state().outer.get(); backend != nullptr;) {
+    if (const auto* provider = dynamic_cast<const StatsProvider*>(backend)) return provider->stats();
+    const auto* proxy = dynamic_cast<const ProxyBackend*>(backend);
+    backend = proxy != nullptr ? proxy->proxied().get() : nullptr;
+  }
+  return std::nullopt;
+}
 
 RegionInvalidationStrategy& CacheRegion::region_invalidator() const {
   const State* st = state_.load(std::memory_order_acquire);

@@ -1,8 +1,10 @@
 // Key functions of the exception types and of the SDK's abstract classes, so their type
-// information lives once, in libdogpile, and is shared with every plugin.
+// information lives once, in libdogpile, and is shared with every plugin; and the SDK's small
+// out-of-line helpers.
 #include "dogpile/sdk/errors.hpp"
 
 #include "dogpile/sdk/mutex.hpp"
+#include "dogpile/sdk/stats.hpp"
 
 namespace dogpile {
 
@@ -19,5 +21,18 @@ CantSerialize::~CantSerialize() = default;
 ValueTypeError::~ValueTypeError() = default;
 
 CacheMutex::~CacheMutex() = default;
+StatsProvider::~StatsProvider() = default;
+
+const char* operation_name(CacheOperation operation) noexcept {
+  switch (operation) {
+    case CacheOperation::get: return "get";
+    case CacheOperation::get_multi: return "get_multi";
+    case CacheOperation::set: return "set";
+    case CacheOperation::set_multi: return "set_multi";
+    case CacheOperation::remove: return "remove";
+    case CacheOperation::remove_multi: return "remove_multi";
+  }
+  return "unknown";
+}
 
 }  // namespace dogpile

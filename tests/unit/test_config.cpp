@@ -247,9 +247,9 @@ BOOST_AUTO_TEST_CASE(wrap_names_proxy_plugins) {
   auto other = dogpile::make_region();
   try {
     other->configure_from_config(bad, "");
-    BOOST_FAIL("expected PluginLoadError");
-  } catch (const dogpile::PluginLoadError& e) {
-    BOOST_TEST(message_contains(e, "is a backend, not a proxy"));
+    BOOST_FAIL("expected ConfigError");
+  } catch (const dogpile::ConfigError& e) {
+    BOOST_TEST(message_contains(e, "wrap names dogpile.cache.memory, which is a backend, not a proxy"));
   }
 }
 

@@ -104,7 +104,7 @@ BOOST_AUTO_TEST_CASE(an_unknown_argument_is_an_error_naming_the_key) {
   auto region = dogpile::make_region();
   try {
     region->configure("dogpile.cache.memory", {.arguments = {{"shardz", 4}},
-                                               .arguments_key_prefix = "cache.local.arguments."});
+                                               .config_prefix = "cache.local."});
     BOOST_FAIL("expected ValidationError");
   } catch (const dogpile::ValidationError& e) {
     BOOST_TEST(message_contains(e, "cache.local.arguments.shardz"));

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,9 @@ class DOGPILE_API PluginLoader {
   // point of that name. The library is loaded when the name is first used.
   void register_backend(std::string_view name, const std::filesystem::path& library,
                         std::string_view symbol);
+
+  // The entry point `name` (registered or on the search path), if any; loads nothing.
+  std::optional<EntryPointInfo> find(std::string_view name);
 
   // Makes the backend or proxy `name` with `arguments`, then rejects any argument the plugin
   // did not read. Throws PluginNotFound, PluginLoadError, ValidationError.

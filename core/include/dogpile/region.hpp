@@ -47,6 +47,7 @@
 #include "dogpile/sdk/backend.hpp"
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/proxy.hpp"
+#include "dogpile/sdk/stats.hpp"
 #include "dogpile/sdk/value.hpp"
 
 namespace dogpile {
@@ -83,8 +84,17 @@ using multi_value_t = typename unwrap_optional<typename std::remove_cvref_t<
 
 }  // namespace detail
 
-// A proxy to wrap around the backend: a proxy plugin's entry-point name or an instance.
-using Wrapper = std::variant<std::string, std::shared_ptr<ProxyBackend>>;
+// A proxy plugin to load by entry-point name, with its arguments.
+struct ProxySpec {
+  ProxySpec(std::string proxy_name, nlohmann::json proxy_arguments = nlohmann::json::object())
+      : name(std::move(proxy_name)), arguments(std::move(proxy_arguments)) {}
+  ProxySpec(const char* proxy_name) : ProxySpec(std::string(proxy_name)) {}
+  std::string name;
+  nlohmann::json arguments;
+};
+
+// A proxy to wrap around the backend: a proxy plugin, or an instance the application made.
+using Wrapper = std::variant<ProxySpec, std::shared_ptr<ProxyBackend>>;
 
 // What make_region() takes, as dogpile.cache's make_region(): all optional.
 struct RegionOptions {
@@ -107,8 +117,8 @@ struct ConfigureOptions {
   std::vector<Wrapper> wrap{};
   bool replace_existing_backend = false;
   std::shared_ptr<RegionInvalidationStrategy> region_invalidator{};
-  // How argument names appear in error messages (e.g. "cache.local.arguments.").
-  std::string arguments_key_prefix{};
+  // How the config names this region's keys in error messages (e.g. "cache.local.").
+  std::string config_prefix{};
   // Regenerates stale values in the background (see async_runner.hpp); replaces the runner
   // given to the region's constructor.
   AsyncCreationRunner async_creation_runner{};
@@ -246,6 +256,10 @@ class DOGPILE_API CacheRegion {
 
   // How many per-key dogpile mutexes exist now (each lives while anyone holds it).
   std::size_t locks_in_use() const;
+
+  // The figures of the first StatsProvider in the proxy chain (e.g. dogpile.proxy.stats),
+  // nullopt when there is none.
+  std::optional<StatsSnapshot> stats() const;
 
   // Invalidates every value created before now; see RegionInvalidationStrategy.
   void invalidate(bool hard = true);

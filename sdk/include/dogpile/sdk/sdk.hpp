@@ -9,4 +9,5 @@
 #include "dogpile/sdk/mutex.hpp"
 #include "dogpile/sdk/plugin.hpp"
 #include "dogpile/sdk/proxy.hpp"
+#include "dogpile/sdk/stats.hpp"
 #include "dogpile/sdk/value.hpp"

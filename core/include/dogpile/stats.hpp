@@ -1,0 +1,17 @@
+// Exporting cache statistics (collected by the dogpile.proxy.stats proxy; see
+// dogpile/sdk/stats.hpp and CacheRegion::stats()).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "dogpile/sdk/stats.hpp"
+
+namespace dogpile {
+
+// The snapshot in Prometheus' text exposition format (version 0.0.4): counters
+// dogpile_cache_{gets,hits,misses,sets,deletes,errors}_total and the histogram
+// dogpile_cache_operation_duration_seconds{operation=…}, each labelled region="<region>".
+DOGPILE_API std::string prometheus_text(const StatsSnapshot& stats, std::string_view region);
+
+}  // namespace dogpile

@@ -1,0 +1,54 @@
+// Cache statistics, as a proxy collects them (dogpile.proxy.stats) and an application reads
+// them through CacheRegion::stats(). A proxy that counts implements StatsProvider; the
+// region finds the first one in its chain.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "dogpile/sdk/export.hpp"
+
+namespace dogpile {
+
+// The kinds of backend call measured; both families count under the same kind.
+enum class CacheOperation : std::size_t { get, get_multi, set, set_multi, remove, remove_multi };
+inline constexpr std::size_t kCacheOperationCount = 6;
+
+DOGPILE_API const char* operation_name(CacheOperation operation) noexcept;
+
+// Latency buckets, upper bounds in seconds; the last bucket is everything above.
+inline constexpr std::array<double, 12> kLatencyBounds = {
+    1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 1.0};
+
+struct OperationStats {
+  std::uint64_t calls = 0;
+  std::uint64_t errors = 0;
+  // counts[i]: calls that took at most kLatencyBounds[i] and more than the bound before it;
+  // counts.back(): calls above the last bound.
+  std::array<std::uint64_t, kLatencyBounds.size() + 1> latency_counts{};
+  double latency_sum_seconds = 0;
+};
+
+struct StatsSnapshot {
+  std::uint64_t gets = 0;     // keys looked up (a get_multi of n keys counts n)
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t sets = 0;     // keys stored
+  std::uint64_t deletes = 0;  // keys removed
+  std::uint64_t errors = 0;   // calls that threw
+  std::array<OperationStats, kCacheOperationCount> operations{};
+
+  const OperationStats& operator[](CacheOperation op) const {
+    return operations[static_cast<std::size_t>(op)];
+  }
+};
+
+class DOGPILE_API StatsProvider {
+ public:
+  virtual ~StatsProvider();
+  virtual StatsSnapshot stats() const = 0;
+  virtual void reset_stats() = 0;
+};
+
+}  // namespace dogpile

@@ -1,0 +1,424 @@
+// Proxy chains from config and code, and the shipped proxies dogpile.proxy.stats and
+// dogpile.proxy.logging.
+#define BOOST_TEST_MODULE proxies
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <dogpile/dogpile.hpp>
+
+#include <boost/log/attributes/value_extraction.hpp>
+#include <boost/log/core.hpp>
+#include <boost/log/sinks/basic_sink_backend.hpp>
+#include <boost/log/sinks/sync_frontend.hpp>
+
+#include <map>
+#include <regex>
+#include <sstream>
+
+namespace data = boost::unit_test::data;
+using dogpile::CacheRegion;
+using dogpile::ConfigDict;
+
+namespace {
+
+const std::vector<std::string> kStoringBackends = {"dogpile.cache.memory",
+                                                   "dogpile.cache.memory_pickle"};
+
+bool message_contains(const std::exception& e, const std::string& text) {
+  if (std::string(e.what()).find(text) != std::string::npos) return true;
+  BOOST_TEST_MESSAGE("message was: " << e.what());
+  return false;
+}
+
+std::shared_ptr<CacheRegion> from_config(const ConfigDict& config) {
+  auto region = dogpile::make_region("cache.local");
+  region->configure_from_config(config, "cache.local.");
+  return region;
+}
+
+// The proxies of a region, outermost first.
+std::vector<std::shared_ptr<dogpile::CacheBackend>> chain(const CacheRegion& region) {
+  std::vector<std::shared_ptr<dogpile::CacheBackend>> out;
+  for (auto backend = region.backend(); backend != region.actual_backend();) {
+    out.push_back(backend);
+    backend = std::dynamic_pointer_cast<dogpile::ProxyBackend>(backend)->proxied();
+  }
+  return out;
+}
+
+bool is_stats(const std::shared_ptr<dogpile::CacheBackend>& backend) {
+  return dynamic_cast<const dogpile::StatsProvider*>(backend.get()) != nullptr;
+}
+
+// Counts every call of both families, per instance.
+class Counting : public dogpile::ProxyBackend {
+ public:
+  dogpile::CachedValuePtr get(std::string_view key) override {
+    ++calls["get"];
+    return ProxyBackend::get(key);
+  }
+  void set(const std::string& key, dogpile::CachedValuePtr value) override {
+    ++calls["set"];
+    ProxyBackend::set(key, std::move(value));
+  }
+  std::optional<std::string> get_serialized(std::string_view key) override {
+    ++calls["get_serialized"];
+    return ProxyBackend::get_serialized(key);
+  }
+  void remove(std::string_view key) override {
+    ++calls["remove"];
+    ProxyBackend::remove(key);
+  }
+  std::unique_ptr<dogpile::CacheMutex> get_mutex(std::string_view key) override {
+    ++calls["get_mutex"];
+    return ProxyBackend::get_mutex(key);
+  }
+  std::map<std::string, int> calls;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(chains)
+
+BOOST_AUTO_TEST_CASE(the_chain_follows_the_config_order_first_outermost) {
+  auto region = from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                             {"cache.local.wrap", "dogpile.proxy.stats, dogpile.proxy.logging"}});
+  auto proxies = chain(*region);
+  BOOST_TEST_REQUIRE(proxies.size() == 2u);
+  BOOST_TEST(is_stats(proxies[0]));
+  BOOST_TEST(!is_stats(proxies[1]));
+
+  auto reversed = from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                               {"cache.local.wrap", "dogpile.proxy.logging\ndogpile.proxy.stats"}});
+  proxies = chain(*reversed);
+  BOOST_TEST_REQUIRE(proxies.size() == 2u);
+  BOOST_TEST(!is_stats(proxies[0]));
+  BOOST_TEST(is_stats(proxies[1]));
+}
+
+BOOST_AUTO_TEST_CASE(each_proxy_takes_its_own_arguments_from_config) {
+  auto region = from_config(
+      {{"cache.local.backend", "dogpile.cache.memory"},
+       {"cache.local.wrap", nlohmann::json::array({"dogpile.test.refusing_proxy"})},
+       {"cache.local.wrap_arguments.dogpile.test.refusing_proxy.key", "secret"}});
+  region->set("secret", 1);
+  region->set("public", 2);
+  BOOST_TEST(region->get<int>("secret") == nullptr);
+  BOOST_TEST(*region->get<int>("public") == 2);
+  region->set_multi(std::map<std::string, int>{{"secret", 3}, {"other", 4}});
+  BOOST_TEST(region->get<int>("secret") == nullptr);
+  BOOST_TEST(*region->get<int>("other") == 4);
+}
+
+BOOST_AUTO_TEST_CASE(proxy_argument_errors_name_the_full_key) {
+  try {
+    from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                 {"cache.local.wrap", "dogpile.test.refusing_proxy"}});
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "cache.local.wrap_arguments.dogpile.test.refusing_proxy.key"));
+  }
+  try {
+    from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                 {"cache.local.wrap", "dogpile.proxy.logging"},
+                 {"cache.local.wrap_arguments.dogpile.proxy.logging.levle", "info"}});
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "unknown argument cache.local.wrap_arguments.dogpile.proxy.logging.levle"));
+  }
+  try {
+    from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                 {"cache.local.wrap_arguments.dogpile.proxy.logging.level", "info"}});
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "names no proxy of cache.local.wrap"));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_proxy_or_a_backend_as_proxy_names_the_key) {
+  try {
+    from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                 {"cache.local.wrap", "dogpile.proxy.nope"}});
+    BOOST_FAIL("expected PluginNotFound");
+  } catch (const dogpile::PluginNotFound& e) {
+    BOOST_TEST(message_contains(e, "dogpile.proxy.nope"));
+    BOOST_TEST(message_contains(e, "cache.local.wrap"));
+  }
+  try {
+    from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                 {"cache.local.wrap", "dogpile.cache.null"}});
+    BOOST_FAIL("expected ConfigError");
+  } catch (const dogpile::ConfigError& e) {
+    BOOST_TEST(message_contains(e, "cache.local.wrap names dogpile.cache.null, which is a backend"));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_chain_scheme_reads_the_same_from_json_and_ini) {
+  auto json_file = dogpile::parse_json_config(R"({"cache": {"local": {
+      "backend": "dogpile.cache.memory",
+      "wrap": ["dogpile.test.refusing_proxy", "dogpile.proxy.stats"],
+      "wrap_arguments": {"dogpile.test.refusing_proxy": {"key": "k"}}}}})",
+                                              "x.json");
+  auto ini_file = dogpile::parse_ini_config(
+      "[cache.local]\nbackend = dogpile.cache.memory\n"
+      "wrap = dogpile.test.refusing_proxy,\n  dogpile.proxy.stats\n"
+      "wrap_arguments.dogpile.test.refusing_proxy.key = k\n",
+      "x.ini");
+  for (const auto* file : {&json_file, &ini_file}) {
+    auto regions = dogpile::configure_regions(*file);
+    auto& region = *regions.at("cache.local");
+    auto proxies = chain(region);
+    BOOST_TEST_REQUIRE(proxies.size() == 2u);
+    BOOST_TEST(!is_stats(proxies[0]));
+    BOOST_TEST(is_stats(proxies[1]));
+    region.set("k", 1);
+    BOOST_TEST(region.get<int>("k") == nullptr);
+  }
+}
+
+BOOST_DATA_TEST_CASE(a_counting_proxy_counts_sets_and_gets, data::make(kStoringBackends),
+                     backend) {
+  auto counter = std::make_shared<Counting>();
+  auto region = dogpile::make_region();
+  region->configure(std::string(backend), {.wrap = {counter}});
+  for (int i = 0; i < 10; ++i) region->set("k" + std::to_string(i), i);
+  BOOST_TEST(counter->calls["set"] == 10);
+  BOOST_TEST(counter->calls["get"] == 0);
+  region->get<int>("k1");
+  region->get<int>("absent");
+  BOOST_TEST(counter->calls["get"] == 2);  // reads seen on object and byte backends alike
+  region->remove("k1");
+  BOOST_TEST(counter->calls["remove"] == 1);
+  region->get_or_create("new", [] { return 1; });
+  BOOST_TEST(counter->calls["get_mutex"] == 1);
+  region->actual_backend();  // untouched by the proxy
+  region->backend()->get_serialized("k2");
+  BOOST_TEST(counter->calls["get_serialized"] == 1);
+}
+
+BOOST_AUTO_TEST_CASE(two_instances_of_one_proxy_keep_separate_state) {
+  auto first = dogpile::make_region();
+  first->configure_from_config({{"backend", "dogpile.cache.memory"}, {"wrap", "dogpile.proxy.stats"}}, "");
+  auto second = dogpile::make_region();
+  second->configure_from_config({{"backend", "dogpile.cache.memory"}, {"wrap", "dogpile.proxy.stats"}}, "");
+  first->set("a", 1);
+  first->set("b", 2);
+  second->set("a", 1);
+  BOOST_TEST(first->stats()->sets == 2u);
+  BOOST_TEST(second->stats()->sets == 1u);
+
+  auto a = std::make_shared<Counting>();
+  auto b = std::make_shared<Counting>();
+  auto both = dogpile::make_region();
+  both->configure("dogpile.cache.memory", {.wrap = {a, b}});
+  both->set("k", 1);
+  BOOST_TEST(a->calls["set"] == 1);
+  BOOST_TEST(b->calls["set"] == 1);
+  BOOST_TEST(both->backend() == a);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(stats_proxy)
+
+BOOST_DATA_TEST_CASE(figures_after_a_known_sequence, data::make(kStoringBackends), backend) {
+  auto region = dogpile::make_region("cache.local");
+  region->configure(std::string(backend), {.wrap = {dogpile::ProxySpec("dogpile.proxy.stats")}});
+  region->set("a", 1);
+  region->set_multi(std::map<std::string, int>{{"b", 2}, {"c", 3}});
+  region->get<int>("a");
+  region->get<int>("missing");
+  region->get_multi<int>({"a", "b", "x", "y"});
+  region->remove("a");
+  region->remove_multi({"b", "c"});
+  auto stats = region->stats();
+  BOOST_TEST_REQUIRE(stats.has_value());
+  BOOST_TEST(stats->gets == 6u);
+  BOOST_TEST(stats->hits == 3u);
+  BOOST_TEST(stats->misses == 3u);
+  BOOST_TEST(stats->sets == 3u);
+  BOOST_TEST(stats->deletes == 3u);
+  BOOST_TEST(stats->errors == 0u);
+  BOOST_TEST((*stats)[dogpile::CacheOperation::get].calls == 2u);
+  BOOST_TEST((*stats)[dogpile::CacheOperation::get_multi].calls == 1u);
+  BOOST_TEST((*stats)[dogpile::CacheOperation::set].calls == 1u);
+  BOOST_TEST((*stats)[dogpile::CacheOperation::set_multi].calls == 1u);
+  BOOST_TEST((*stats)[dogpile::CacheOperation::remove].calls == 1u);
+  BOOST_TEST((*stats)[dogpile::CacheOperation::remove_multi].calls == 1u);
+  std::uint64_t in_buckets = 0;
+  for (auto n : (*stats)[dogpile::CacheOperation::get].latency_counts) in_buckets += n;
+  BOOST_TEST(in_buckets == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(errors_are_counted) {
+  struct Failing : dogpile::ProxyBackend {
+    dogpile::CachedValuePtr get(std::string_view) override {
+      throw dogpile::BackendUnavailable("127.0.0.1:1 is down");
+    }
+  };
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory",
+                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.stats"), std::make_shared<Failing>()}});
+  BOOST_CHECK_THROW(region->get<int>("k"), dogpile::BackendUnavailable);
+  BOOST_TEST(region->stats()->errors == 1u);
+  BOOST_TEST(region->stats()->gets == 0u);
+  BOOST_TEST((*region->stats())[dogpile::CacheOperation::get].errors == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_region_without_stats_proxy_has_no_stats) {
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory");
+  BOOST_TEST(!region->stats().has_value());
+}
+
+BOOST_AUTO_TEST_CASE(the_prometheus_text_parses_back) {
+  auto region = dogpile::make_region("cache.\"odd\"");
+  region->configure("dogpile.cache.memory", {.wrap = {dogpile::ProxySpec("dogpile.proxy.stats")}});
+  region->set("a", 1);
+  region->get<int>("a");
+  region->get<int>("b");
+  const std::string text = dogpile::prometheus_text(*region->stats(), region->name());
+
+  // Every line is a comment (# HELP / # TYPE) or `name{labels} value`.
+  static const std::regex sample(R"(^([a-z_]+)\{((?:[a-z_]+="(?:[^"\\]|\\.)*",?)*)\} (\S+)$)");
+  static const std::regex label(R"(([a-z_]+)="((?:[^"\\]|\\.)*)\")");
+  std::map<std::string, double> values;  // name{operation,le} -> value
+  std::istringstream lines(text);
+  std::string line;
+  int samples = 0;
+  while (std::getline(lines, line)) {
+    if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) continue;
+    std::smatch m;
+    BOOST_TEST_INFO(line);
+    BOOST_TEST_REQUIRE(std::regex_match(line, m, sample));
+    std::string id = m[1];
+    std::string labels = m[2];
+    std::string region_label;
+    for (std::sregex_iterator it(labels.begin(), labels.end(), label), end; it != end; ++it) {
+      if ((*it)[1] == "region") {
+        region_label = (*it)[2];
+      } else {
+        id += "," + (*it)[1].str() + "=" + (*it)[2].str();
+      }
+    }
+    BOOST_TEST(region_label == R"(cache.\"odd\")");
+    values[id] = std::stod(m[3]);
+    ++samples;
+  }
+  BOOST_TEST(samples == 6 + 6 * (13 + 2));
+  BOOST_TEST(values["dogpile_cache_gets_total"] == 2);
+  BOOST_TEST(values["dogpile_cache_hits_total"] == 1);
+  BOOST_TEST(values["dogpile_cache_misses_total"] == 1);
+  BOOST_TEST(values["dogpile_cache_sets_total"] == 1);
+  BOOST_TEST(values["dogpile_cache_operation_duration_seconds_count,operation=get"] == 2);
+  BOOST_TEST(values["dogpile_cache_operation_duration_seconds_bucket,operation=get,le=+Inf"] == 2);
+  BOOST_TEST(values["dogpile_cache_operation_duration_seconds_count,operation=set"] == 1);
+  // Buckets are cumulative.
+  double previous = 0;
+  for (const char* le : {"1e-06", "5e-06", "1e-05", "5e-05", "0.0001", "0.0005", "0.001", "0.005",
+                         "0.01", "0.05", "0.1", "1", "+Inf"}) {
+    const double v =
+        values[std::string("dogpile_cache_operation_duration_seconds_bucket,operation=get,le=") + le];
+    BOOST_TEST(v >= previous);
+    previous = v;
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The logging proxy ------------------------------------------------------------------------
+
+namespace {
+
+class Collector
+    : public boost::log::sinks::basic_sink_backend<boost::log::sinks::synchronized_feeding> {
+ public:
+  void consume(const boost::log::record_view& record) {
+    if (auto message = boost::log::extract<std::string>("Message", record)) {
+      if (message->find("dogpile.proxy.logging") != std::string::npos) lines.push_back(*message);
+    }
+  }
+  std::vector<std::string> lines;
+};
+
+struct CollectLogs {
+  CollectLogs() : collector(boost::make_shared<Collector>()) {
+    sink = boost::make_shared<boost::log::sinks::synchronous_sink<Collector>>(collector);
+    boost::log::core::get()->add_sink(sink);
+  }
+  ~CollectLogs() {
+    boost::log::core::get()->remove_sink(sink);
+    dogpile::set_log_level(dogpile::LogLevel::warning);
+  }
+  boost::shared_ptr<Collector> collector;
+  boost::shared_ptr<boost::log::sinks::synchronous_sink<Collector>> sink;
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(logging_proxy, CollectLogs)
+
+BOOST_AUTO_TEST_CASE(each_operation_is_logged_without_values) {
+  dogpile::set_log_level(dogpile::LogLevel::info);
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory_pickle",
+                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "info"}})}});
+  region->set("user:1", std::string("top-secret-value"));
+  region->get<std::string>("user:1");
+  region->get<std::string>("user:2");
+  region->get_multi<std::string>({"user:1", "user:3"});
+  region->remove("user:1");
+  const auto& lines = collector->lines;
+  BOOST_TEST_REQUIRE(lines.size() == 5u);
+  BOOST_TEST(lines[0].find("set user:1") != std::string::npos);
+  BOOST_TEST(lines[1].find("get user:1 hit") != std::string::npos);
+  BOOST_TEST(lines[2].find("get user:2 miss") != std::string::npos);
+  BOOST_TEST(lines[3].find("get_multi 2 keys hits=1 misses=1") != std::string::npos);
+  BOOST_TEST(lines[4].find("remove user:1") != std::string::npos);
+  for (const auto& line : lines) {
+    BOOST_TEST(line.find(" ms") != std::string::npos);
+    BOOST_TEST(line.find("top-secret-value") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(keys_can_be_hashed_or_truncated) {
+  dogpile::set_log_level(dogpile::LogLevel::debug);
+  auto hashed = dogpile::make_region();
+  hashed->configure("dogpile.cache.memory",
+                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"keys", "hash"}})}});
+  hashed->set("email:ann@example.com", 1);
+  auto truncated = dogpile::make_region();
+  truncated->configure("dogpile.cache.memory",
+                       {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
+                                                    {{"keys", "truncate"}, {"max_key_length", 5}})}});
+  truncated->set("abcdefghij", 1);
+  const auto& lines = collector->lines;
+  BOOST_TEST_REQUIRE(lines.size() == 2u);
+  BOOST_TEST(lines[0].find("ann@example.com") == std::string::npos);
+  BOOST_TEST(lines[0].find("set #") != std::string::npos);
+  BOOST_TEST(lines[1].find("set abcde...") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(below_the_level_nothing_is_logged) {
+  dogpile::set_log_level(dogpile::LogLevel::warning);
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory", {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging")}});
+  region->set("k", 1);
+  region->get<int>("k");
+  BOOST_TEST(collector->lines.empty());
+}
+
+BOOST_AUTO_TEST_CASE(bad_logging_arguments_are_errors) {
+  auto region = dogpile::make_region();
+  BOOST_CHECK_THROW(region->configure("dogpile.cache.memory",
+                                      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
+                                                                   {{"level", "loud"}})}}),
+                    dogpile::ValidationError);
+  BOOST_CHECK_THROW(region->configure("dogpile.cache.memory",
+                                      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
+                                                                   {{"keys", "rot13"}})}}),
+                    dogpile::ValidationError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
