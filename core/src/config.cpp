@@ -2,7 +2,7 @@
 
 #include <cmath>
 #include <fstream>
-#include <regex>
+#include <cerrno>
 #include <set>
 #include <sstream>
 
@@ -29,19 +29,54 @@ std::string_view trim(std::string_view text) {
 
 }  // namespace
 
-nlohmann::json coerce_string_value(std::string_view text) {
-  // The same regular expressions as dogpile.util.langhelpers.coerce_string_conf.
-  static const std::regex integer(R"(^[-+]?\d+$)");
-  static const std::regex number(R"(^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$)");
-  const std::string value(trim(text));
-  if (std::regex_match(value, integer)) {
-    errno = 0;
-    char* end = nullptr;
-    long long parsed = std::strtoll(value.c_str(), &end, 10);
-    if (errno != ERANGE) return parsed;
-    return std::strtod(value.c_str(), nullptr);  // beyond 64 bits: keep the magnitude
+namespace {
+
+// How dogpile's coerce_string_conf reads a trimmed string: 1 when it matches `[-+]?\d+`,
+// 2 when it matches `[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?`, else 0.
+int number_kind(std::string_view s) {
+  std::size_t i = 0;
+  auto digits = [&] {
+    const std::size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i - start;
+  };
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  const std::size_t whole = digits();
+  bool fraction = false;
+  std::size_t decimals = 0;
+  if (i < s.size() && s[i] == '.') {
+    fraction = true;
+    ++i;
+    decimals = digits();
   }
-  if (std::regex_match(value, number)) return std::strtod(value.c_str(), nullptr);
+  if (whole == 0 && decimals == 0) return 0;
+  bool exponent = false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    exponent = true;
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (digits() == 0) return 0;
+  }
+  if (i != s.size()) return 0;
+  return fraction || exponent ? 2 : 1;
+}
+
+}  // namespace
+
+nlohmann::json coerce_string_value(std::string_view text) {
+  const std::string value(trim(text));
+  switch (number_kind(value)) {
+    case 1: {
+      errno = 0;
+      long long parsed = std::strtoll(value.c_str(), nullptr, 10);
+      if (errno != ERANGE) return parsed;
+      return std::strtod(value.c_str(), nullptr);  // beyond 64 bits: keep the magnitude
+    }
+    case 2:
+      return std::strtod(value.c_str(), nullptr);
+    default:
+      break;
+  }
   std::string lower = value;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (lower == "true") return true;
