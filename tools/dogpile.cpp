@@ -24,6 +24,11 @@ Profile load_profile(const std::string& user) {
   return Profile{user, static_cast<int>(user.size()) * 10};
 }
 
+std::string expiration_text(const dogpile::CacheRegion& region) {
+  auto seconds = region.expiration_time();
+  return seconds ? dogpile::python_float_repr(*seconds) + " s" : "never";
+}
+
 int usage() {
   std::cerr << "usage:\n"
                "  dogpile demo [CONFIG]   show a cache at work (default: the embedded "
@@ -40,9 +45,7 @@ int demo(const char* config_path) {
                            kEmbeddedDemoConfig, "<embedded configs/demo.json>"));
   auto& region = *regions.begin()->second;
   std::printf("region %s on %s, values expire after %s\n\n", region.name().c_str(),
-              region.backend_name().c_str(),
-              region.expiration_time() ? (std::to_string(*region.expiration_time()) + " s").c_str()
-                                       : "never");
+              region.backend_name().c_str(), expiration_text(region).c_str());
   int hits = 0, misses = 0, created = 0;
   auto lookup = [&](const std::string& user) {
     const auto start = std::chrono::steady_clock::now();
@@ -112,9 +115,7 @@ int check(const char* path) {
   auto regions = dogpile::load_regions(path);
   for (const auto& [name, region] : regions) {
     std::cout << name << ": " << region->backend_name() << ", expiration "
-              << (region->expiration_time() ? std::to_string(*region->expiration_time()) + " s"
-                                            : std::string("never"))
-              << "\n";
+              << expiration_text(*region) << "\n";
   }
   std::cout << path << ": " << regions.size() << " region(s) OK\n";
   return 0;

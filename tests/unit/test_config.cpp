@@ -5,39 +5,14 @@
 
 #include <dogpile/dogpile.hpp>
 
-#include <fstream>
+#include "helpers.hpp"
 
 namespace fs = std::filesystem;
 using dogpile::ConfigDict;
 using nlohmann::json;
 
-namespace {
-
-bool message_contains(const std::exception& e, const std::string& text) {
-  if (std::string(e.what()).find(text) != std::string::npos) return true;
-  BOOST_TEST_MESSAGE("message was: " << e.what());
-  return false;
-}
-
-// A file in a fresh temporary directory, removed with it.
-struct TempFile {
-  fs::path dir;
-  fs::path path;
-  TempFile(const std::string& name, const std::string& text) {
-    dir = fs::temp_directory_path() / ("dogpile-config-" + std::to_string(::getpid()) + "-" +
-                                       std::to_string(counter()++));
-    fs::create_directories(dir);
-    path = dir / name;
-    std::ofstream(path) << text;
-  }
-  ~TempFile() { fs::remove_all(dir); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-};
-
-}  // namespace
+using test::message_contains;
+using test::TempFile;
 
 BOOST_AUTO_TEST_SUITE(coerce_string_conf)
 

@@ -5,6 +5,8 @@
 
 #include <dogpile/dogpile.hpp>
 
+#include "helpers.hpp"
+
 #include <cstdlib>
 #include <fstream>
 
@@ -37,18 +39,10 @@ std::string error_of(F&& f) {
   return {};
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() /
-           ("dogpile-loader-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 }  // namespace
+
+using test::TempDir;
 
 BOOST_AUTO_TEST_CASE(list_shows_every_entry_point_with_description_and_file) {
   PluginLoader loader;

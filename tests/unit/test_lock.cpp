@@ -7,6 +7,8 @@
 
 #include <dogpile/dogpile.hpp>
 
+#include "helpers.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -18,18 +20,10 @@ namespace data = boost::unit_test::data;
 using dogpile::CacheRegion;
 using dogpile::Timestamped;
 using namespace std::chrono_literals;
+using test::kStoringBackends;
+using test::region_on;
 
 namespace {
-
-const std::vector<std::string> kStoringBackends = {"dogpile.cache.memory",
-                                                   "dogpile.cache.memory_pickle"};
-
-std::shared_ptr<CacheRegion> region_on(const std::string& backend,
-                                       dogpile::ConfigureOptions options = {}) {
-  auto region = dogpile::make_region("test");
-  region->configure(backend, std::move(options));
-  return region;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -600,24 +594,33 @@ BOOST_AUTO_TEST_CASE(a_full_pool_drops_the_job_and_releases_the_lock) {
   dogpile::ThreadPoolRunner pool(1, 1);
   auto region = dogpile::make_region("full", {}, pool.runner());
   region->configure("dogpile.cache.memory", {.expiration_time = 0.01});
+  for (const char* key : {"a", "b", "c"}) region->get_or_create(key, [] { return 1; });
+  std::this_thread::sleep_for(50ms);  // all three are stale now
+
   std::mutex gate;
-  gate.lock();  // blocks the only worker
-  for (const char* key : {"a", "b", "c"}) {
-    region->get_or_create(key, [] { return 1; });
-  }
-  std::this_thread::sleep_for(50ms);
-  // a: runs (blocked on the gate), b: queued, c: dropped.
-  region->get_or_create("a", [&gate] {
+  gate.lock();
+  std::atomic<bool> a_running{false};
+  std::atomic<bool> c_ran{false};
+  // a: taken by the only worker, which then waits at the gate.
+  region->get_or_create("a", [&] {
+    a_running = true;
     std::lock_guard g(gate);
     return 2;
   });
-  region->get_or_create("b", [] { return 2; });
-  region->get_or_create("c", [] { return 2; });
+  while (!a_running) std::this_thread::yield();
+  region->get_or_create("b", [] { return 2; });  // queued: the queue holds one
+  region->get_or_create("c", [&] {               // dropped: the queue is full
+    c_ran = true;
+    return 2;
+  });
   BOOST_TEST(!region->key_is_locked("c"));
+  BOOST_TEST(region->key_is_locked("b"));
   gate.unlock();
   pool.shutdown();
+  BOOST_TEST(!c_ran);
   BOOST_TEST(!region->key_is_locked("a"));
   BOOST_TEST(!region->key_is_locked("b"));
+  BOOST_TEST(*region->get<int>("b", {.ignore_expiration = true}) == 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

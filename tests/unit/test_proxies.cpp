@@ -7,6 +7,8 @@
 
 #include <dogpile/dogpile.hpp>
 
+#include "helpers.hpp"
+
 #include <boost/log/attributes/value_extraction.hpp>
 #include <boost/log/core.hpp>
 #include <boost/log/sinks/basic_sink_backend.hpp>
@@ -19,17 +21,10 @@
 namespace data = boost::unit_test::data;
 using dogpile::CacheRegion;
 using dogpile::ConfigDict;
+using test::kStoringBackends;
+using test::message_contains;
 
 namespace {
-
-const std::vector<std::string> kStoringBackends = {"dogpile.cache.memory",
-                                                   "dogpile.cache.memory_pickle"};
-
-bool message_contains(const std::exception& e, const std::string& text) {
-  if (std::string(e.what()).find(text) != std::string::npos) return true;
-  BOOST_TEST_MESSAGE("message was: " << e.what());
-  return false;
-}
 
 std::shared_ptr<CacheRegion> from_config(const ConfigDict& config) {
   auto region = dogpile::make_region("cache.local");

@@ -7,6 +7,8 @@
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
 
+#include "helpers.hpp"
+
 #include <atomic>
 #include <cctype>
 #include <map>
@@ -16,28 +18,15 @@ namespace data = boost::unit_test::data;
 using dogpile::CacheRegion;
 using dogpile::GetOptions;
 using nlohmann::json;
+using test::kStoringBackends;
+using test::message_contains;
+using test::region_on;
 
 namespace {
-
-const std::vector<std::string> kStoringBackends = {"dogpile.cache.memory",
-                                                   "dogpile.cache.memory_pickle"};
-
-std::shared_ptr<CacheRegion> region_on(const std::string& backend,
-                                       dogpile::ConfigureOptions options = {}) {
-  auto region = dogpile::make_region("test");
-  region->configure(backend, std::move(options));
-  return region;
-}
 
 // A value as if created `age` seconds ago.
 dogpile::CachedValuePtr aged(int payload, double age) {
   return CacheRegion::make_value(payload, dogpile::now_seconds() - age);
-}
-
-bool message_contains(const std::exception& e, const std::string& text) {
-  if (std::string(e.what()).find(text) != std::string::npos) return true;
-  BOOST_TEST_MESSAGE("message was: " << e.what());
-  return false;
 }
 
 struct Profile {

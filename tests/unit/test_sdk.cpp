@@ -6,23 +6,20 @@
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
 
+#include "helpers.hpp"
+
 #include <map>
 
 using dogpile::Arguments;
 using dogpile::CachedValue;
 using dogpile::CachedValuePtr;
 using nlohmann::json;
+using test::message_contains;
 
 namespace {
 
 CachedValuePtr bytes_value(std::string payload, double ct) {
   return std::make_shared<const CachedValue>(std::move(payload), dogpile::ValueMetadata{ct, 2});
-}
-
-bool message_contains(const std::exception& e, const std::string& text) {
-  if (std::string(e.what()).find(text) != std::string::npos) return true;
-  BOOST_TEST_MESSAGE("message was: " << e.what());
-  return false;
 }
 
 }  // namespace

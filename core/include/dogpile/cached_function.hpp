@@ -76,7 +76,10 @@ template <class R, class C, class... A>
 struct FunctionTraits<R (C::*)(A...) const noexcept> : FunctionShape<R, const C, A...> {};
 
 template <class T>
-concept MapLike = requires { typename T::key_type; typename T::mapped_type; };
+concept MapLike = requires {
+  typename T::key_type;
+  typename T::mapped_type;
+};
 
 // The value type of a multi function's result: a sequence's element or a map's value.
 template <class T>
@@ -88,24 +91,47 @@ struct MultiResult<T> {
   using type = typename T::mapped_type;
 };
 
+// What a cached function holds, for both kinds.
+template <class Fn, class ToStr, class Region, class R>
+class CachedFunctionBase {
+ public:
+  CachedFunctionBase(Region& region, std::string name, Fn fn, FunctionCacheOptions<R> options,
+                     ToStr to_str)
+      : region_(&region),
+        name_(std::move(name)),
+        fn_(std::move(fn)),
+        options_(std::move(options)),
+        to_str_(std::move(to_str)) {}
+
+  const Fn& original() const noexcept { return fn_; }
+
+ protected:
+  std::optional<double> expiration() const {
+    if (options_.expiration_time_fn) return options_.expiration_time_fn();
+    return options_.expiration_time;
+  }
+
+  Region* region_;
+  std::string name_;
+  Fn fn_;
+  FunctionCacheOptions<R> options_;
+  ToStr to_str_;
+};
+
 }  // namespace detail
 
 // Region is a parameter only so this header can come before CacheRegion's definition.
 template <class Fn, class ToStr, class Region = CacheRegion>
-class CachedFunction {
+class CachedFunction
+    : public detail::CachedFunctionBase<
+          Fn, ToStr, Region, std::remove_cvref_t<typename detail::FunctionTraits<Fn>::result>> {
  public:
   using traits = detail::FunctionTraits<Fn>;
   using result_type = std::remove_cvref_t<typename traits::result>;
   static constexpr bool is_member = !std::is_void_v<typename traits::object>;
   static_assert(!std::is_void_v<result_type>, "a cached function must return a value");
 
-  CachedFunction(Region& region, std::string name, Fn fn,
-                 FunctionCacheOptions<result_type> options, ToStr to_str)
-      : region_(&region),
-        name_(std::move(name)),
-        fn_(std::move(fn)),
-        options_(std::move(options)),
-        to_str_(std::move(to_str)) {}
+  using detail::CachedFunctionBase<Fn, ToStr, Region, result_type>::CachedFunctionBase;
 
   // The function's result for `args`: cached, or computed under the dogpile lock.
   template <class... A>
@@ -117,33 +143,34 @@ class CachedFunction {
   template <class... A>
   std::shared_ptr<const result_type> shared(A&&... args) {
     std::string key = this->key(args...);
-    return region_->get_or_create(key, creator(std::forward<A>(args)...), expiration(),
-                                  options_.should_cache_fn);
+    return this->region_->get_or_create(key, creator(std::forward<A>(args)...), this->expiration(),
+                                        this->options_.should_cache_fn);
   }
 
   // The cached value for `args`, or null (a miss) without calling the function.
   template <class... A>
   std::shared_ptr<const result_type> get(const A&... args) const {
-    return region_->template get<result_type>(key(args...), {.expiration_time = expiration()});
+    return this->region_->template get<result_type>(key(args...),
+                                                    {.expiration_time = this->expiration()});
   }
 
   // Stores `value` as the result for `args`.
   template <class... A>
   void set(result_type value, const A&... args) {
-    region_->set(key(args...), std::move(value));
+    this->region_->set(key(args...), std::move(value));
   }
 
   template <class... A>
   void invalidate(const A&... args) {
-    region_->remove(key(args...));
+    this->region_->remove(key(args...));
   }
 
   // Calls the function, stores and returns its result, whatever is cached.
   template <class... A>
   result_type refresh(A&&... args) {
     std::string key = this->key(args...);
-    result_type value = std::invoke(fn_, std::forward<A>(args)...);
-    region_->set(key, value);
+    result_type value = std::invoke(this->fn_, std::forward<A>(args)...);
+    this->region_->set(key, value);
     return value;
   }
 
@@ -154,26 +181,21 @@ class CachedFunction {
     if constexpr (is_member) {
       return key_without_object(args...);
     } else {
-      return key_of({to_str_(args)...});
+      return key_of({this->to_str_(args)...});
     }
   }
-
-  const Fn& original() const noexcept { return fn_; }
 
  private:
   template <class Object, class... Rest>
   std::string key_without_object(const Object&, const Rest&... rest) const {
-    return key_of({to_str_(rest)...});
+    return key_of({this->to_str_(rest)...});
   }
 
   std::string key_of(const std::vector<std::string>& arguments) const {
-    if (options_.key_generator) return options_.key_generator(name_, options_.namespace_name, arguments);
-    return region_->function_key_generator()(name_, options_.namespace_name, arguments);
-  }
-
-  std::optional<double> expiration() const {
-    if (options_.expiration_time_fn) return options_.expiration_time_fn();
-    return options_.expiration_time;
+    if (this->options_.key_generator)
+      return this->options_.key_generator(this->name_, this->options_.namespace_name, arguments);
+    return this->region_->function_key_generator()(this->name_, this->options_.namespace_name,
+                                                   arguments);
   }
 
   // A creator owning copies of the arguments (and, for a member, the object's address), so it
@@ -183,7 +205,7 @@ class CachedFunction {
     if constexpr (is_member) {
       return member_creator(std::forward<A>(args)...);
     } else {
-      return [fn = fn_, saved = std::make_tuple(std::decay_t<A>(std::forward<A>(args))...)] {
+      return [fn = this->fn_, saved = std::make_tuple(std::decay_t<A>(std::forward<A>(args))...)] {
         return std::apply([&fn](const auto&... a) { return std::invoke(fn, a...); }, saved);
       };
     }
@@ -191,24 +213,21 @@ class CachedFunction {
 
   template <class Object, class... Rest>
   auto member_creator(Object& object, Rest&&... rest) const {
-    return [fn = fn_, target = std::addressof(object),
+    return [fn = this->fn_, target = std::addressof(object),
             saved = std::make_tuple(std::decay_t<Rest>(std::forward<Rest>(rest))...)] {
       return std::apply([&](const auto&... a) { return std::invoke(fn, *target, a...); }, saved);
     };
   }
-
-  Region* region_;
-  std::string name_;
-  Fn fn_;
-  FunctionCacheOptions<result_type> options_;
-  ToStr to_str_;
 };
 
 // fn takes a sequence of arguments (const std::vector<A>&) and returns either a sequence of
 // results aligned with it, or (the asdict form) a map from argument to result that may leave
 // arguments out: those are neither cached nor returned.
 template <class Fn, class ToStr, class Region = CacheRegion>
-class CachedMultiFunction {
+class CachedMultiFunction
+    : public detail::CachedFunctionBase<Fn, ToStr, Region,
+                                        typename detail::MultiResult<std::remove_cvref_t<
+                                            typename detail::FunctionTraits<Fn>::result>>::type> {
  public:
   using traits = detail::FunctionTraits<Fn>;
   using arguments_type = std::remove_cvref_t<typename traits::first_argument>;
@@ -219,13 +238,7 @@ class CachedMultiFunction {
   // What a call returns: a vector aligned with the arguments, or the map.
   using call_result = std::conditional_t<asdict, fn_result, std::vector<result_type>>;
 
-  CachedMultiFunction(Region& region, std::string name, Fn fn,
-                      FunctionCacheOptions<result_type> options, ToStr to_str)
-      : region_(&region),
-        name_(std::move(name)),
-        fn_(std::move(fn)),
-        options_(std::move(options)),
-        to_str_(std::move(to_str)) {}
+  using detail::CachedFunctionBase<Fn, ToStr, Region, result_type>::CachedFunctionBase;
 
   // Only the arguments whose values are missing or expired are passed to the function, in
   // sorted cache-key order, in one call.
@@ -237,7 +250,7 @@ class CachedMultiFunction {
       std::vector<argument_type> wanted;
       wanted.reserve(missing.size());
       for (const auto& key : missing) wanted.push_back(*argument_of.at(key));
-      fn_result made = std::invoke(fn_, wanted);
+      fn_result made = std::invoke(this->fn_, wanted);
       if constexpr (asdict) {
         // Arguments the function left out are neither cached nor returned.
         std::vector<std::optional<result_type>> aligned;
@@ -252,8 +265,8 @@ class CachedMultiFunction {
         return made;
       }
     };
-    auto values =
-        region_->get_or_create_multi(cache_keys, creator, expiration(), options_.should_cache_fn);
+    auto values = this->region_->get_or_create_multi(cache_keys, creator, this->expiration(),
+                                                     this->options_.should_cache_fn);
     call_result out;
     for (std::size_t i = 0; i < arguments.size(); ++i) {
       if constexpr (asdict) {
@@ -268,8 +281,8 @@ class CachedMultiFunction {
   // Cached values for `arguments`, aligned, null where missing; the function is not called.
   std::vector<std::shared_ptr<const result_type>> get(
       const std::vector<argument_type>& arguments) const {
-    return region_->template get_multi<result_type>(keys(arguments),
-                                                    {.expiration_time = expiration()});
+    return this->region_->template get_multi<result_type>(keys(arguments),
+                                                          {.expiration_time = this->expiration()});
   }
 
   void set(const std::map<argument_type, result_type>& mapping) {
@@ -279,16 +292,16 @@ class CachedMultiFunction {
     std::vector<std::pair<std::string, result_type>> values;
     std::size_t i = 0;
     for (const auto& [argument, value] : mapping) values.emplace_back(cache_keys[i++], value);
-    region_->set_multi(values);
+    this->region_->set_multi(values);
   }
 
   void invalidate(const std::vector<argument_type>& arguments) {
-    region_->remove_multi(keys(arguments));
+    this->region_->remove_multi(keys(arguments));
   }
 
   // Calls the function for all `arguments`, stores and returns its results.
   call_result refresh(const std::vector<argument_type>& arguments) {
-    fn_result made = std::invoke(fn_, arguments);
+    fn_result made = std::invoke(this->fn_, arguments);
     if constexpr (asdict) {
       std::map<argument_type, result_type> mapping(made.begin(), made.end());
       set(mapping);
@@ -306,26 +319,13 @@ class CachedMultiFunction {
   std::vector<std::string> keys(const std::vector<argument_type>& arguments) const {
     std::vector<std::string> texts;
     texts.reserve(arguments.size());
-    for (const auto& argument : arguments) texts.push_back(to_str_(argument));
-    if (options_.multi_key_generator) {
-      return options_.multi_key_generator(name_, options_.namespace_name, texts);
+    for (const auto& argument : arguments) texts.push_back(this->to_str_(argument));
+    if (this->options_.multi_key_generator) {
+      return this->options_.multi_key_generator(this->name_, this->options_.namespace_name, texts);
     }
-    return region_->function_multi_key_generator()(name_, options_.namespace_name, texts);
+    return this->region_->function_multi_key_generator()(this->name_, this->options_.namespace_name,
+                                                         texts);
   }
-
-  const Fn& original() const noexcept { return fn_; }
-
- private:
-  std::optional<double> expiration() const {
-    if (options_.expiration_time_fn) return options_.expiration_time_fn();
-    return options_.expiration_time;
-  }
-
-  Region* region_;
-  std::string name_;
-  Fn fn_;
-  FunctionCacheOptions<result_type> options_;
-  ToStr to_str_;
 };
 
 }  // namespace dogpile

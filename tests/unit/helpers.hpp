@@ -1,0 +1,59 @@
+// What several test programs share: the storing backends to run scenarios on, a configured
+// region, message checks and scratch directories.
+#pragma once
+
+#include <boost/test/unit_test.hpp>
+
+#include <dogpile/dogpile.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace test {
+
+// The backends that store values, one of each family.
+inline const std::vector<std::string> kStoringBackends = {"dogpile.cache.memory",
+                                                          "dogpile.cache.memory_pickle"};
+
+inline std::shared_ptr<dogpile::CacheRegion> region_on(const std::string& backend,
+                                                       dogpile::ConfigureOptions options = {}) {
+  auto region = dogpile::make_region("test");
+  region->configure(backend, std::move(options));
+  return region;
+}
+
+// Whether the exception's message contains `text`; logs the message when it does not.
+inline bool message_contains(const std::exception& e, const std::string& text) {
+  if (std::string(e.what()).find(text) != std::string::npos) return true;
+  BOOST_TEST_MESSAGE("message was: " << e.what());
+  return false;
+}
+
+// A fresh directory under the system's temporary one, removed with the object.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    static int n = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("dogpile-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+// A file holding `text` in its own TempDir.
+struct TempFile {
+  TempDir dir;
+  std::filesystem::path path;
+  TempFile(const std::string& name, const std::string& text) : path(dir.path / name) {
+    std::ofstream(path) << text;
+  }
+};
+
+}  // namespace test
