@@ -6,13 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <dogpile/dogpile.hpp>
 #include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <dogpile/dogpile.hpp>
 
 namespace {
 
@@ -42,8 +41,7 @@ struct RawCache {
 };
 
 void row(const char* name, double ours, double raw) {
-  std::printf("%-44s %12.0f ops/s   raw %12.0f ops/s   ratio %.2f\n", name, ours, raw,
-              ours / raw);
+  std::printf("%-44s %12.0f ops/s   raw %12.0f ops/s   ratio %.2f\n", name, ours, raw, ours / raw);
 }
 
 }  // namespace
@@ -65,10 +63,10 @@ int main(int argc, char** argv) {
               iterations);
 
   std::size_t sink = 0;
-  const double raw_get = ops_per_second(iterations, [&](long i) { sink += raw.get(keys[i % kKeys])->size(); });
-  const double region_get = ops_per_second(iterations, [&](long i) {
-    sink += region->get<std::string>(keys[i % kKeys])->size();
-  });
+  const double raw_get =
+      ops_per_second(iterations, [&](long i) { sink += raw.get(keys[i % kKeys])->size(); });
+  const double region_get = ops_per_second(
+      iterations, [&](long i) { sink += region->get<std::string>(keys[i % kKeys])->size(); });
   const double region_goc = ops_per_second(iterations, [&](long i) {
     sink += region->get_or_create(keys[i % kKeys], [] { return std::string(64, 'y'); })->size();
   });

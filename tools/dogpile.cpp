@@ -2,11 +2,10 @@
 // files by configuring every region in them.
 #include <chrono>
 #include <cstdio>
+#include <dogpile/dogpile.hpp>
 #include <iostream>
 #include <string>
 #include <thread>
-
-#include <dogpile/dogpile.hpp>
 
 #include "demo_config.hpp"
 
@@ -39,10 +38,9 @@ int usage() {
 }
 
 int demo(const char* config_path) {
-  auto regions = config_path != nullptr
-                     ? dogpile::load_regions(config_path)
-                     : dogpile::configure_regions(dogpile::parse_json_config(
-                           kEmbeddedDemoConfig, "<embedded configs/demo.json>"));
+  auto regions = config_path != nullptr ? dogpile::load_regions(config_path)
+                                        : dogpile::configure_regions(dogpile::parse_json_config(
+                                              kEmbeddedDemoConfig, "<embedded configs/demo.json>"));
   auto& region = *regions.begin()->second;
   std::printf("region %s on %s, values expire after %s\n\n", region.name().c_str(),
               region.backend_name().c_str(), expiration_text(region).c_str());
@@ -59,12 +57,11 @@ int demo(const char* config_path) {
       region.set(user, load_profile(user));
       profile = region.get<Profile>(user);
     }
-    const double ms = std::chrono::duration<double, std::milli>(
-                          std::chrono::steady_clock::now() - start).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     auto meta = region.get_value_metadata(user);
     std::printf("  %-5s %-6s -> {name: %s, score: %d}  %6.1f ms  (value age %.2f s)\n",
-                hit ? "hit" : "miss",
-                user.c_str(), profile->name.c_str(), profile->score, ms,
+                hit ? "hit" : "miss", user.c_str(), profile->name.c_str(), profile->score, ms,
                 meta ? meta->age() : 0.0);
   };
 
@@ -85,8 +82,8 @@ int demo(const char* config_path) {
   region.remove("bob");
   lookup("bob");
 
-  std::printf("\n%d lookups: %d hits, %d misses, %d values created\n", hits + misses, hits,
-              misses, created);
+  std::printf("\n%d lookups: %d hits, %d misses, %d values created\n", hits + misses, hits, misses,
+              created);
   return 0;
 }
 
@@ -100,7 +97,8 @@ int list_plugins() {
     return 1;
   }
   for (const auto& entry : entries) {
-    std::cout << entry.name << "  (" << (entry.kind == dogpile::PluginKind::proxy ? "proxy" : "backend")
+    std::cout << entry.name << "  ("
+              << (entry.kind == dogpile::PluginKind::proxy ? "proxy" : "backend")
               << (entry.version.empty() ? "" : " " + entry.version) << ")\n"
               << "    " << entry.description << "\n"
               << "    " << entry.file.string() << "\n";

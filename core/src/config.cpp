@@ -1,8 +1,8 @@
 #include "dogpile/config.hpp"
 
+#include <cerrno>
 #include <cmath>
 #include <fstream>
-#include <cerrno>
 #include <set>
 #include <sstream>
 
@@ -129,7 +129,8 @@ void flatten(const nlohmann::json& node, const std::string& prefix, ConfigDict& 
 
 int line_of_offset(std::string_view text, std::size_t offset) {
   offset = std::min(offset, text.size());
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n'));
+  return 1 + static_cast<int>(std::count(text.begin(),
+                                         text.begin() + static_cast<std::ptrdiff_t>(offset), '\n'));
 }
 
 }  // namespace
@@ -183,7 +184,8 @@ ConfigFile parse_ini_config(std::string_view text, const fs::path& path) {
     }
     last_key.clear();
     if (content.front() == '[') {
-      if (content.back() != ']' || content.size() < 3) fail("malformed section header " + std::string(content));
+      if (content.back() != ']' || content.size() < 3)
+        fail("malformed section header " + std::string(content));
       std::string name(trim(content.substr(1, content.size() - 2)));
       for (const auto& existing : file.sections) {
         if (existing.name == name) fail("section [" + name + "] appears twice");
@@ -283,14 +285,16 @@ void apply_settings(const ConfigFile& file) {
       if (name == "log_level") {
         auto level = value.is_string() ? parse_log_level(value.get<std::string>()) : std::nullopt;
         if (!level) {
-          throw ValidationError(key + " must be one of trace, debug, info, warning, error, off, not " +
+          throw ValidationError(key +
+                                " must be one of trace, debug, info, warning, error, off, not " +
                                 value.dump() + where);
         }
         set_log_level(*level);
       } else if (name == "plugin_path") {
         std::vector<std::string> dirs;
         if (value.is_array()) {
-          for (const auto& item : value) dirs.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+          for (const auto& item : value)
+            dirs.push_back(item.is_string() ? item.get<std::string>() : item.dump());
         } else if (value.is_string()) {
           std::string_view rest = value.get_ref<const std::string&>();
           while (!rest.empty()) {
@@ -337,8 +341,9 @@ std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(const Conf
     regions.emplace(spec.name, std::move(region));
   }
   if (regions.empty()) {
-    throw ConfigError(file.path.string() + ": no region found (a region needs a key such as "
-                                           "cache.local.backend)");
+    throw ConfigError(file.path.string() +
+                      ": no region found (a region needs a key such as "
+                      "cache.local.backend)");
   }
   return regions;
 }

@@ -9,8 +9,8 @@
 #include <system_error>
 
 // Boost.DLL 1.74's library_info needs <vector> first; we use shared_library only.
-#include <vector>
 #include <boost/dll/shared_library.hpp>
+#include <vector>
 
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/log.hpp"
@@ -33,13 +33,10 @@ constexpr int kScanDepth = 3;
 
 bool looks_like_shared_object(const fs::path& file) {
   const std::string name = file.filename().string();
-  return name.size() > 3 &&
-         (name.ends_with(".so") || name.find(".so.") != std::string::npos);
+  return name.size() > 3 && (name.ends_with(".so") || name.find(".so.") != std::string::npos);
 }
 
-const char* kind_name(PluginKind kind) {
-  return kind == PluginKind::proxy ? "proxy" : "backend";
-}
+const char* kind_name(PluginKind kind) { return kind == PluginKind::proxy ? "proxy" : "backend"; }
 
 template <class Map>
 std::string joined_names(const Map& map) {
@@ -100,8 +97,8 @@ struct PluginLoader::Impl {
       std::error_code ec;
       if (!fs::is_directory(directory, ec)) continue;
       std::vector<fs::path> files;
-      fs::recursive_directory_iterator it(directory,
-                                          fs::directory_options::skip_permission_denied, ec);
+      fs::recursive_directory_iterator it(directory, fs::directory_options::skip_permission_denied,
+                                          ec);
       for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (it.depth() >= kScanDepth) it.disable_recursion_pending();
         if (it->is_regular_file(ec) && looks_like_shared_object(it->path())) {
@@ -133,16 +130,14 @@ struct PluginLoader::Impl {
   static void check_compatible(const std::string& name, const fs::path& file, unsigned abi,
                                std::string_view tag) {
     if (abi != DOGPILE_SDK_ABI_VERSION) {
-      throw PluginLoadError("plugin " + name + " in " + file.string() +
-                            " was built for SDK ABI version " + std::to_string(abi) +
-                            ", but this libdogpile implements version " +
-                            std::to_string(DOGPILE_SDK_ABI_VERSION) +
-                            "; rebuild it against the installed SDK");
+      throw PluginLoadError(
+          "plugin " + name + " in " + file.string() + " was built for SDK ABI version " +
+          std::to_string(abi) + ", but this libdogpile implements version " +
+          std::to_string(DOGPILE_SDK_ABI_VERSION) + "; rebuild it against the installed SDK");
     }
     if (tag != DOGPILE_BUILD_TAG) {
       throw PluginLoadError("plugin " + name + " in " + file.string() + " was built with '" +
-                            std::string(tag) + "', but this libdogpile with '" +
-                            DOGPILE_BUILD_TAG +
+                            std::string(tag) + "', but this libdogpile with '" + DOGPILE_BUILD_TAG +
                             "'; rebuild it with the same compiler, standard library and "
                             "nlohmann-json");
     }
@@ -177,7 +172,8 @@ struct PluginLoader::Impl {
       throw PluginLoadError("plugin " + info->name + " in " + info->file.string() + " is a " +
                             kind_name(info->kind) + ", not a " + kind_name(kind));
     }
-    if (!info->registered) check_compatible(info->name, info->file, info->abi_version, info->build_tag);
+    if (!info->registered)
+      check_compatible(info->name, info->file, info->abi_version, info->build_tag);
     auto lib = library(info->name, info->file);
     const PluginDescriptor* descriptor = nullptr;
     try {

@@ -104,7 +104,8 @@ std::vector<EntryPointInfo> read_manifest(const std::filesystem::path& file) {
   while (pos < section.size()) {
     auto end = section.find('\0', pos);
     if (end == std::string::npos) end = section.size();
-    if (end > pos) entries.push_back(parse_record(std::string_view(section).substr(pos, end - pos), file));
+    if (end > pos)
+      entries.push_back(parse_record(std::string_view(section).substr(pos, end - pos), file));
     pos = end + 1;
   }
   return entries;

@@ -1,13 +1,12 @@
 #include "dogpile/region.hpp"
 
-#include <array>
 #include <algorithm>
+#include <array>
+#include <boost/core/demangle.hpp>
 #include <cmath>
 #include <map>
 #include <semaphore>
 #include <unordered_map>
-
-#include <boost/core/demangle.hpp>
 
 #include "dogpile/loader.hpp"
 #include "dogpile/sdk/log.hpp"
@@ -67,11 +66,11 @@ class CacheRegion::LockRegistry : public std::enable_shared_from_this<LockRegist
     }
     std::unique_ptr<CacheMutex> made = backend_->get_mutex(key);
     if (!made) made = std::make_unique<ProcessMutex>();
-    std::shared_ptr<CacheMutex> shared(
-        made.release(), [registry = weak_from_this(), key](CacheMutex* mutex) {
-          delete mutex;
-          if (auto self = registry.lock()) self->forget(key);
-        });
+    std::shared_ptr<CacheMutex> shared(made.release(),
+                                       [registry = weak_from_this(), key](CacheMutex* mutex) {
+                                         delete mutex;
+                                         if (auto self = registry.lock()) self->forget(key);
+                                       });
     shard.mutexes.insert_or_assign(key, shared);
     return shared;
   }
@@ -155,9 +154,10 @@ namespace {
 std::optional<double> normalized_expiration(std::optional<double> seconds) {
   if (!seconds || *seconds == -1) return std::nullopt;
   if (!std::isfinite(*seconds) || *seconds < 0) {
-    throw ValidationError("expiration_time must be -1 (never) or a non-negative number of "
-                          "seconds, not " +
-                          std::to_string(*seconds));
+    throw ValidationError(
+        "expiration_time must be -1 (never) or a non-negative number of "
+        "seconds, not " +
+        std::to_string(*seconds));
   }
   return seconds;
 }
@@ -168,9 +168,9 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
   std::lock_guard guard(configure_mutex_);
   if (const State* current = state_.load(std::memory_order_acquire);
       current != nullptr && !options.replace_existing_backend) {
-    throw RegionAlreadyConfigured("This region is already configured with backend: " +
-                                  current->backend_name +
-                                  ".  Specify replace_existing_backend=True to replace.");
+    throw RegionAlreadyConfigured(
+        "This region is already configured with backend: " + current->backend_name +
+        ".  Specify replace_existing_backend=True to replace.");
   }
   auto state = std::make_unique<State>();
   state->backend_name = std::string(backend);
@@ -178,23 +178,23 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
 
   auto& loader = PluginLoader::instance();
   const std::string& prefix = options.config_prefix;
-  state->actual = loader.make_backend(backend, Arguments(std::move(options.arguments), prefix + "arguments."));
+  state->actual =
+      loader.make_backend(backend, Arguments(std::move(options.arguments), prefix + "arguments."));
   state->outer = state->actual;
   for (auto it = options.wrap.rbegin(); it != options.wrap.rend(); ++it) {
     std::shared_ptr<ProxyBackend> proxy;
     if (auto* spec = std::get_if<ProxySpec>(&*it)) {
-      const std::string wrap_key = prefix.empty() ? "wrap" : prefix + "wrap";
+      const std::string wrap_key = prefix + "wrap";
       auto entry = loader.find(spec->name);
       if (!entry) {
         throw PluginNotFound("Couldn't find cache plugin to load: " + spec->name + " (named in " +
                              wrap_key + "; `dogpile plugins` lists the proxies found)");
       }
       if (entry->kind != PluginKind::proxy) {
-        throw ConfigError(wrap_key + " names " + spec->name +
-                          ", which is a backend, not a proxy");
+        throw ConfigError(wrap_key + " names " + spec->name + ", which is a backend, not a proxy");
       }
-      proxy = loader.make_proxy(spec->name,
-                                Arguments(spec->arguments, prefix + "wrap_arguments." + spec->name + "."));
+      proxy = loader.make_proxy(
+          spec->name, Arguments(spec->arguments, prefix + "wrap_arguments." + spec->name + "."));
     } else {
       proxy = std::get<std::shared_ptr<ProxyBackend>>(*it);
       if (!proxy) throw ValidationError("wrap: a null ProxyBackend was given");
@@ -203,8 +203,8 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
     state->outer = std::move(proxy);
   }
   state->key_mangler = options.key_mangler ? std::move(options.key_mangler)
-                      : user_key_mangler_ ? user_key_mangler_
-                                          : state->outer->key_mangler();
+                       : user_key_mangler_ ? user_key_mangler_
+                                           : state->outer->key_mangler();
   state->invalidator =
       options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
   state->locks = std::make_shared<LockRegistry>(state->outer);
@@ -225,8 +225,7 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
   return *this;
 }
 
-CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
-                                                std::string_view prefix) {
+CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::string_view prefix) {
   const std::string p(prefix);
   const std::string arguments_prefix = p + "arguments.";
   ConfigDict coerced = coerce_string_conf(config);
@@ -279,8 +278,10 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
     } else if (name == "async_creation_runner") {
       if (value.is_null()) continue;
       if (value != "thread_pool") {
-        throw ValidationError(key + " must be thread_pool (the ready-made background runner), "
-                              "not " + value.dump());
+        throw ValidationError(key +
+                              " must be thread_pool (the ready-made background runner), "
+                              "not " +
+                              value.dump());
       }
       if (options.async_thread_pool == 0) options.async_thread_pool = 2;
     } else if (name == "async_creation_runner_threads" || name == "async_creation_runner_queue") {
@@ -291,10 +292,12 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config,
                                                : options.async_queue_limit) =
           value.get<std::size_t>();
     } else if (name == "key_mangler") {
-      if (!value.is_string()) throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + value.dump());
+      if (!value.is_string())
+        throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + value.dump());
       options.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
     } else if (name == "replace_existing_backend") {
-      if (!value.is_boolean()) throw ValidationError(key + " must be true or false, not " + value.dump());
+      if (!value.is_boolean())
+        throw ValidationError(key + " must be true or false, not " + value.dump());
       options.replace_existing_backend = value.get<bool>();
     } else {
       throw ValidationError("unknown config key " + key +
@@ -341,8 +344,7 @@ std::string CacheRegion::mangle(std::string_view key) const {
   return st.key_mangler ? st.key_mangler(key) : std::string(key);
 }
 
-bool CacheRegion::is_fresh(const State& st, const CachedValue& value,
-                           const GetOptions& options) {
+bool CacheRegion::is_fresh(const State& st, const CachedValue& value, const GetOptions& options) {
   if (options.ignore_expiration) return true;
   std::optional<double> expiration = st.expiration;
   if (options.expiration_time) expiration = normalized_expiration(options.expiration_time);
@@ -354,14 +356,13 @@ bool CacheRegion::is_fresh(const State& st, const CachedValue& value,
 CachedValuePtr CacheRegion::get_value_metadata(std::string_view key,
                                                const GetOptions& options) const {
   const State& st = state();
-  CachedValuePtr value =
-      st.key_mangler ? st.outer->get(st.key_mangler(key)) : st.outer->get(key);
+  CachedValuePtr value = st.key_mangler ? st.outer->get(st.key_mangler(key)) : st.outer->get(key);
   if (value && !is_fresh(st, *value, options)) return nullptr;
   return value;
 }
 
-std::vector<CachedValuePtr> CacheRegion::get_value_metadata_multi(
-    const Keys& keys, const GetOptions& options) const {
+std::vector<CachedValuePtr> CacheRegion::get_value_metadata_multi(const Keys& keys,
+                                                                  const GetOptions& options) const {
   if (keys.empty()) return {};
   const State& st = state();
   std::vector<CachedValuePtr> values;
@@ -458,8 +459,7 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key,
   return found;
 }
 
-CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key,
-                                       ValueMaker make) {
+CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key, ValueMaker make) {
   const State& st = *found.state;
   const std::string mangled(found.mangled);
   auto get_mutex = [&] { return st.locks->get(mangled); };
@@ -476,12 +476,13 @@ CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key
   std::function<void(std::shared_ptr<CacheMutex>)> async;
   if (st.async_runner) {
     async = [&](std::shared_ptr<CacheMutex> mutex) {
-      st.async_runner(*this, std::string(key),
-                      [make]() -> CachedValuePtr {
-                        Created made = make();
-                        return made.cache ? std::move(made.value) : nullptr;
-                      },
-                      std::move(mutex));
+      st.async_runner(
+          *this, std::string(key),
+          [make]() -> CachedValuePtr {
+            Created made = make();
+            return made.cache ? std::move(made.value) : nullptr;
+          },
+          std::move(mutex));
     };
   }
   return dogpile_lock<CachedValuePtr>(found.current, get_mutex, getter, creator, found.expiration,
@@ -584,7 +585,8 @@ std::size_t CacheRegion::locks_in_use() const { return state().locks->size(); }
 
 std::optional<StatsSnapshot> CacheRegion::stats() const {
   for (const CacheBackend* backend = state().outer.get(); backend != nullptr;) {
-    if (const auto* provider = dynamic_cast<const StatsProvider*>(backend)) return provider->stats();
+    if (const auto* provider = dynamic_cast<const StatsProvider*>(backend))
+      return provider->stats();
     const auto* proxy = dynamic_cast<const ProxyBackend*>(backend);
     backend = proxy != nullptr ? proxy->proxied().get() : nullptr;
   }

@@ -20,9 +20,7 @@ Arguments::Arguments(nlohmann::json values, std::string key_prefix)
   }
 }
 
-std::string Arguments::key(std::string_view name) const {
-  return key_prefix_ + std::string(name);
-}
+std::string Arguments::key(std::string_view name) const { return key_prefix_ + std::string(name); }
 
 bool Arguments::contains(std::string_view name) const {
   return values_.contains(std::string(name));
@@ -96,7 +94,7 @@ T Arguments::require(std::string_view name) const {
   return *value;
 }
 
-#define DOGPILE_INSTANTIATE_ARGUMENT(T)                                         \
+#define DOGPILE_INSTANTIATE_ARGUMENT(T)                                 \
   template std::optional<T> Arguments::find<T>(std::string_view) const; \
   template T Arguments::get<T>(std::string_view, T) const;              \
   template T Arguments::require<T>(std::string_view) const;
@@ -138,11 +136,10 @@ void Arguments::reject_unknown(std::string_view plugin_name) const {
     if (asked_.count(item.key()) != 0) continue;
     std::string known;
     for (const auto& name : asked_) known += (known.empty() ? "" : ", ") + name;
-    throw ValidationError("unknown argument " + key(item.key()) + " for " +
-                          std::string(plugin_name) + " (" +
-                          (known.empty() ? std::string("it takes no arguments")
-                                         : "its arguments are: " + known) +
-                          ")");
+    throw ValidationError(
+        "unknown argument " + key(item.key()) + " for " + std::string(plugin_name) + " (" +
+        (known.empty() ? std::string("it takes no arguments") : "its arguments are: " + known) +
+        ")");
   }
 }
 

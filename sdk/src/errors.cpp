@@ -25,12 +25,18 @@ StatsProvider::~StatsProvider() = default;
 
 const char* operation_name(CacheOperation operation) noexcept {
   switch (operation) {
-    case CacheOperation::get: return "get";
-    case CacheOperation::get_multi: return "get_multi";
-    case CacheOperation::set: return "set";
-    case CacheOperation::set_multi: return "set_multi";
-    case CacheOperation::remove: return "remove";
-    case CacheOperation::remove_multi: return "remove_multi";
+    case CacheOperation::get:
+      return "get";
+    case CacheOperation::get_multi:
+      return "get_multi";
+    case CacheOperation::set:
+      return "set";
+    case CacheOperation::set_multi:
+      return "set_multi";
+    case CacheOperation::remove:
+      return "remove";
+    case CacheOperation::remove_multi:
+      return "remove_multi";
   }
   return "unknown";
 }

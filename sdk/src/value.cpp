@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
-
 #include <nlohmann/json.hpp>
 
 #include "dogpile/sdk/errors.hpp"
@@ -48,7 +47,8 @@ std::string python_float_repr(double value) {
   // The shortest round-trip digits, then Python's layout (CPython's format_float_short with
   // 'r'): positional when -4 < decimal point <= 16, else exponent with at least two digits.
   char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::scientific);
+  auto [end, ec] =
+      std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::scientific);
   std::string_view text(buffer, static_cast<std::size_t>(end - buffer));
   std::string out;
   if (text.front() == '-') {
@@ -106,13 +106,13 @@ CachedValuePtr parse_cached_value(std::string_view wire) {
   }
   auto metadata = nlohmann::json::parse(wire.substr(0, bar), nullptr, false);
   if (metadata.is_discarded() || !metadata.is_object()) {
-    throw CantDeserialize("cached bytes are not in dogpile's format (the metadata before '|' "
-                          "is not a JSON object)");
+    throw CantDeserialize(
+        "cached bytes are not in dogpile's format (the metadata before '|' "
+        "is not a JSON object)");
   }
   auto ct = metadata.find("ct");
   auto v = metadata.find("v");
-  if (ct == metadata.end() || !ct->is_number() || v == metadata.end() ||
-      !v->is_number_integer()) {
+  if (ct == metadata.end() || !ct->is_number() || v == metadata.end() || !v->is_number_integer()) {
     throw CantDeserialize("cached value metadata lacks a numeric \"ct\" or an integer \"v\": " +
                           metadata.dump());
   }

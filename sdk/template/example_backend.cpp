@@ -5,7 +5,6 @@
 // the wire format, as a server does), implements that family plus remove(), reads its
 // arguments in its constructor, and is declared with DOGPILE_BACKEND_PLUGIN.
 #include <dogpile/sdk/sdk.hpp>
-
 #include <map>
 #include <mutex>
 

@@ -17,11 +17,10 @@
 #pragma once
 
 #include <concepts>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <type_traits>
-
-#include <nlohmann/json.hpp>
 
 namespace dogpile {
 
@@ -36,13 +35,13 @@ struct Codec<std::string> {
 
 template <class T>
 concept JsonConvertible = requires(const T& value, const nlohmann::json& json) {
-  { nlohmann::json(value) };
+  {nlohmann::json(value)};
   { json.template get<T>() } -> std::same_as<T>;
 };
 
 template <class T>
-  requires(!std::is_same_v<T, std::string> && (std::is_arithmetic_v<T> || JsonConvertible<T>))
-struct Codec<T> {
+requires(!std::is_same_v<T, std::string> &&
+         (std::is_arithmetic_v<T> || JsonConvertible<T>)) struct Codec<T> {
   static std::string encode(const T& value) { return nlohmann::json(value).dump(); }
   static T decode(std::string_view bytes) { return nlohmann::json::parse(bytes).get<T>(); }
 };

@@ -15,12 +15,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "dogpile/sdk/export.hpp"
 
@@ -65,8 +64,8 @@ DOGPILE_API ConfigFile parse_ini_config(std::string_view text, const std::filesy
 
 // Where one region's keys are: the section, and the prefix of its keys in it.
 struct RegionSpec {
-  std::string name;     // e.g. "cache.local"
-  std::string prefix;   // e.g. "cache.local." (or "" in a section per region)
+  std::string name;    // e.g. "cache.local"
+  std::string prefix;  // e.g. "cache.local." (or "" in a section per region)
   const ConfigSection* section = nullptr;
 };
 

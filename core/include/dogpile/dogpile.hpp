@@ -11,5 +11,5 @@
 #include "dogpile/lock.hpp"
 #include "dogpile/logging.hpp"
 #include "dogpile/region.hpp"
-#include "dogpile/stats.hpp"
 #include "dogpile/sdk/errors.hpp"
+#include "dogpile/stats.hpp"

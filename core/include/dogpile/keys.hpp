@@ -63,7 +63,10 @@ struct PythonStr {
       return std::string(std::string_view(value));
     } else if constexpr (std::is_same_v<V, std::nullptr_t> || std::is_same_v<V, std::nullopt_t>) {
       return "None";
-    } else if constexpr (requires { value.has_value(); *value; }) {
+    } else if constexpr (requires {
+                           value.has_value();
+                           *value;
+                         }) {
       return value.has_value() ? (*this)(*value) : "None";
     } else if constexpr (requires { to_string(value); }) {
       return std::string(to_string(value));  // the type's own, found by ADL

@@ -37,7 +37,7 @@ struct EntryPointInfo {
   std::string description;
   std::filesystem::path file;
   std::string symbol;
-  bool registered = false;                    // by register_backend, not found on the path
+  bool registered = false;                      // by register_backend, not found on the path
   std::vector<std::filesystem::path> shadowed;  // other files providing the same name
 };
 

@@ -43,8 +43,8 @@ inline bool dogpile_expired(double created, std::optional<double> expiration) {
 //   async_creator(std::shared_ptr<CacheMutex>): optional; regenerates in the background and
 //                 releases the mutex. Used only when a stale value exists.
 template <class Value, class GetMutex, class Getter, class Creator>
-Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mutex,
-                   Getter&& getter, Creator&& creator, std::optional<double> expiration,
+Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mutex, Getter&& getter,
+                   Creator&& creator, std::optional<double> expiration,
                    const std::function<void(std::shared_ptr<CacheMutex>)>& async_creator = {}) {
   if (current && !dogpile_expired(current->created, expiration)) return current->value;
 

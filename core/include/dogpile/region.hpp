@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,8 +35,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "dogpile/async_runner.hpp"
 #include "dogpile/cached_function.hpp"
@@ -79,8 +78,8 @@ struct unwrap_optional<std::optional<T>> {
 
 // The value type get_or_create_multi stores for a creator's results.
 template <class Creator>
-using multi_value_t = typename unwrap_optional<typename std::remove_cvref_t<
-    std::invoke_result_t<Creator&, const Keys&>>::value_type>::type;
+using multi_value_t = typename unwrap_optional<
+    typename std::remove_cvref_t<std::invoke_result_t<Creator&, const Keys&>>::value_type>::type;
 
 }  // namespace detail
 
@@ -226,7 +225,8 @@ class DOGPILE_API CacheRegion {
   template <class Fn, class ToStr = PythonStr>
   CachedFunction<std::decay_t<Fn>, ToStr> cache_on_arguments(
       std::string name, Fn&& fn,
-      FunctionCacheOptions<typename CachedFunction<std::decay_t<Fn>, ToStr>::result_type> options = {},
+      FunctionCacheOptions<typename CachedFunction<std::decay_t<Fn>, ToStr>::result_type> options =
+          {},
       ToStr to_str = {}) {
     return {*this, std::move(name), std::forward<Fn>(fn), std::move(options), std::move(to_str)};
   }
@@ -299,8 +299,7 @@ class DOGPILE_API CacheRegion {
   };
   Lookup lookup(std::string_view key, std::optional<double> expiration_time) const;
   CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make);
-  std::vector<CachedValuePtr> get_or_create_values(const Keys& keys,
-                                                   const MultiValueMaker& make,
+  std::vector<CachedValuePtr> get_or_create_values(const Keys& keys, const MultiValueMaker& make,
                                                    std::optional<double> expiration_time);
   // A backend value as the dogpile lock sees it: nullopt when missing, of another version or
   // hard-invalidated; a soft-invalidated value's time is moved back so it reads as expired.

@@ -2,10 +2,9 @@
 // miss, latency) on the "dogpile" channel at a configurable level. Values are never logged;
 // keys can be logged in full, hashed, or truncated. When the level is disabled the proxy only
 // forwards.
-#include <dogpile/sdk/sdk.hpp>
-
 #include <chrono>
 #include <cstdio>
+#include <dogpile/sdk/sdk.hpp>
 #include <exception>
 #include <type_traits>
 
@@ -48,8 +47,9 @@ class LoggingProxy final : public ProxyBackend {
         max_key_length_(arguments.get("max_key_length", 64u)) {}
 
   CachedValuePtr get(std::string_view key) override {
-    return logged("get", key, [&] { return ProxyBackend::get(key); },
-                  [](const CachedValuePtr& v) { return v ? " hit" : " miss"; });
+    return logged(
+        "get", key, [&] { return ProxyBackend::get(key); },
+        [](const CachedValuePtr& v) { return v ? " hit" : " miss"; });
   }
   std::vector<CachedValuePtr> get_multi(const Keys& keys) override {
     return logged_multi("get_multi", keys, [&] { return ProxyBackend::get_multi(keys); });
@@ -58,12 +58,14 @@ class LoggingProxy final : public ProxyBackend {
     logged("set", key, [&] { ProxyBackend::set(key, std::move(value)); });
   }
   void set_multi(const ValueMapping& mapping) override {
-    logged("set_multi", {}, [&] { ProxyBackend::set_multi(mapping); }, nullptr,
-           count_text(mapping.size()));
+    logged(
+        "set_multi", {}, [&] { ProxyBackend::set_multi(mapping); }, nullptr,
+        count_text(mapping.size()));
   }
   std::optional<std::string> get_serialized(std::string_view key) override {
-    return logged("get_serialized", key, [&] { return ProxyBackend::get_serialized(key); },
-                  [](const std::optional<std::string>& v) { return v ? " hit" : " miss"; });
+    return logged(
+        "get_serialized", key, [&] { return ProxyBackend::get_serialized(key); },
+        [](const std::optional<std::string>& v) { return v ? " hit" : " miss"; });
   }
   SerializedValues get_serialized_multi(const Keys& keys) override {
     return logged_multi("get_serialized_multi", keys,
@@ -73,15 +75,17 @@ class LoggingProxy final : public ProxyBackend {
     logged("set_serialized", key, [&] { ProxyBackend::set_serialized(key, value); });
   }
   void set_serialized_multi(const SerializedMapping& mapping) override {
-    logged("set_serialized_multi", {}, [&] { ProxyBackend::set_serialized_multi(mapping); },
-           nullptr, count_text(mapping.size()));
+    logged(
+        "set_serialized_multi", {}, [&] { ProxyBackend::set_serialized_multi(mapping); }, nullptr,
+        count_text(mapping.size()));
   }
   void remove(std::string_view key) override {
     logged("remove", key, [&] { ProxyBackend::remove(key); });
   }
   void remove_multi(const Keys& keys) override {
-    logged("remove_multi", {}, [&] { ProxyBackend::remove_multi(keys); }, nullptr,
-           count_text(keys.size()));
+    logged(
+        "remove_multi", {}, [&] { ProxyBackend::remove_multi(keys); }, nullptr,
+        count_text(keys.size()));
   }
 
  private:
@@ -119,7 +123,8 @@ class LoggingProxy final : public ProxyBackend {
   auto logged(const char* operation, std::string_view key, Call&& call, Outcome outcome = nullptr,
               std::string_view subject = {}) -> std::invoke_result_t<Call&> {
     if (!log_enabled(level_)) return call();
-    const std::string what = std::string(operation) + " " + (subject.empty() ? shown(key) : std::string(subject));
+    const std::string what =
+        std::string(operation) + " " + (subject.empty() ? shown(key) : std::string(subject));
     const auto start = Clock::now();
     try {
       if constexpr (std::is_void_v<decltype(call())>) {

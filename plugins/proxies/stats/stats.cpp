@@ -2,11 +2,10 @@
 // and removed, errors) and the latency of each kind of call in a histogram, with relaxed
 // atomics only: no lock on any path. Read it with CacheRegion::stats() or export it with
 // dogpile::prometheus_text().
-#include <dogpile/sdk/sdk.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <dogpile/sdk/sdk.hpp>
 #include <exception>
 
 namespace dogpile::stats_proxy {
@@ -154,7 +153,8 @@ class StatsProxy final : public ProxyBackend, public StatsProvider {
         kLatencyBounds.begin());
     add(counters.buckets[bucket], 1);
     add(counters.sum_nanoseconds,
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()));
+        static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()));
   }
 
   std::atomic<std::uint64_t> gets_{0}, hits_{0}, misses_{0}, sets_{0}, deletes_{0}, errors_{0};

@@ -9,13 +9,12 @@
 // being constructed.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "dogpile/sdk/export.hpp"
 

@@ -18,15 +18,17 @@
 #define DOGPILE_STRINGIFY(x) DOGPILE_STRINGIFY_(x)
 
 #if defined(__GLIBCXX__)
-#define DOGPILE_STDLIB_TAG_ "libstdc++" DOGPILE_STRINGIFY(_GLIBCXX_RELEASE) "-cxx11abi" DOGPILE_STRINGIFY(_GLIBCXX_USE_CXX11_ABI)
+#define DOGPILE_STDLIB_TAG_                                                      \
+  "libstdc++" DOGPILE_STRINGIFY(_GLIBCXX_RELEASE) "-cxx11abi" DOGPILE_STRINGIFY( \
+      _GLIBCXX_USE_CXX11_ABI)
 #elif defined(_LIBCPP_VERSION)
 #define DOGPILE_STDLIB_TAG_ "libc++" DOGPILE_STRINGIFY(_LIBCPP_ABI_VERSION)
 #else
 #define DOGPILE_STDLIB_TAG_ "unknown-stdlib"
 #endif
 
-#define DOGPILE_BUILD_TAG                                                        \
-  DOGPILE_STDLIB_TAG_                                                            \
+#define DOGPILE_BUILD_TAG \
+  DOGPILE_STDLIB_TAG_     \
   "-json" DOGPILE_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." DOGPILE_STRINGIFY( \
       NLOHMANN_JSON_VERSION_MINOR) "-diag" DOGPILE_STRINGIFY(JSON_DIAGNOSTICS)  \
       "-ldvc" DOGPILE_STRINGIFY(JSON_USE_LEGACY_DISCARDED_VALUE_COMPARISON)

@@ -51,30 +51,30 @@ struct PluginDescriptor {
 
 // The general form; the ABI version and build tag are parameters only so that tests can build
 // a deliberately mismatched plugin. Use the two macros below.
-#define DOGPILE_DECLARE_ENTRY_POINT(id, abi, tag, kind_text, kind, name, version, description, \
-                                    backend_factory, proxy_factory)                         \
-  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id;       \
-  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id = {    \
-      abi, tag, name, kind, version, description, backend_factory, proxy_factory};         \
-  __attribute__((section("dogpile_manifest"), used)) static const char                      \
-      dogpile_manifest_##id[] = "name=" name "\nkind=" kind_text                            \
-                                "\nabi=" DOGPILE_STRINGIFY(abi) "\nbuild=" tag              \
-                                "\nversion=" version "\ndescription=" description           \
-                                "\nsymbol=" DOGPILE_ENTRY_POINT_SYMBOL_PREFIX #id
+#define DOGPILE_DECLARE_ENTRY_POINT(id, abi, tag, kind_text, kind, name, version, description,   \
+                                    backend_factory, proxy_factory)                              \
+  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id;             \
+  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id = {          \
+      abi, tag, name, kind, version, description, backend_factory, proxy_factory};               \
+  __attribute__((section("dogpile_manifest"), used)) static const char dogpile_manifest_##id[] = \
+      "name=" name "\nkind=" kind_text                                                           \
+      "\nabi=" DOGPILE_STRINGIFY(abi) "\nbuild=" tag "\nversion=" version                        \
+                                      "\ndescription=" description                               \
+                                      "\nsymbol=" DOGPILE_ENTRY_POINT_SYMBOL_PREFIX #id
 
-#define DOGPILE_BACKEND_PLUGIN(id, name, version, description, BackendClass)                  \
-  DOGPILE_DECLARE_ENTRY_POINT(                                                                \
+#define DOGPILE_BACKEND_PLUGIN(id, name, version, description, BackendClass)                     \
+  DOGPILE_DECLARE_ENTRY_POINT(                                                                   \
       id, DOGPILE_SDK_ABI_VERSION, DOGPILE_BUILD_TAG, "backend", ::dogpile::PluginKind::backend, \
-      name, version, description,                                                             \
-      [](const ::dogpile::Arguments& arguments) -> std::unique_ptr<::dogpile::CacheBackend> {  \
-        return std::make_unique<BackendClass>(arguments);                                     \
-      },                                                                                      \
+      name, version, description,                                                                \
+      [](const ::dogpile::Arguments& arguments) -> std::unique_ptr<::dogpile::CacheBackend> {    \
+        return std::make_unique<BackendClass>(arguments);                                        \
+      },                                                                                         \
       nullptr)
 
-#define DOGPILE_PROXY_PLUGIN(id, name, version, description, ProxyClass)                      \
-  DOGPILE_DECLARE_ENTRY_POINT(                                                                \
-      id, DOGPILE_SDK_ABI_VERSION, DOGPILE_BUILD_TAG, "proxy", ::dogpile::PluginKind::proxy,  \
-      name, version, description, nullptr,                                                    \
-      [](const ::dogpile::Arguments& arguments) -> std::unique_ptr<::dogpile::ProxyBackend> {  \
-        return std::make_unique<ProxyClass>(arguments);                                       \
+#define DOGPILE_PROXY_PLUGIN(id, name, version, description, ProxyClass)                           \
+  DOGPILE_DECLARE_ENTRY_POINT(                                                                     \
+      id, DOGPILE_SDK_ABI_VERSION, DOGPILE_BUILD_TAG, "proxy", ::dogpile::PluginKind::proxy, name, \
+      version, description, nullptr,                                                               \
+      [](const ::dogpile::Arguments& arguments) -> std::unique_ptr<::dogpile::ProxyBackend> {      \
+        return std::make_unique<ProxyClass>(arguments);                                            \
       })

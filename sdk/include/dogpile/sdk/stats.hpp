@@ -18,8 +18,8 @@ inline constexpr std::size_t kCacheOperationCount = 6;
 DOGPILE_API const char* operation_name(CacheOperation operation) noexcept;
 
 // Latency buckets, upper bounds in seconds; the last bucket is everything above.
-inline constexpr std::array<double, 12> kLatencyBounds = {
-    1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 1.0};
+inline constexpr std::array<double, 12> kLatencyBounds = {1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4,
+                                                          1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 1.0};
 
 struct OperationStats {
   std::uint64_t calls = 0;
@@ -31,7 +31,7 @@ struct OperationStats {
 };
 
 struct StatsSnapshot {
-  std::uint64_t gets = 0;     // keys looked up (a get_multi of n keys counts n)
+  std::uint64_t gets = 0;  // keys looked up (a get_multi of n keys counts n)
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
   std::uint64_t sets = 0;     // keys stored
