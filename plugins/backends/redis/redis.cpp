@@ -1,0 +1,464 @@
+// dogpile.cache.redis: values in Redis, in dogpile.cache's wire format, through a pool of
+// hiredis connections; optionally a distributed dogpile lock held in Redis itself, with the
+// same key and protocol as Python dogpile.cache on redis-py (`SET _lock<key> <token> NX PX`,
+// released by a script only while the token is still ours), so C++ and Python processes
+// exclude each other's creators.
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <dogpile/sdk/sdk.hpp>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace dogpile::redis {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Settings {
+  std::string host = "localhost";
+  int port = 6379;
+  std::string unix_socket;  // from unix:// URLs
+  long db = 0;
+  std::string username;
+  std::string password;
+  std::optional<double> socket_timeout;
+  std::optional<double> socket_connect_timeout;
+  bool socket_keepalive = false;
+  long long redis_expiration_time = 0;  // seconds; 0: no server-side expiry
+  bool distributed_lock = false;
+  std::optional<double> lock_timeout;
+  double lock_sleep = 0.1;
+  bool lock_blocking = true;
+  std::optional<double> lock_blocking_timeout;
+  bool thread_local_lock = true;
+  std::string lock_prefix = "_lock";
+  unsigned pool_size = 16;
+
+  // Where the server is, for messages: never credentials.
+  std::string where() const {
+    return unix_socket.empty() ? host + ":" + std::to_string(port) : "unix:" + unix_socket;
+  }
+};
+
+// Applies redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].
+void apply_url(Settings& s, const std::string& url, const std::string& key) {
+  auto fail = [&](const char* why) {
+    throw ValidationError(key + " is not a Redis URL (" + why +
+                          "): expected redis://[[user]:password@]host:port/db or unix:///path");
+  };
+  if (url.starts_with("unix://")) {
+    std::string rest = url.substr(7);
+    if (auto q = rest.find("?db="); q != std::string::npos) {
+      s.db = std::stol(rest.substr(q + 4));
+      rest.resize(q);
+    }
+    if (rest.empty() || rest.front() != '/') fail("no socket path");
+    s.unix_socket = rest;
+    return;
+  }
+  if (!url.starts_with("redis://")) fail("unknown scheme");
+  std::string rest = url.substr(8);
+  if (auto at = rest.rfind('@'); at != std::string::npos) {
+    const std::string credentials = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    if (auto colon = credentials.find(':'); colon != std::string::npos) {
+      s.username = credentials.substr(0, colon);
+      s.password = credentials.substr(colon + 1);
+    } else {
+      s.password = credentials;
+    }
+  }
+  if (auto slash = rest.find('/'); slash != std::string::npos) {
+    const std::string db = rest.substr(slash + 1);
+    rest.resize(slash);
+    if (!db.empty()) {
+      auto [end, ec] = std::from_chars(db.data(), db.data() + db.size(), s.db);
+      if (ec != std::errc() || end != db.data() + db.size()) fail("the database is not a number");
+    }
+  }
+  if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+    const std::string port = rest.substr(colon + 1);
+    rest.resize(colon);
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), s.port);
+    if (ec != std::errc() || end != port.data() + port.size()) fail("the port is not a number");
+  }
+  if (!rest.empty()) s.host = rest;
+}
+
+Settings read_settings(const Arguments& a) {
+  Settings s;
+  if (auto url = a.find<std::string>("url")) apply_url(s, *url, a.key("url"));
+  s.host = a.get("host", s.host);
+  s.port = a.get("port", s.port);
+  s.db = a.get("db", s.db);
+  s.username = a.get("username", s.username);
+  s.password = a.get("password", s.password);
+  s.socket_timeout = a.find_seconds("socket_timeout");
+  s.socket_connect_timeout = a.find_seconds("socket_connect_timeout");
+  s.socket_keepalive = a.get("socket_keepalive", s.socket_keepalive);
+  s.redis_expiration_time = a.get("redis_expiration_time", s.redis_expiration_time);
+  s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
+  s.lock_timeout = a.find_seconds("lock_timeout");
+  s.lock_sleep = a.find_seconds("lock_sleep").value_or(s.lock_sleep);
+  s.lock_blocking = a.get("lock_blocking", s.lock_blocking);
+  s.lock_blocking_timeout = a.find_seconds("lock_blocking_timeout");
+  s.thread_local_lock = a.get("thread_local_lock", s.thread_local_lock);
+  s.lock_prefix = a.get("lock_prefix", s.lock_prefix);
+  s.pool_size = a.get("connection_pool_size", s.pool_size);
+  a.ignore("connection_kwargs", "redis-py's own connection options have no hiredis equivalent");
+  a.ignore("connection_pool",
+           "a redis-py pool object cannot be given here; see connection_pool_size");
+  if (s.port <= 0 || s.port > 65535) {
+    throw ValidationError(a.key("port") + " must be between 1 and 65535");
+  }
+  if (s.pool_size == 0)
+    throw ValidationError(a.key("connection_pool_size") + " must be at least 1");
+  if (s.redis_expiration_time < 0) {
+    throw ValidationError(a.key("redis_expiration_time") + " must not be negative");
+  }
+  if (s.lock_prefix.empty() || s.lock_prefix.find_first_of(" \t\r\n") != std::string::npos) {
+    throw ValidationError(a.key("lock_prefix") + " must be a non-empty string without spaces");
+  }
+  if (s.lock_sleep <= 0) throw ValidationError(a.key("lock_sleep") + " must be positive");
+  if (s.distributed_lock && s.thread_local_lock) {
+    log(LogLevel::warning, "dogpile.cache.redis",
+        a.key("thread_local_lock") +
+            " should be false when distributed_lock is true: a background regeneration releases "
+            "the lock from another thread");
+  }
+  return s;
+}
+
+timeval to_timeval(double seconds) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
+  return tv;
+}
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const { freeReplyObject(reply); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+struct ContextDeleter {
+  void operator()(redisContext* context) const { redisFree(context); }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+[[noreturn]] void unavailable(redisContext* context, const Settings& s) {
+  throw BackendUnavailable("Redis at " + s.where() + " is unavailable: " +
+                           (context != nullptr ? context->errstr : "out of memory"));
+}
+
+// Queues one command on `context`; throws BackendUnavailable on a connection error.
+void append(redisContext* context, const std::vector<std::string_view>& args, const Settings& s) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lengths;
+  argv.reserve(args.size());
+  lengths.reserve(args.size());
+  for (auto arg : args) {
+    argv.push_back(arg.data());
+    lengths.push_back(arg.size());
+  }
+  if (redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()) !=
+      REDIS_OK) {
+    unavailable(context, s);
+  }
+}
+
+// Reads the next reply; throws BackendUnavailable on a connection error and Error on an error
+// reply.
+Reply read_reply(redisContext* context, const Settings& s) {
+  void* raw = nullptr;
+  if (redisGetReply(context, &raw) != REDIS_OK || raw == nullptr) unavailable(context, s);
+  Reply reply(static_cast<redisReply*>(raw));
+  if (reply->type == REDIS_REPLY_ERROR) {
+    throw Error("Redis at " + s.where() + " answered: " + std::string(reply->str, reply->len));
+  }
+  return reply;
+}
+
+// A pool of connections. A connection that fails is dropped and the next call reconnects, so
+// the backend recovers by itself once the server is back; no lock is held across a round trip.
+class Pool {
+ public:
+  explicit Pool(Settings settings) : settings_(std::move(settings)) {}
+
+  // One connection for the caller's round trips; back to the pool unless it failed.
+  class Lease {
+   public:
+    Lease(Pool& pool, Context context) : pool_(&pool), context_(std::move(context)) {}
+    ~Lease() { pool_->give_back(std::move(context_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+
+    Reply command(const std::vector<std::string_view>& args) {
+      send(args);
+      return reply();
+    }
+    // Pipelining: send several commands, then read their replies in order.
+    void send(const std::vector<std::string_view>& args) {
+      guarded([&] { append(context_.get(), args, pool_->settings_); });
+    }
+    Reply reply() {
+      Reply out;
+      guarded([&] { out = read_reply(context_.get(), pool_->settings_); });
+      return out;
+    }
+
+   private:
+    template <class F>
+    void guarded(F&& f) {
+      try {
+        f();
+      } catch (const BackendUnavailable&) {
+        context_.reset();  // never reused
+        throw;
+      }
+    }
+    Pool* pool_;
+    Context context_;
+  };
+
+  Lease lease() {
+    std::unique_lock guard(mutex_);
+    available_.wait(guard, [&] { return !idle_.empty() || open_ < settings_.pool_size; });
+    if (!idle_.empty()) {
+      Context context = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(*this, std::move(context));
+    }
+    ++open_;
+    guard.unlock();
+    Context context;
+    try {
+      context = connect();
+    } catch (...) {
+      give_back(nullptr);
+      throw;
+    }
+    return Lease(*this, std::move(context));
+  }
+
+  const Settings& settings() const { return settings_; }
+
+ private:
+  Context connect() {
+    const double connect_seconds =
+        settings_.socket_connect_timeout.value_or(settings_.socket_timeout.value_or(5.0));
+    Context context(settings_.unix_socket.empty()
+                        ? redisConnectWithTimeout(settings_.host.c_str(), settings_.port,
+                                                  to_timeval(connect_seconds))
+                        : redisConnectUnixWithTimeout(settings_.unix_socket.c_str(),
+                                                      to_timeval(connect_seconds)));
+    if (!context || context->err) {
+      throw BackendUnavailable("cannot connect to Redis at " + settings_.where() + ": " +
+                               (context ? context->errstr : "out of memory"));
+    }
+    if (settings_.socket_timeout) {
+      redisSetTimeout(context.get(), to_timeval(*settings_.socket_timeout));
+    }
+    if (settings_.socket_keepalive) redisEnableKeepAlive(context.get());
+    auto run = [&](const std::vector<std::string_view>& args) {
+      append(context.get(), args, settings_);
+      read_reply(context.get(), settings_);
+    };
+    if (!settings_.password.empty()) {
+      if (settings_.username.empty()) {
+        run({"AUTH", settings_.password});
+      } else {
+        run({"AUTH", settings_.username, settings_.password});
+      }
+    }
+    if (settings_.db != 0) run({"SELECT", std::to_string(settings_.db)});
+    return context;
+  }
+
+  void give_back(Context context) {
+    {
+      std::lock_guard guard(mutex_);
+      if (context) {
+        idle_.push_back(std::move(context));
+      } else {
+        --open_;
+      }
+    }
+    available_.notify_one();
+  }
+
+  const Settings settings_;
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<Context> idle_;
+  unsigned open_ = 0;  // connections handed out or idle
+};
+
+std::optional<std::string> string_of(const redisReply& reply) {
+  if (reply.type == REDIS_REPLY_STRING) return std::string(reply.str, reply.len);
+  return std::nullopt;
+}
+
+// The dogpile lock in Redis, as redis-py's Lock: SET <name> <token> NX [PX timeout]; release
+// deletes the key only while it still holds our token.
+class RedisMutex final : public CacheMutex {
+ public:
+  RedisMutex(std::shared_ptr<Pool> pool, std::string name)
+      : pool_(std::move(pool)), name_(std::move(name)) {}
+
+  bool acquire(bool wait) override {
+    const Settings& s = pool_->settings();
+    const bool blocking = wait && s.lock_blocking;
+    const auto deadline =
+        s.lock_blocking_timeout
+            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(*s.lock_blocking_timeout))
+            : Clock::time_point::max();
+    const std::string token = new_token();
+    for (;;) {
+      if (try_take(token)) {
+        std::lock_guard guard(mutex_);
+        token_ = token;
+        owner_ = std::this_thread::get_id();
+        return true;
+      }
+      if (!blocking || Clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::duration<double>(s.lock_sleep));
+    }
+  }
+
+  void release() override {
+    std::string token;
+    {
+      std::lock_guard guard(mutex_);
+      if (token_.empty()) throw Error("release of the Redis lock " + name_ + ", which is not held");
+      if (pool_->settings().thread_local_lock && owner_ != std::this_thread::get_id()) {
+        throw Error("the Redis lock " + name_ +
+                    " is released by another thread than the one that took it (set "
+                    "thread_local_lock to false to allow it)");
+      }
+      token = std::move(token_);
+      token_.clear();
+    }
+    // Deletes the key only while it holds our token: a lock that expired and was taken by
+    // someone else stays theirs.
+    static constexpr std::string_view kRelease =
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+        "else return 0 end";
+    pool_->lease().command({"EVAL", kRelease, "1", name_, token});
+  }
+
+  bool locked() const override {
+    auto reply = pool_->lease().command({"EXISTS", name_});
+    return reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+  }
+
+ private:
+  bool try_take(const std::string& token) {
+    const Settings& s = pool_->settings();
+    auto lease = pool_->lease();
+    Reply reply;
+    if (s.lock_timeout) {
+      const auto ms = std::to_string(static_cast<long long>(*s.lock_timeout * 1000.0));
+      reply = lease.command({"SET", name_, token, "NX", "PX", ms});
+    } else {
+      reply = lease.command({"SET", name_, token, "NX"});
+    }
+    return reply->type == REDIS_REPLY_STATUS;  // OK; NIL when someone else holds it
+  }
+
+  static std::string new_token() {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string token(32, '0');
+    for (char& c : token) c = kHex[random() & 0xf];
+    return token;
+  }
+
+  std::shared_ptr<Pool> pool_;
+  const std::string name_;
+  std::mutex mutex_;
+  std::string token_;
+  std::thread::id owner_;
+};
+
+class RedisBackend final : public BytesBackend {
+ public:
+  explicit RedisBackend(const Arguments& arguments)
+      : pool_(std::make_shared<Pool>(read_settings(arguments))) {}
+
+  std::optional<std::string> get_serialized(std::string_view key) override {
+    return string_of(*pool_->lease().command({"GET", key}));
+  }
+
+  SerializedValues get_serialized_multi(const Keys& keys) override {
+    if (keys.empty()) return {};
+    std::vector<std::string_view> args{"MGET"};
+    args.insert(args.end(), keys.begin(), keys.end());
+    auto reply = pool_->lease().command(args);
+    SerializedValues values;
+    values.reserve(keys.size());
+    for (std::size_t i = 0; i < reply->elements; ++i)
+      values.push_back(string_of(*reply->element[i]));
+    return values;
+  }
+
+  void set_serialized(const std::string& key, std::string_view value) override {
+    auto lease = pool_->lease();
+    send_set(lease, key, value);
+    lease.reply();
+  }
+
+  void set_serialized_multi(const SerializedMapping& mapping) override {
+    if (mapping.empty()) return;
+    auto lease = pool_->lease();
+    for (const auto& [key, value] : mapping) send_set(lease, key, value);  // one round trip
+    for (std::size_t i = 0; i < mapping.size(); ++i) lease.reply();
+  }
+
+  void remove(std::string_view key) override { pool_->lease().command({"DEL", key}); }
+
+  void remove_multi(const Keys& keys) override {
+    if (keys.empty()) return;
+    std::vector<std::string_view> args{"DEL"};
+    args.insert(args.end(), keys.begin(), keys.end());
+    pool_->lease().command(args);
+  }
+
+  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
+    if (!pool_->settings().distributed_lock) return nullptr;
+    return std::make_unique<RedisMutex>(pool_, pool_->settings().lock_prefix + std::string(key));
+  }
+
+  bool has_lock_timeout() const override {
+    return pool_->settings().distributed_lock && pool_->settings().lock_timeout.has_value();
+  }
+
+ private:
+  void send_set(Pool::Lease& lease, std::string_view key, std::string_view value) {
+    const long long ttl = pool_->settings().redis_expiration_time;
+    if (ttl > 0) {
+      lease.send({"SET", key, value, "EX", std::to_string(ttl)});
+    } else {
+      lease.send({"SET", key, value});
+    }
+  }
+
+  std::shared_ptr<Pool> pool_;
+};
+
+}  // namespace
+
+}  // namespace dogpile::redis
+
+DOGPILE_BACKEND_PLUGIN(redis, "dogpile.cache.redis", "1.0.0",
+                       "Redis through hiredis: the wire format, one round trip per multi call, "
+                       "and an optional distributed dogpile lock",
+                       dogpile::redis::RedisBackend);

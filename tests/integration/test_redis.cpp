@@ -1,0 +1,246 @@
+// dogpile.cache.redis against a real redis-server started for the test.
+#define BOOST_TEST_MODULE redis
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <dogpile/dogpile.hpp>
+#include <map>
+#include <thread>
+
+#include "redis_server.hpp"
+
+using dogpile::CacheRegion;
+using nlohmann::json;
+using test::message_contains;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Server {
+  test::RedisServer redis;
+};
+
+std::shared_ptr<CacheRegion> redis_region(const test::RedisServer& server,
+                                          json arguments = json::object()) {
+  arguments["url"] = server.url();
+  auto region = dogpile::make_region("redis");
+  region->configure("dogpile.cache.redis",
+                    {.arguments = std::move(arguments), .config_prefix = "cache.redis."});
+  return region;
+}
+
+// A command sent outside the library, to look at the server.
+std::string raw(const test::RedisServer& server, const std::string& command) {
+  redisContext* context = redisConnect("127.0.0.1", server.port());
+  auto* reply = static_cast<redisReply*>(redisCommand(context, command.c_str()));
+  std::string out;
+  if (reply != nullptr) {
+    if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
+      out.assign(reply->str, reply->len);
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+      out = std::to_string(reply->integer);
+    }
+    freeReplyObject(reply);
+  }
+  redisFree(context);
+  return out;
+}
+
+// How often the server ran `command`, from INFO commandstats.
+long calls_of(const test::RedisServer& server, const std::string& command) {
+  const std::string info = raw(server, "INFO commandstats");
+  const std::string marker = "cmdstat_" + command + ":calls=";
+  auto at = info.find(marker);
+  return at == std::string::npos ? 0 : std::stol(info.substr(at + marker.size()));
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(conformance, Server)
+
+BOOST_AUTO_TEST_CASE(a_missing_key_is_a_miss) {
+  auto region = redis_region(redis);
+  BOOST_TEST(region->get<int>("absent") == nullptr);
+  BOOST_TEST(!region->actual_backend()->get_serialized("absent").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(set_then_get_stores_the_wire_format) {
+  auto region = redis_region(redis);
+  region->set("k", json{{"a", 1}});
+  BOOST_TEST((*region->get<json>("k") == json{{"a", 1}}));
+  const std::string stored = raw(redis, "GET k");
+  BOOST_TEST(stored.starts_with("{\"ct\": "));
+  BOOST_TEST(stored.ends_with(", \"v\": 2}|{\"a\":1}"));
+}
+
+BOOST_AUTO_TEST_CASE(multi_operations_and_deleting_twice) {
+  auto region = redis_region(redis);
+  region->set_multi(std::map<std::string, int>{{"a", 1}, {"b", 2}});
+  auto values = region->get_multi<int>({"b", "missing", "a"});
+  BOOST_TEST(*values[0] == 2);
+  BOOST_TEST(values[1] == nullptr);
+  BOOST_TEST(*values[2] == 1);
+  region->remove("a");
+  region->remove("a");
+  region->remove_multi({"a", "b"});
+  region->remove_multi({"a", "b"});
+  BOOST_TEST(region->get<int>("b") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(get_multi_of_a_hundred_keys_is_one_round_trip) {
+  auto region = redis_region(redis);
+  dogpile::Keys keys;
+  std::map<std::string, int> mapping;
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back("k" + std::to_string(i));
+    mapping[keys.back()] = i;
+  }
+  region->set_multi(mapping);
+  const long mget_before = calls_of(redis, "mget");
+  const long get_before = calls_of(redis, "get");
+  auto values = region->get_multi<int>(keys);
+  BOOST_TEST(calls_of(redis, "mget") - mget_before == 1);
+  BOOST_TEST(calls_of(redis, "get") - get_before == 0);
+  BOOST_TEST(*values[42] == 42);
+}
+
+BOOST_AUTO_TEST_CASE(the_distributed_mutex_excludes_and_reports_locked) {
+  auto region = redis_region(redis, {{"distributed_lock", true}, {"thread_local_lock", false}});
+  auto mutex = region->actual_backend()->get_mutex("k");
+  BOOST_TEST_REQUIRE(mutex != nullptr);
+  BOOST_TEST(!mutex->locked());
+  BOOST_TEST(mutex->acquire(false));
+  BOOST_TEST(mutex->locked());
+  BOOST_TEST(raw(redis, "EXISTS _lockk") == "1");
+  auto other = region->actual_backend()->get_mutex("k");  // as another process would
+  BOOST_TEST(!other->acquire(false));
+  mutex->release();
+  BOOST_TEST(!mutex->locked());
+  BOOST_TEST(other->acquire(false));
+  other->release();
+}
+
+BOOST_AUTO_TEST_CASE(five_threads_five_rounds_never_overlap_on_one_lock) {
+  auto region = redis_region(
+      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_sleep", 0.005}});
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 5; ++t) {
+    threads.emplace_back([&] {
+      auto mutex = region->actual_backend()->get_mutex("shared");
+      for (int round = 0; round < 5; ++round) {
+        mutex->acquire(true);
+        if (++inside > 1) ++overlaps;
+        std::this_thread::sleep_for(5ms);
+        --inside;
+        mutex->release();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(overlaps == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_herd_on_a_cold_key_creates_once_with_the_distributed_lock) {
+  auto region = redis_region(
+      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_sleep", 0.01}});
+  std::atomic<int> calls{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      region->get_or_create("cold", [&] {
+        ++calls;
+        std::this_thread::sleep_for(50ms);
+        return 1;
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(calls == 1);
+}
+
+BOOST_AUTO_TEST_CASE(redis_expiration_time_sets_a_server_side_ttl) {
+  auto region = redis_region(redis, {{"redis_expiration_time", 30}});
+  region->set("k", 1);
+  region->set_multi(std::map<std::string, int>{{"m", 2}});
+  const int ttl = std::stoi(raw(redis, "TTL k"));
+  BOOST_TEST(ttl > 0);
+  BOOST_TEST(ttl <= 30);
+  BOOST_TEST(std::stoi(raw(redis, "TTL m")) > 0);
+  auto plain = redis_region(redis);
+  plain->set("p", 1);
+  BOOST_TEST(raw(redis, "TTL p") == "-1");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(a_password_and_database_from_the_url_are_used_and_never_shown) {
+  test::RedisServer redis({"--requirepass", "s3cret"});
+  auto region = dogpile::make_region();
+  region->configure(
+      "dogpile.cache.redis",
+      {.arguments = {{"url", "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/2"}}});
+  region->set("k", 1);
+  BOOST_TEST(*region->get<int>("k") == 1);
+
+  auto wrong = dogpile::make_region();
+  wrong->configure(
+      "dogpile.cache.redis",
+      {.arguments = {{"host", "127.0.0.1"}, {"port", redis.port()}, {"password", "nope"}}});
+  try {
+    wrong->get<int>("k");
+    BOOST_FAIL("expected an error");
+  } catch (const dogpile::Error& e) {
+    BOOST_TEST(std::string(e.what()).find("nope") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_is_down_is_backend_unavailable_naming_host_and_port) {
+  const int port = test::free_loopback_port();
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.redis",
+                    {.arguments = {{"url", "redis://:hidden@127.0.0.1:" + std::to_string(port)},
+                                   {"socket_timeout", 1}}});
+  try {
+    region->get<int>("k");
+    BOOST_FAIL("expected BackendUnavailable");
+  } catch (const dogpile::BackendUnavailable& e) {
+    BOOST_TEST(message_contains(e, "127.0.0.1:" + std::to_string(port)));
+    BOOST_TEST(std::string(e.what()).find("hidden") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_backend_recovers_when_the_server_comes_back) {
+  test::RedisServer redis;
+  auto region = redis_region(redis, {{"socket_timeout", 1}});
+  region->set("k", 1);
+  redis.stop();
+  BOOST_CHECK_THROW(region->get<int>("k"), dogpile::BackendUnavailable);
+  BOOST_CHECK_THROW(region->set("k", 2), dogpile::BackendUnavailable);
+  redis.start();  // the same port, empty (no persistence)
+  BOOST_TEST(region->get<int>("k") == nullptr);
+  region->set("k", 3);
+  BOOST_TEST(*region->get<int>("k") == 3);
+}
+
+BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
+  const std::pair<json, const char*> cases[] = {
+      {{{"prot", 1}}, "unknown argument cache.redis.arguments.prot"},
+      {{{"url", "http://x"}}, "cache.redis.arguments.url is not a Redis URL"},
+      {{{"port", 70000}}, "cache.redis.arguments.port must be between 1 and 65535"},
+      {{{"lock_prefix", ""}}, "cache.redis.arguments.lock_prefix"},
+      {{{"socket_timeout", "soon"}}, "cache.redis.arguments.socket_timeout"},
+  };
+  for (const auto& [arguments, expected] : cases) {
+    auto region = dogpile::make_region();
+    try {
+      region->configure("dogpile.cache.redis",
+                        {.arguments = arguments, .config_prefix = "cache.redis."});
+      BOOST_FAIL("expected ValidationError for " << arguments.dump());
+    } catch (const dogpile::ValidationError& e) {
+      BOOST_TEST(message_contains(e, expected));
+    }
+  }
+}
