@@ -21,6 +21,7 @@ CantSerialize::~CantSerialize() = default;
 ValueTypeError::~ValueTypeError() = default;
 
 CacheMutex::~CacheMutex() = default;
+bool CacheMutex::acquire_unless(const std::function<bool()>&) { return acquire(true); }
 StatsProvider::~StatsProvider() = default;
 
 const char* operation_name(CacheOperation operation) noexcept {

@@ -9,7 +9,8 @@
 //    refreshed it) and, if still stale, regenerate, or hand the mutex to the async creator
 //    and return the stale value;
 //  - no value: wait for the mutex, read again (someone may have created it meanwhile), and
-//    create only if still missing or expired.
+//    create only if still missing or expired. A mutex held in a server is polled; between polls
+//    the value is read, and a waiter returns it as soon as it is there (acquire_unless).
 // The mutex is released on every path, exceptions included, except when handed to the async
 // creator, which then owns releasing it.
 #pragma once
@@ -53,7 +54,18 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
   if (has_value) {
     if (!mutex->acquire(false)) return current->value;  // regeneration in progress elsewhere
   } else {
-    mutex->acquire(true);
+    // Wait for the lock, or (with a lock held in a server) for the value its holder stores.
+    std::optional<Timestamped<Value>> ready;
+    const bool held = mutex->acquire_unless([&] {
+      ready = getter();
+      return ready && !dogpile_expired(ready->created, expiration);
+    });
+    if (ready && !dogpile_expired(ready->created, expiration)) {
+      if (held) mutex->release();
+      return ready->value;
+    }
+    // Not held: the lock's own blocking timeout ran out; create without it, as dogpile does.
+    if (!held) mutex = nullptr;
   }
   // Releases the mutex on every path out of here unless handed to the async creator.
   struct Releaser {

@@ -5,6 +5,7 @@
 // exclude each other's creators.
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -313,25 +314,12 @@ class RedisMutex final : public CacheMutex {
   RedisMutex(std::shared_ptr<Pool> pool, std::string name)
       : pool_(std::move(pool)), name_(std::move(name)) {}
 
-  bool acquire(bool wait) override {
-    const Settings& s = pool_->settings();
-    const bool blocking = wait && s.lock_blocking;
-    const auto deadline =
-        s.lock_blocking_timeout
-            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(*s.lock_blocking_timeout))
-            : Clock::time_point::max();
-    const std::string token = new_token();
-    for (;;) {
-      if (try_take(token)) {
-        std::lock_guard guard(mutex_);
-        token_ = token;
-        owner_ = std::this_thread::get_id();
-        return true;
-      }
-      if (!blocking || Clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::duration<double>(s.lock_sleep));
-    }
+  bool acquire(bool wait) override { return take(wait, nullptr); }
+
+  // Waiters for a value poll fast at first (2 ms, doubling up to lock_sleep) and read the
+  // value between polls, so a herd finishes close to the creator's own time.
+  bool acquire_unless(const std::function<bool()>& value_ready) override {
+    return take(true, &value_ready);
   }
 
   void release() override {
@@ -361,6 +349,30 @@ class RedisMutex final : public CacheMutex {
   }
 
  private:
+  bool take(bool wait, const std::function<bool()>* value_ready) {
+    const Settings& s = pool_->settings();
+    const bool blocking = wait && s.lock_blocking;
+    const auto deadline =
+        s.lock_blocking_timeout
+            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(*s.lock_blocking_timeout))
+            : Clock::time_point::max();
+    const std::string token = new_token();
+    double pause = value_ready != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep;
+    for (;;) {
+      if (try_take(token)) {
+        std::lock_guard guard(mutex_);
+        token_ = token;
+        owner_ = std::this_thread::get_id();
+        return true;
+      }
+      if (!blocking || Clock::now() >= deadline) return false;
+      if (value_ready != nullptr && (*value_ready)()) return false;
+      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+      pause = std::min(pause * 2, s.lock_sleep);
+    }
+  }
+
   bool try_take(const std::string& token) {
     const Settings& s = pool_->settings();
     auto lease = pool_->lease();
