@@ -275,3 +275,72 @@ BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) 
   BOOST_TEST(failures == 0);
   BOOST_TEST(raw(redis, "GET herd:calls") == "1");
 }
+
+// Interoperability with Python dogpile.cache 1.1.8 (Debian's python3-dogpile.cache and
+// python3-redis) configured with a JSON serializer.
+namespace {
+
+std::string python_peer(const test::RedisServer& redis, const std::string& arguments) {
+  const std::string command = "/usr/bin/python3 '" +
+                              std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
+                              "/tests/integration/python_peer.py' " + std::to_string(redis.port()) +
+                              " " + arguments + " 2>&1";
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  char buffer[4096];
+  while (pipe != nullptr && std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+  const int status = pipe != nullptr ? ::pclose(pipe) : -1;
+  BOOST_TEST_INFO("python said: " << out);
+  BOOST_TEST(status == 0);
+  return out;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(python_interoperability, Server)
+
+BOOST_AUTO_TEST_CASE(a_value_set_by_python_is_read_by_cpp) {
+  python_peer(redis, "set from_python '{\"a\": [1, 2], \"b\": \"x\"}'");
+  auto region = redis_region(redis);
+  auto value = region->get<json>("from_python");
+  BOOST_TEST_REQUIRE(value != nullptr);
+  BOOST_TEST((*value == json{{"a", {1, 2}}, {"b", "x"}}));
+  BOOST_TEST(region->get_value_metadata("from_python")->age() < 60.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_value_set_by_cpp_is_read_by_python) {
+  auto region = redis_region(redis);
+  region->set("from_cpp", json{{"b", 2}, {"c", {true, nullptr}}});
+  BOOST_TEST(python_peer(redis, "get from_cpp") == "{\"b\": 2, \"c\": [true, null]}\n");
+  BOOST_TEST(python_peer(redis, "get missing") == "NO_VALUE\n");
+}
+
+BOOST_AUTO_TEST_CASE(while_python_holds_the_lock_cpp_waits_instead_of_creating) {
+  auto region = redis_region(
+      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_timeout", 30}});
+  const std::string command = "/usr/bin/python3 '" +
+                              std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
+                              "/tests/integration/python_peer.py' " + std::to_string(redis.port()) +
+                              " hold contended 1.0 '{\"by\": \"python\"}'";
+  FILE* holder = ::popen(command.c_str(), "r");
+  BOOST_TEST_REQUIRE(holder != nullptr);
+  char line[64] = {};
+  BOOST_TEST_REQUIRE(std::fgets(line, sizeof line, holder) != nullptr);  // "locked"
+  BOOST_TEST(std::string(line) == "locked\n");
+  BOOST_TEST(region->key_is_locked("contended"));
+
+  int created = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto value = region->get_or_create("contended", [&created] {
+    ++created;
+    return json{{"by", "c++"}};
+  });
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  BOOST_TEST(::pclose(holder) == 0);
+  BOOST_TEST(created == 0);
+  BOOST_TEST((*value == json{{"by", "python"}}));
+  BOOST_TEST(waited > 0.5);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
