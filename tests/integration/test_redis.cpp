@@ -161,6 +161,62 @@ BOOST_AUTO_TEST_CASE(a_herd_on_a_cold_key_creates_once_with_the_distributed_lock
   BOOST_TEST(calls == 1);
 }
 
+BOOST_AUTO_TEST_CASE(a_lock_whose_holder_died_expires_after_lock_timeout) {
+  auto region = redis_region(redis, {{"distributed_lock", true},
+                                     {"thread_local_lock", false},
+                                     {"lock_timeout", 0.3},
+                                     {"lock_sleep", 0.02}});
+  BOOST_TEST(region->actual_backend()->has_lock_timeout());
+  {
+    auto holder = region->actual_backend()->get_mutex("k");
+    BOOST_TEST(holder->acquire(false));
+  }  // dropped without release, as by a process that died
+  auto waiter = region->actual_backend()->get_mutex("k");
+  BOOST_TEST(!waiter->acquire(false));
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_TEST(waiter->acquire(true));
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  BOOST_TEST(waited > 0.1);
+  BOOST_TEST(waited < 5.0);
+  waiter->release();
+}
+
+BOOST_AUTO_TEST_CASE(lock_blocking_settings_bound_the_wait) {
+  auto region = redis_region(redis, {{"distributed_lock", true},
+                                     {"thread_local_lock", false},
+                                     {"lock_blocking_timeout", 0.2},
+                                     {"lock_sleep", 0.02}});
+  auto holder = region->actual_backend()->get_mutex("k");
+  BOOST_TEST(holder->acquire(false));
+  auto waiter = region->actual_backend()->get_mutex("k");
+  BOOST_TEST(!waiter->acquire(true));  // gives up after lock_blocking_timeout
+  auto non_blocking = redis_region(redis, {{"distributed_lock", true},
+                                           {"thread_local_lock", false},
+                                           {"lock_blocking", false}});
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_TEST(!non_blocking->actual_backend()->get_mutex("k")->acquire(true));
+  BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 0.5);
+  holder->release();
+}
+
+BOOST_AUTO_TEST_CASE(a_thread_local_lock_is_released_only_by_its_thread) {
+  auto region = redis_region(redis, {{"distributed_lock", true}});  // thread_local_lock: true
+  auto mutex = region->actual_backend()->get_mutex("k");
+  BOOST_TEST(mutex->acquire(false));
+  bool refused = false;
+  std::thread([&] {
+    try {
+      mutex->release();
+    } catch (const dogpile::Error&) {
+      refused = true;
+    }
+  }).join();
+  BOOST_TEST(refused);
+  mutex->release();
+  BOOST_TEST(!mutex->locked());
+}
+
 BOOST_AUTO_TEST_CASE(redis_expiration_time_sets_a_server_side_ttl) {
   auto region = redis_region(redis, {{"redis_expiration_time", 30}});
   region->set("k", 1);
