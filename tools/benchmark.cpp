@@ -2,11 +2,20 @@
 // baseline measured in the same run (what a C++ user would write by hand: a hash map of
 // shared_ptr behind a reader-writer lock). A benchmark, not a test: it prints numbers and
 // passes or fails nothing.
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <dogpile/dogpile.hpp>
+#include <map>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -44,10 +53,100 @@ void row(const char* name, double ours, double raw) {
   std::printf("%-44s %12.0f ops/s   raw %12.0f ops/s   ratio %.2f\n", name, ours, raw, ours / raw);
 }
 
+// A port nothing listens on now, on 127.0.0.1.
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// A redis-server of the benchmark's own on `port`, stopped with it.
+struct RedisServer {
+  pid_t pid = -1;
+  explicit RedisServer(int port) {
+    pid = ::fork();
+    if (pid == 0) {
+      const std::string p = std::to_string(port);
+      ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~RedisServer() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+void redis_rows(int port, long iterations) {
+  redisContext* raw = nullptr;
+  for (int i = 0; i < 200 && (raw == nullptr || raw->err); ++i) {
+    if (raw != nullptr) redisFree(raw);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    raw = redisConnect("127.0.0.1", port);
+  }
+  if (raw == nullptr || raw->err) {
+    std::printf("\nredis: no server on 127.0.0.1:%d, rows skipped\n", port);
+    return;
+  }
+  auto region = dogpile::make_region("bench-redis");
+  region->configure("dogpile.cache.redis", {.arguments = {{"host", "127.0.0.1"}, {"port", port}}});
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) keys.push_back("bench:" + std::to_string(i));
+  std::map<std::string, std::string> mapping;
+  for (const auto& key : keys) mapping[key] = std::string(64, 'x');
+  region->set_multi(mapping);
+  auto command = [&](const char* format, const char* key) {
+    freeReplyObject(redisCommand(raw, format, key));
+  };
+  std::printf(
+      "\nredis on 127.0.0.1:%d (a server of its own), %ld operations per row; raw = one "
+      "hiredis connection, the same command\n",
+      port, iterations);
+  const double raw_get =
+      ops_per_second(iterations, [&](long i) { command("GET %s", keys[i % 100].c_str()); });
+  row("get<T> hit",
+      ops_per_second(iterations, [&](long i) { region->get<std::string>(keys[i % 100]); }),
+      raw_get);
+  row("get_or_create hit",
+      ops_per_second(iterations,
+                     [&](long i) {
+                       region->get_or_create(keys[i % 100], [] { return std::string(64, 'y'); });
+                     }),
+      raw_get);
+  const std::string payload =
+      dogpile::serialize_cached_value(*dogpile::CacheRegion::make_value(std::string(64, 'x')));
+  const double raw_set = ops_per_second(iterations, [&](long i) {
+    freeReplyObject(
+        redisCommand(raw, "SET %s %b", keys[i % 100].c_str(), payload.data(), payload.size()));
+  });
+  row("set",
+      ops_per_second(iterations, [&](long i) { region->set(keys[i % 100], std::string(64, 'x')); }),
+      raw_set);
+  std::vector<const char*> argv{"MGET"};
+  for (const auto& key : keys) argv.push_back(key.c_str());
+  const double raw_mget = ops_per_second(iterations / 10, [&](long) {
+    freeReplyObject(redisCommandArgv(raw, static_cast<int>(argv.size()), argv.data(), nullptr));
+  });
+  row("get_multi of 100 keys",
+      ops_per_second(iterations / 10, [&](long) { region->get_multi<std::string>(keys); }),
+      raw_mget);
+  redisFree(raw);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const long iterations = argc > 1 ? std::atol(argv[1]) : 2'000'000;
+  const long redis_iterations = argc > 2 ? std::atol(argv[2]) : 20'000;
   constexpr int kKeys = 1000;
   std::vector<std::string> keys;
   for (int i = 0; i < kKeys; ++i) keys.push_back("user:" + std::to_string(i));
@@ -110,5 +209,9 @@ int main(int argc, char** argv) {
   for (auto& t : herd) t.join();
   std::printf("\n32-thread herd on a cold key, 50 ms creator: %d creator call(s), %.1f ms wall\n",
               calls.load(), seconds_since(start) * 1000);
+
+  const int redis_port = free_loopback_port();
+  RedisServer server(redis_port);
+  redis_rows(redis_port, redis_iterations);
   return sink == 0 ? 1 : 0;
 }

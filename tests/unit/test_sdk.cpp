@@ -57,6 +57,15 @@ BOOST_AUTO_TEST_CASE(parsing_reads_what_python_dogpile_writes) {
   BOOST_TEST(value->cached_time() == 1795570724.65);
 }
 
+BOOST_AUTO_TEST_CASE(metadata_in_another_json_layout_is_read_too) {
+  auto compact = dogpile::parse_cached_value(R"({"ct":1.5,"v":2}|x)");
+  BOOST_TEST(compact->metadata().ct == 1.5);
+  auto reordered = dogpile::parse_cached_value(R"({"v": 1, "ct": 2e9}|y)");
+  BOOST_TEST(reordered->metadata().ct == 2e9);
+  BOOST_TEST(reordered->metadata().v == 1);
+  BOOST_TEST(reordered->bytes() == "y");
+}
+
 BOOST_AUTO_TEST_CASE(round_trip_keeps_the_creation_time_exactly) {
   const double ct = dogpile::now_seconds();
   auto parsed = dogpile::parse_cached_value(dogpile::serialize_cached_value(*bytes_value("x", ct)));
