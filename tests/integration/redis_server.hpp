@@ -46,6 +46,8 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   int port() const { return port_; }
+  // It listens on a unix socket in its scratch directory too.
+  std::string socket_path() const { return (dir_.path / "redis.sock").string(); }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
 
   void start() {
@@ -61,7 +63,11 @@ class RedisServer {
                                      "--dir",
                                      dir_.path.string(),
                                      "--logfile",
-                                     (dir_.path / "redis.log").string()};
+                                     (dir_.path / "redis.log").string(),
+                                     "--unixsocket",
+                                     socket_path(),
+                                     "--unixsocketperm",
+                                     "700"};
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -84,6 +90,10 @@ class RedisServer {
     stop();
     throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
   }
+
+  // A server that accepts connections but never answers, until resume().
+  void pause() { ::kill(pid_, SIGSTOP); }
+  void resume() { ::kill(pid_, SIGCONT); }
 
   void stop() {
     if (pid_ <= 0) return;

@@ -4,8 +4,11 @@
 
 #include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <cstdio>
 #include <dogpile/dogpile.hpp>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "redis_server.hpp"
@@ -191,9 +194,8 @@ BOOST_AUTO_TEST_CASE(lock_blocking_settings_bound_the_wait) {
   BOOST_TEST(holder->acquire(false));
   auto waiter = region->actual_backend()->get_mutex("k");
   BOOST_TEST(!waiter->acquire(true));  // gives up after lock_blocking_timeout
-  auto non_blocking = redis_region(redis, {{"distributed_lock", true},
-                                           {"thread_local_lock", false},
-                                           {"lock_blocking", false}});
+  auto non_blocking = redis_region(
+      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_blocking", false}});
   const auto start = std::chrono::steady_clock::now();
   BOOST_TEST(!non_blocking->actual_backend()->get_mutex("k")->acquire(true));
   BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 0.5);
@@ -230,6 +232,92 @@ BOOST_AUTO_TEST_CASE(redis_expiration_time_sets_a_server_side_ttl) {
   BOOST_TEST(raw(redis, "TTL p") == "-1");
 }
 
+BOOST_AUTO_TEST_CASE(a_unix_socket_url_and_the_db_argument_choose_the_database) {
+  auto over_socket = dogpile::make_region();
+  over_socket->configure("dogpile.cache.redis",
+                         {.arguments = {{"url", "unix://" + redis.socket_path() + "?db=3"}}});
+  over_socket->set("k", 7);
+  BOOST_TEST(*over_socket->get<int>("k") == 7);
+
+  auto over_tcp = dogpile::make_region();
+  over_tcp->configure("dogpile.cache.redis",
+                      {.arguments = {{"host", "127.0.0.1"}, {"port", redis.port()}, {"db", 5}}});
+  over_tcp->set("k", 8);
+  const std::string keyspace = raw(redis, "INFO keyspace");
+  BOOST_TEST(keyspace.find("db3:keys=1") != std::string::npos);
+  BOOST_TEST(keyspace.find("db5:keys=1") != std::string::npos);
+  BOOST_TEST(keyspace.find("db0:") == std::string::npos);
+}
+
+// Whether an established connection to `port` from this process has its keepalive timer set
+// (the `tr` column of /proc/net/tcp is 2 for keepalive).
+std::vector<bool> keepalive_of_connections_to(int port) {
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // header
+  char remote_port[8];
+  std::snprintf(remote_port, sizeof remote_port, ":%04X", port);
+  std::vector<bool> out;
+  while (std::getline(tcp, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer;
+    fields >> slot >> local >> remote >> state >> queues >> timer;
+    if (remote.ends_with(remote_port) && state == "01") out.push_back(timer.starts_with("02"));
+  }
+  return out;
+}
+
+BOOST_AUTO_TEST_CASE(socket_keepalive_turns_on_tcp_keepalive) {
+  auto with = redis_region(redis, {{"socket_keepalive", true}, {"socket_connect_timeout", 2}});
+  with->set("k", 1);
+  BOOST_TEST(keepalive_of_connections_to(redis.port()) == std::vector<bool>{true});
+  with.reset();  // its pool closes
+  auto without = redis_region(redis);
+  without->set("k", 1);
+  BOOST_TEST(keepalive_of_connections_to(redis.port()) == std::vector<bool>{false});
+}
+
+BOOST_AUTO_TEST_CASE(the_pool_opens_at_most_connection_pool_size_connections) {
+  auto region = redis_region(redis, {{"connection_pool_size", 2}});
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string key = "t" + std::to_string(t);
+      for (int i = 0; i < 200; ++i) {
+        region->set(key, i);
+        if (*region->get<int>(key) != i) ++wrong;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  BOOST_TEST(wrong == 0);
+  // Idle pool connections stay open, so this counts every one the pool ever opened (plus the
+  // connection asking).
+  const std::string info = raw(redis, "INFO clients");
+  const auto at = info.find("connected_clients:");
+  BOOST_TEST_REQUIRE(at != std::string::npos);
+  BOOST_TEST(std::stoi(info.substr(at + 18)) <= 3);
+}
+
+BOOST_AUTO_TEST_CASE(an_error_reply_in_a_pipeline_leaves_no_reply_behind) {
+  auto region = redis_region(redis, {{"connection_pool_size", 1}});  // one connection, reused
+  region->set("k", 1);
+  raw(redis, "CONFIG SET maxmemory 1");  // every write is now refused with OOM
+  try {
+    region->set_multi(std::map<std::string, int>{{"a", 1}, {"b", 2}, {"c", 3}});
+    BOOST_FAIL("expected the OOM error");
+  } catch (const dogpile::BackendUnavailable&) {
+    BOOST_FAIL("an error reply is not an unavailable server");
+  } catch (const dogpile::Error& e) {
+    BOOST_TEST(message_contains(e, "OOM"));
+  }
+  raw(redis, "CONFIG SET maxmemory 0");
+  BOOST_TEST(*region->get<int>("k") == 1);  // not the OOM reply of "b"
+  region->set("a", 4);
+  BOOST_TEST(*region->get<int>("a") == 4);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(a_password_and_database_from_the_url_are_used_and_never_shown) {
@@ -251,6 +339,49 @@ BOOST_AUTO_TEST_CASE(a_password_and_database_from_the_url_are_used_and_never_sho
   } catch (const dogpile::Error& e) {
     BOOST_TEST(std::string(e.what()).find("nope") == std::string::npos);
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_username_and_password_authenticate_an_acl_user) {
+  test::RedisServer redis({"--user", "alice", "on", ">pw", "~*", "&*", "+@all"});
+  const std::string port = std::to_string(redis.port());
+  auto from_url = dogpile::make_region();
+  from_url->configure("dogpile.cache.redis",
+                      {.arguments = {{"url", "redis://alice:pw@127.0.0.1:" + port + "/0"}}});
+  from_url->set("k", 1);
+  auto from_arguments = dogpile::make_region();
+  from_arguments->configure("dogpile.cache.redis", {.arguments = {{"host", "127.0.0.1"},
+                                                                  {"port", redis.port()},
+                                                                  {"username", "alice"},
+                                                                  {"password", "pw"}}});
+  BOOST_TEST(*from_arguments->get<int>("k") == 1);
+  auto wrong = dogpile::make_region();
+  wrong->configure("dogpile.cache.redis",
+                   {.arguments = {{"url", "redis://alice:wrong@127.0.0.1:" + port}}});
+  try {
+    wrong->get<int>("k");
+    BOOST_FAIL("expected an error");
+  } catch (const dogpile::Error& e) {
+    BOOST_TEST(message_contains(e, "WRONGPASS"));
+    BOOST_TEST(std::string(e.what()).find("wrong@") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_stops_answering_fails_within_socket_timeout) {
+  test::RedisServer redis;
+  auto region = redis_region(redis, {{"socket_timeout", 0.5}});
+  region->set("k", 1);
+  redis.pause();
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    region->get<int>("k");
+    BOOST_FAIL("expected BackendUnavailable");
+  } catch (const dogpile::BackendUnavailable& e) {
+    BOOST_TEST(message_contains(e, "127.0.0.1:" + std::to_string(redis.port())));
+  }
+  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(waited.count() < 10.0);  // bounded, not a hang
+  redis.resume();
+  BOOST_TEST(*region->get<int>("k") == 1);
 }
 
 BOOST_AUTO_TEST_CASE(a_server_that_is_down_is_backend_unavailable_naming_host_and_port) {
@@ -285,6 +416,8 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
   const std::pair<json, const char*> cases[] = {
       {{{"prot", 1}}, "unknown argument cache.redis.arguments.prot"},
       {{{"url", "http://x"}}, "cache.redis.arguments.url is not a Redis URL"},
+      {{{"url", "unix:///tmp/r.sock?db=x"}}, "the database is not a number"},
+      {{{"connection_pool_size", 0}}, "cache.redis.arguments.connection_pool_size"},
       {{{"port", 70000}}, "cache.redis.arguments.port must be between 1 and 65535"},
       {{{"lock_prefix", ""}}, "cache.redis.arguments.lock_prefix"},
       {{{"socket_timeout", "soon"}}, "cache.redis.arguments.socket_timeout"},

@@ -57,7 +57,11 @@ void apply_url(Settings& s, const std::string& url, const std::string& key) {
   if (url.starts_with("unix://")) {
     std::string rest = url.substr(7);
     if (auto q = rest.find("?db="); q != std::string::npos) {
-      s.db = std::stol(rest.substr(q + 4));
+      const std::string db = rest.substr(q + 4);
+      auto [end, ec] = std::from_chars(db.data(), db.data() + db.size(), s.db);
+      if (db.empty() || ec != std::errc() || end != db.data() + db.size()) {
+        fail("the database is not a number");
+      }
       rest.resize(q);
     }
     if (rest.empty() || rest.front() != '/') fail("no socket path");
@@ -197,7 +201,12 @@ class Pool {
   class Lease {
    public:
     Lease(Pool& pool, Context context) : pool_(&pool), context_(std::move(context)) {}
-    ~Lease() { pool_->give_back(std::move(context_)); }
+    // A connection with replies still unread (a pipeline cut short by an error) would hand
+    // them to its next user: it is closed instead.
+    ~Lease() {
+      if (unread_ != 0) context_.reset();
+      pool_->give_back(std::move(context_));
+    }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
 
@@ -208,9 +217,11 @@ class Pool {
     // Pipelining: send several commands, then read their replies in order.
     void send(const std::vector<std::string_view>& args) {
       guarded([&] { append(context_.get(), args, pool_->settings_); });
+      ++unread_;
     }
     Reply reply() {
       Reply out;
+      --unread_;  // read, or failed to read: either way this reply is gone
       guarded([&] { out = read_reply(context_.get(), pool_->settings_); });
       return out;
     }
@@ -227,6 +238,7 @@ class Pool {
     }
     Pool* pool_;
     Context context_;
+    unsigned unread_ = 0;
   };
 
   Lease lease() {
