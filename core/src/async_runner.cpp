@@ -1,5 +1,6 @@
 #include "dogpile/async_runner.hpp"
 
+#include "dogpile/lock.hpp"
 #include "dogpile/region.hpp"
 #include "dogpile/sdk/log.hpp"
 
@@ -50,7 +51,7 @@ void ThreadPoolRunner::submit(std::function<void()> job, const std::shared_ptr<C
   log(LogLevel::warning, "async_runner",
       "regeneration dropped: the background queue is full or stopping; the stale value stays "
       "and the next caller will try again");
-  mutex->release();
+  release_logged(*mutex);
 }
 
 AsyncCreationRunner ThreadPoolRunner::runner() {
@@ -63,7 +64,7 @@ AsyncCreationRunner ThreadPoolRunner::runner() {
         log(LogLevel::error, "async_runner",
             "background regeneration of key '" + key + "' failed: " + e.what());
       }
-      mutex->release();
+      release_logged(*mutex);
     };
     submit(std::move(job), mutex);
   };

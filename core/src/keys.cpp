@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "dogpile/sdk/errors.hpp"
@@ -61,7 +62,12 @@ std::string sha1_mangle_key(std::string_view key) {
 
 KeyMangler length_conditional_mangler(std::size_t length, KeyMangler mangler) {
   return [length, mangler = std::move(mangler)](std::string_view key) {
-    return key.size() >= length ? mangler(key) : std::string(key);
+    // Bytes bound code points from above: only a key of enough bytes needs counting.
+    if (key.size() < length) return std::string(key);
+    const auto code_points = std::count_if(key.begin(), key.end(), [](char c) {
+      return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // not a continuation byte
+    });
+    return static_cast<std::size_t>(code_points) >= length ? mangler(key) : std::string(key);
   };
 }
 

@@ -181,6 +181,9 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
   state->actual =
       loader.make_backend(backend, Arguments(std::move(options.arguments), prefix + "arguments."));
   state->outer = state->actual;
+  // Every proxy is made (or checked) before any is wrapped: a failure leaves the application's
+  // proxy objects unwrapped, free to be given again.
+  std::vector<std::shared_ptr<ProxyBackend>> proxies;
   for (auto it = options.wrap.rbegin(); it != options.wrap.rend(); ++it) {
     std::shared_ptr<ProxyBackend> proxy;
     if (auto* spec = std::get_if<ProxySpec>(&*it)) {
@@ -198,7 +201,15 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
     } else {
       proxy = std::get<std::shared_ptr<ProxyBackend>>(*it);
       if (!proxy) throw ValidationError("wrap: a null ProxyBackend was given");
+      if (proxy->proxied()) {
+        throw ValidationError(
+            "wrap: this ProxyBackend object already wraps a backend (of this or another region); "
+            "a proxy object serves one region: make a new one");
+      }
     }
+    proxies.push_back(std::move(proxy));
+  }
+  for (auto& proxy : proxies) {
     proxy->wrap(state->outer);
     state->outer = std::move(proxy);
   }
@@ -349,7 +360,7 @@ bool CacheRegion::is_fresh(const State& st, const CachedValue& value, const GetO
   std::optional<double> expiration = st.expiration;
   if (options.expiration_time) expiration = normalized_expiration(options.expiration_time);
   const double ct = value.metadata().ct;
-  if (expiration && coarse_now_seconds() - ct > *expiration) return false;
+  if (older_than(ct, expiration)) return false;
   return !st.invalidator->is_invalidated(ct);
 }
 
@@ -411,12 +422,13 @@ std::optional<double> effective_expiration(std::optional<double> call,
   return call ? normalized_expiration(call) : region;
 }
 
-// Holds the dogpile mutexes get_or_create_multi took; releases what is still held.
+// The keys get_or_create_multi may create, with the dogpile mutex taken for each (null when
+// it could not be taken); releases what is still held.
 class HeldMutexes {
  public:
   ~HeldMutexes() {
     for (auto& [key, mutex] : held_) {
-      if (mutex) mutex->release();
+      if (mutex) release_logged(*mutex);
     }
   }
   void add(std::string key, std::shared_ptr<CacheMutex> mutex) {
@@ -519,8 +531,9 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
       // A stale value: regenerate it if nobody else is, else serve it.
       if (mutex->acquire(false)) held.add(sorted[i], std::move(mutex));
     } else {
-      mutex->acquire(true);
-      held.add(sorted[i], std::move(mutex));
+      // Not got (its blocking timeout ran out): created without the lock, as get_or_create does.
+      const bool got = mutex->acquire(true);
+      held.add(sorted[i], got ? std::move(mutex) : nullptr);
     }
   }
   auto aligned = [&] {
@@ -542,7 +555,7 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
     Current current = classify(st, reread.at(i), expiration);
     if (current && !dogpile_expired(current->created, expiration)) {
       result[key] = current->value;
-      mutex->release();
+      if (mutex) release_logged(*mutex);
       mutex = nullptr;
     } else {
       to_create.push_back(key);

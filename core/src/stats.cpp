@@ -62,7 +62,9 @@ std::string prometheus_text(const StatsSnapshot& stats, std::string_view region)
              std::to_string(cumulative) + "\n";
     }
     out += histogram + "_sum{" + op_labels + "} " + number(op.latency_sum_seconds) + "\n";
-    out += histogram + "_count{" + op_labels + "} " + std::to_string(op.calls) + "\n";
+    // The buckets' total, not op.calls: read at another instant under traffic, it could
+    // differ from the +Inf bucket, which the format requires it to equal.
+    out += histogram + "_count{" + op_labels + "} " + std::to_string(cumulative) + "\n";
   }
   return out;
 }

@@ -104,7 +104,11 @@ void BytesBackend::set_multi(const ValueMapping& mapping) {
 
 // ProxyBackend: everything goes to the next backend in the chain.
 
-void ProxyBackend::wrap(std::shared_ptr<CacheBackend> proxied) { proxied_ = std::move(proxied); }
+void ProxyBackend::wrap(std::shared_ptr<CacheBackend> proxied) {
+  if (!proxied) throw ValidationError("ProxyBackend::wrap: a null backend");
+  if (proxied_) throw ValidationError("ProxyBackend::wrap: this proxy already wraps a backend");
+  proxied_ = std::move(proxied);
+}
 
 CacheBackend& ProxyBackend::next() const {
   if (!proxied_) throw Error("a ProxyBackend was used before wrap() gave it a backend");

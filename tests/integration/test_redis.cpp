@@ -199,6 +199,14 @@ BOOST_AUTO_TEST_CASE(lock_blocking_settings_bound_the_wait) {
   const auto start = std::chrono::steady_clock::now();
   BOOST_TEST(!non_blocking->actual_backend()->get_mutex("k")->acquire(true));
   BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 0.5);
+  // A lock not got is not waited for: the values are created without it, as dogpile does.
+  auto values = non_blocking->get_or_create_multi(
+      {"k", "other"}, [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 5); });
+  BOOST_TEST(*values[0] == 5);
+  BOOST_TEST(*values[1] == 5);
+  non_blocking->remove("k");
+  BOOST_TEST(*region->get_or_create("k", [] { return 6; }) == 6);  // after lock_blocking_timeout
+  BOOST_TEST(holder->locked());
   holder->release();
 }
 

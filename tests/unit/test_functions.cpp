@@ -2,9 +2,7 @@
 // manglers: dogpile.cache's decorator scenarios in C++ form.
 #define BOOST_TEST_MODULE functions
 #include <boost/test/unit_test.hpp>
-
 #include <dogpile/dogpile.hpp>
-
 #include <map>
 #include <thread>
 
@@ -41,26 +39,40 @@ BOOST_AUTO_TEST_SUITE(keys)
 
 BOOST_AUTO_TEST_CASE(keys_are_byte_identical_to_pythons) {
   auto region = memory_region();
-  auto fn = region->cache_on_arguments("mymodule:fn", [](int, double, std::string, bool,
-                                                         std::optional<int>) { return 0; });
+  auto fn = region->cache_on_arguments(
+      "mymodule:fn", [](int, double, std::string, bool, std::optional<int>) { return 0; });
   BOOST_TEST(fn.key(1, 0.1, std::string("x y"), true, std::optional<int>()) ==
              "mymodule:fn|1 0.1 x y True None");
   BOOST_TEST(fn.key(-7, 1.0, std::string(""), false, std::optional<int>(3)) ==
              "mymodule:fn|-7 1.0  False 3");
-  auto ns = region->cache_on_arguments("mymodule:fn", [](int a) { return a; },
-                                       {.namespace_name = "v2"});
+  auto ns =
+      region->cache_on_arguments("mymodule:fn", [](int a) { return a; }, {.namespace_name = "v2"});
   BOOST_TEST(ns.key(5) == "mymodule:fn|v2|5");
   auto none = region->cache_on_arguments("mymodule:none", [] { return 1; });
   BOOST_TEST(none.key() == "mymodule:none|");
+  auto pointers = region->cache_on_arguments(
+      "mymodule:p", [](std::nullptr_t, const char*, const char*) { return 0; });
+  const char* null_text = nullptr;
+  BOOST_TEST(pointers.key(nullptr, "text", null_text) == "mymodule:p|None text None");
 }
 
 BOOST_AUTO_TEST_CASE(floats_are_written_as_pythons_repr) {
   const std::pair<double, const char*> cases[] = {
-      {0.1, "0.1"},        {1.0, "1.0"},       {1e-05, "1e-05"},     {0.0001, "0.0001"},
-      {1e16, "1e+16"},     {1e15, "1000000000000000.0"},             {-2.5, "-2.5"},
-      {0.0, "0.0"},        {-0.0, "-0.0"},     {1.5e-07, "1.5e-07"}, {123456.789, "123456.789"},
-      {1e100, "1e+100"},   {1.7976931348623157e308, "1.7976931348623157e+308"},
-      {1795570724.65, "1795570724.65"},      {12345678901234567.0, "1.2345678901234568e+16"},
+      {0.1, "0.1"},
+      {1.0, "1.0"},
+      {1e-05, "1e-05"},
+      {0.0001, "0.0001"},
+      {1e16, "1e+16"},
+      {1e15, "1000000000000000.0"},
+      {-2.5, "-2.5"},
+      {0.0, "0.0"},
+      {-0.0, "-0.0"},
+      {1.5e-07, "1.5e-07"},
+      {123456.789, "123456.789"},
+      {1e100, "1e+100"},
+      {1.7976931348623157e308, "1.7976931348623157e+308"},
+      {1795570724.65, "1795570724.65"},
+      {12345678901234567.0, "1.2345678901234568e+16"},
   };
   for (const auto& [value, expected] : cases) {
     BOOST_TEST_INFO(expected);
@@ -84,6 +96,11 @@ BOOST_AUTO_TEST_CASE(the_length_conditional_mangler_applies_from_the_length_on) 
   auto mangler = dogpile::length_conditional_mangler(5, dogpile::sha1_mangle_key);
   BOOST_TEST(mangler("abcd") == "abcd");
   BOOST_TEST(mangler("abcde") == dogpile::sha1_mangle_key("abcde"));
+  // Characters, as Python's len(): "ééé" is 3 characters in 6 bytes.
+  auto three = dogpile::length_conditional_mangler(4, dogpile::sha1_mangle_key);
+  BOOST_TEST(three("\u00e9\u00e9\u00e9") == "\u00e9\u00e9\u00e9");
+  BOOST_TEST(three("\u00e9\u00e9\u00e9\u00e9") ==
+             dogpile::sha1_mangle_key("\u00e9\u00e9\u00e9\u00e9"));
 }
 
 BOOST_AUTO_TEST_CASE(a_key_mangler_is_selected_from_config) {
@@ -101,9 +118,8 @@ BOOST_AUTO_TEST_CASE(a_key_mangler_is_selected_from_config) {
 
   auto bad = dogpile::make_region();
   try {
-    bad->configure_from_config({{"cache.x.backend", "dogpile.cache.memory"},
-                                {"cache.x.key_mangler", "md5"}},
-                               "cache.x.");
+    bad->configure_from_config(
+        {{"cache.x.backend", "dogpile.cache.memory"}, {"cache.x.key_mangler", "md5"}}, "cache.x.");
     BOOST_FAIL("expected ValidationError");
   } catch (const dogpile::ValidationError& e) {
     BOOST_TEST(std::string(e.what()).find("cache.x.key_mangler") != std::string::npos);
@@ -147,16 +163,31 @@ BOOST_AUTO_TEST_CASE(the_functions_expiration_overrides_the_regions) {
 
   double expiration = 60;
   int dynamic_calls = 0;
-  auto dynamic = region->cache_on_arguments(
-      "test:dynamic", [&dynamic_calls] { return ++dynamic_calls; },
-      {.expiration_time_fn = [&expiration] { return expiration; }});
+  auto dynamic =
+      region->cache_on_arguments("test:dynamic", [&dynamic_calls] { return ++dynamic_calls; },
+                                 {.expiration_time_fn = [&expiration] { return expiration; }});
   BOOST_TEST(dynamic() == 1);
   BOOST_TEST(dynamic() == 1);
-  expiration = 0;  // evaluated on every call: 0 recomputes every time
-  std::this_thread::sleep_for(10ms);
+  expiration = 0;  // evaluated on every call: 0 recomputes every time, however quick
   BOOST_TEST(dynamic() == 2);
-  std::this_thread::sleep_for(10ms);
   BOOST_TEST(dynamic() == 3);
+  BOOST_TEST(dynamic() == 4);
+
+  // Durations as well as seconds.
+  int timed_calls = 0;
+  auto timed = region->cache_on_arguments("test:timed", [&timed_calls] { return ++timed_calls; },
+                                          {.expiration_time = std::chrono::minutes(1)});
+  BOOST_TEST(timed() == 1);
+  std::this_thread::sleep_for(200ms);
+  BOOST_TEST(timed() == 1);
+  std::chrono::milliseconds dynamic_expiration = 50ms;
+  int short_calls = 0;
+  auto short_lived =
+      region->cache_on_arguments("test:short", [&short_calls] { return ++short_calls; },
+                                 {.expiration_time_fn = [&] { return dynamic_expiration; }});
+  BOOST_TEST(short_lived() == 1);
+  std::this_thread::sleep_for(100ms);
+  BOOST_TEST(short_lived() == 2);
 }
 
 BOOST_AUTO_TEST_CASE(invalidate_set_get_and_refresh) {
@@ -180,9 +211,13 @@ BOOST_AUTO_TEST_CASE(invalidate_set_get_and_refresh) {
 BOOST_AUTO_TEST_CASE(should_cache_fn_rejects_some_results) {
   auto region = memory_region();
   int calls = 0;
-  auto cached = region->cache_on_arguments(
-      "test:maybe", [&calls](int x) { ++calls; return x; },
-      {.should_cache_fn = [](const int& v) { return v >= 0; }});
+  auto cached =
+      region->cache_on_arguments("test:maybe",
+                                 [&calls](int x) {
+                                   ++calls;
+                                   return x;
+                                 },
+                                 {.should_cache_fn = [](const int& v) { return v >= 0; }});
   BOOST_TEST(cached(-1) == -1);
   BOOST_TEST(cached(-1) == -1);
   BOOST_TEST(calls == 2);
@@ -236,13 +271,22 @@ BOOST_AUTO_TEST_CASE(member_functions_leave_the_object_out_of_the_key) {
   BOOST_TEST(find.get(first, 7) == nullptr);
 }
 
+BOOST_AUTO_TEST_CASE(a_function_object_with_state_is_called_as_itself) {
+  auto region = memory_region();
+  auto counter =
+      region->cache_on_arguments("test:counter", [n = 0](int step) mutable { return n += step; });
+  BOOST_TEST(counter(5) == 5);
+  BOOST_TEST(counter(5) == 5);  // cached
+  BOOST_TEST(counter(1) == 6);  // the same object, its state kept
+  BOOST_TEST(counter.refresh(1) == 7);
+}
+
 BOOST_AUTO_TEST_CASE(a_cached_function_works_with_an_async_runner) {
   dogpile::ThreadPoolRunner pool(1);
   auto region = memory_region({.expiration_time = 0.1}, {.async_creation_runner = pool.runner()});
   std::atomic<int> calls{0};
-  auto cached = region->cache_on_arguments("test:async", [&calls](std::string s) {
-    return s + std::to_string(++calls);
-  });
+  auto cached = region->cache_on_arguments(
+      "test:async", [&calls](std::string s) { return s + std::to_string(++calls); });
   {
     std::string argument = "a";
     BOOST_TEST(cached(argument) == "a1");
@@ -261,12 +305,13 @@ BOOST_AUTO_TEST_SUITE(cache_multi_on_arguments)
 BOOST_AUTO_TEST_CASE(only_missing_arguments_are_created_in_sorted_key_order) {
   auto region = memory_region();
   std::vector<std::vector<int>> calls;
-  auto squares = region->cache_multi_on_arguments("test:squares", [&calls](const std::vector<int>& xs) {
-    calls.push_back(xs);
-    std::vector<int> out;
-    for (int x : xs) out.push_back(x * x);
-    return out;
-  });
+  auto squares =
+      region->cache_multi_on_arguments("test:squares", [&calls](const std::vector<int>& xs) {
+        calls.push_back(xs);
+        std::vector<int> out;
+        for (int x : xs) out.push_back(x * x);
+        return out;
+      });
   BOOST_TEST((squares({3, 1}) == std::vector<int>{9, 1}));
   BOOST_TEST((squares({10, 3, 2, 1, 2}) == std::vector<int>{100, 9, 4, 1, 4}));
   BOOST_TEST_REQUIRE(calls.size() == 2u);
@@ -279,15 +324,16 @@ BOOST_AUTO_TEST_CASE(only_missing_arguments_are_created_in_sorted_key_order) {
 BOOST_AUTO_TEST_CASE(asdict_leaves_out_what_the_function_leaves_out) {
   auto region = memory_region();
   int calls = 0;
-  auto lookup = region->cache_multi_on_arguments(
-      "test:lookup", [&calls](const std::vector<std::string>& names) {
-        ++calls;
-        std::map<std::string, int> found;
-        for (const auto& n : names) {
-          if (n != "ghost") found[n] = static_cast<int>(n.size());
-        }
-        return found;
-      });
+  auto lookup = region->cache_multi_on_arguments("test:lookup",
+                                                 [&calls](const std::vector<std::string>& names) {
+                                                   ++calls;
+                                                   std::map<std::string, int> found;
+                                                   for (const auto& n : names) {
+                                                     if (n != "ghost")
+                                                       found[n] = static_cast<int>(n.size());
+                                                   }
+                                                   return found;
+                                                 });
   auto result = lookup({"ann", "ghost", "bob"});
   BOOST_TEST(result.size() == 2u);
   BOOST_TEST(result.at("ann") == 3);
@@ -301,26 +347,79 @@ BOOST_AUTO_TEST_CASE(asdict_leaves_out_what_the_function_leaves_out) {
 
 BOOST_AUTO_TEST_CASE(should_cache_fn_rejects_some_values) {
   auto region = memory_region();
-  auto fn = region->cache_multi_on_arguments(
-      "test:signs", [](const std::vector<int>& xs) { return xs; },
-      {.should_cache_fn = [](const int& v) { return v > 0; }});
+  auto fn =
+      region->cache_multi_on_arguments("test:signs", [](const std::vector<int>& xs) { return xs; },
+                                       {.should_cache_fn = [](const int& v) { return v > 0; }});
   BOOST_TEST((fn({-1, 2}) == std::vector<int>{-1, 2}));
   auto cached = fn.get({-1, 2});
   BOOST_TEST(cached[0] == nullptr);
   BOOST_TEST(*cached[1] == 2);
 }
 
+BOOST_AUTO_TEST_CASE(asdict_with_should_cache_fn) {
+  auto region = memory_region();
+  auto fn =
+      region->cache_multi_on_arguments("test:dict",
+                                       [](const std::vector<int>& xs) {
+                                         std::map<int, int> out;
+                                         for (int x : xs) {
+                                           if (x != 0) out[x] = -x;
+                                         }
+                                         return out;
+                                       },
+                                       {.should_cache_fn = [](const int& v) { return v < -1; }});
+  const auto result = fn({0, 1, 2});
+  BOOST_TEST((result == std::map<int, int>{{1, -1}, {2, -2}}));
+  const auto cached = fn.get({0, 1, 2});
+  BOOST_TEST(cached[0] == nullptr);  // left out by the function
+  BOOST_TEST(cached[1] == nullptr);  // refused by should_cache_fn
+  BOOST_TEST(*cached[2] == -2);
+}
+
+BOOST_AUTO_TEST_CASE(multi_key_generators_per_function_and_per_region) {
+  auto upper = [](std::string_view name, const std::optional<std::string>&,
+                  const std::vector<std::string>& args) {
+    std::vector<std::string> keys;
+    for (const auto& a : args) keys.push_back(std::string(name) + "#" + a);
+    return keys;
+  };
+  auto identity = [](const std::vector<int>& xs) { return xs; };
+  auto region = memory_region({}, {.function_multi_key_generator = upper});
+  auto by_region = region->cache_multi_on_arguments("r", identity);
+  by_region({1});
+  BOOST_TEST(*region->get<int>("r#1") == 1);
+
+  auto plain = memory_region();
+  auto by_function = plain->cache_multi_on_arguments("f", identity, {.multi_key_generator = upper});
+  by_function({2});
+  BOOST_TEST(*plain->get<int>("f#2") == 2);
+
+  auto short_of_keys = plain->cache_multi_on_arguments(
+      "g", identity,
+      {.multi_key_generator = [](std::string_view, const std::optional<std::string>&,
+                                 const std::vector<std::string>&) {
+        return std::vector<std::string>{"only-one"};
+      }});
+  try {
+    short_of_keys({1, 2});
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(std::string(e.what()).find("cached function 'g' returned 1 keys for 2") !=
+               std::string::npos);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(set_invalidate_refresh_and_get) {
   auto region = memory_region();
   int calls = 0;
-  auto fn = region->cache_multi_on_arguments(
-      "test:multi", [&calls](const std::vector<int>& xs) {
-        ++calls;
-        std::vector<int> out;
-        for (int x : xs) out.push_back(x + 100 * calls);
-        return out;
-      },
-      {.namespace_name = "ns"});
+  auto fn = region->cache_multi_on_arguments("test:multi",
+                                             [&calls](const std::vector<int>& xs) {
+                                               ++calls;
+                                               std::vector<int> out;
+                                               for (int x : xs) out.push_back(x + 100 * calls);
+                                               return out;
+                                             },
+                                             {.namespace_name = "ns"});
   BOOST_TEST((fn.keys({1}) == std::vector<std::string>{"test:multi|ns|1"}));
   fn.set({{1, 7}, {2, 8}});
   BOOST_TEST((fn({1, 2}) == std::vector<int>{7, 8}));

@@ -1,20 +1,18 @@
 // The dogpile lock and the region operations built on it: get_or_create,
 // get_or_create_multi, invalidation and background regeneration.
 #define BOOST_TEST_MODULE lock
+#include <atomic>
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
-
-#include <dogpile/dogpile.hpp>
-
-#include "helpers.hpp"
-
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <dogpile/dogpile.hpp>
 #include <map>
 #include <mutex>
 #include <thread>
+
+#include "helpers.hpp"
 
 namespace data = boost::unit_test::data;
 using dogpile::CacheRegion;
@@ -55,6 +53,28 @@ class CountingMutex : public dogpile::CacheMutex {
 };
 
 using Entry = Timestamped<int>;
+
+// A lock as a server's may behave: acquire gives up (its blocking timeout ran out), and
+// release throws (the server is gone, or the lock is not ours).
+class UnreliableMutex : public dogpile::CacheMutex {
+ public:
+  explicit UnreliableMutex(bool grants) : grants_(grants) {}
+  bool acquire(bool) override { return grants_; }
+  void release() override { throw dogpile::BackendUnavailable("lock server at 127.0.0.1:1 gone"); }
+  bool locked() const override { return false; }
+
+ private:
+  bool grants_;
+};
+
+// A proxy whose backend gives UnreliableMutex locks.
+struct UnreliableLocks : dogpile::ProxyBackend {
+  explicit UnreliableLocks(bool grants) : grants(grants) {}
+  std::unique_ptr<dogpile::CacheMutex> get_mutex(std::string_view) override {
+    return std::make_unique<UnreliableMutex>(grants);
+  }
+  bool grants;
+};
 
 }  // namespace
 
@@ -99,8 +119,13 @@ BOOST_AUTO_TEST_CASE(a_stale_value_is_regenerated_by_the_caller_that_gets_the_lo
   auto mutex = std::make_shared<CountingMutex>();
   int got = dogpile::dogpile_lock<int>(
       Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
-      [] { return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100}); },
-      [&] { return Entry{8, dogpile::now_seconds()}; }, 10.0);
+      [] {
+        return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100});
+      },
+      [&] {
+        return Entry{8, dogpile::now_seconds()};
+      },
+      10.0);
   BOOST_TEST(got == 8);
   BOOST_TEST(mutex->releases == 1);
   BOOST_TEST(!mutex->locked());
@@ -111,7 +136,9 @@ BOOST_AUTO_TEST_CASE(after_waiting_a_value_created_meanwhile_is_used) {
   int created = 0;
   int got = dogpile::dogpile_lock<int>(
       std::nullopt, [&] { return mutex; },
-      [] { return std::optional<Entry>(Entry{5, dogpile::now_seconds()}); },
+      [] {
+        return std::optional<Entry>(Entry{5, dogpile::now_seconds()});
+      },
       [&] {
         ++created;
         return Entry{8, dogpile::now_seconds()};
@@ -139,8 +166,13 @@ BOOST_AUTO_TEST_CASE(the_async_creator_takes_the_mutex_only_when_a_stale_value_e
       [&](std::shared_ptr<dogpile::CacheMutex> m) { handed = std::move(m); };
   int got = dogpile::dogpile_lock<int>(
       Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
-      [] { return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100}); },
-      [] { return Entry{8, dogpile::now_seconds()}; }, 10.0, async);
+      [] {
+        return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100});
+      },
+      [] {
+        return Entry{8, dogpile::now_seconds()};
+      },
+      10.0, async);
   BOOST_TEST(got == 7);
   BOOST_TEST(handed == mutex);
   BOOST_TEST(mutex->locked());
@@ -150,7 +182,10 @@ BOOST_AUTO_TEST_CASE(the_async_creator_takes_the_mutex_only_when_a_stale_value_e
   handed = nullptr;
   got = dogpile::dogpile_lock<int>(
       std::nullopt, [&] { return mutex; }, [] { return std::optional<Entry>(); },
-      [] { return Entry{9, dogpile::now_seconds()}; }, 10.0, async);
+      [] {
+        return Entry{9, dogpile::now_seconds()};
+      },
+      10.0, async);
   BOOST_TEST(got == 9);
   BOOST_TEST(handed == nullptr);
 }
@@ -178,12 +213,14 @@ BOOST_DATA_TEST_CASE(an_expired_value_is_regenerated, data::make(kStoringBackend
   BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 2);
   // A per-call expiration of -1 never expires; a longer one keeps the old value.
   region->set_value("old", CacheRegion::make_value(1, dogpile::now_seconds() - 120));
-  BOOST_TEST(*region->get_or_create("old", [] { return 2; }, -1) == 1);
-  BOOST_TEST(*region->get_or_create("old", [] { return 2; }, 600) == 1);
+  BOOST_TEST(*region->get_or_create(
+                 "old", [] { return 2; }, -1) == 1);
+  BOOST_TEST(*region->get_or_create(
+                 "old", [] { return 2; }, 600) == 1);
 }
 
-BOOST_DATA_TEST_CASE(a_value_of_another_format_version_is_regenerated,
-                     data::make(kStoringBackends), backend) {
+BOOST_DATA_TEST_CASE(a_value_of_another_format_version_is_regenerated, data::make(kStoringBackends),
+                     backend) {
   auto region = region_on(std::string(backend));
   region->actual_backend()->set_serialized("k", R"({"ct": 1795570724.0, "v": 1}|5)");
   BOOST_TEST(*region->get_or_create("k", [] { return 6; }) == 6);
@@ -192,11 +229,12 @@ BOOST_DATA_TEST_CASE(a_value_of_another_format_version_is_regenerated,
 BOOST_DATA_TEST_CASE(should_cache_fn_false_returns_without_storing, data::make(kStoringBackends),
                      backend) {
   auto region = region_on(std::string(backend));
-  auto value = region->get_or_create("k", [] { return -1; }, std::nullopt,
-                                     [](const int& v) { return v >= 0; });
+  auto value = region->get_or_create(
+      "k", [] { return -1; }, std::nullopt, [](const int& v) { return v >= 0; });
   BOOST_TEST(*value == -1);
   BOOST_TEST(region->get<int>("k") == nullptr);
-  region->get_or_create("k", [] { return 3; }, std::nullopt, [](const int& v) { return v >= 0; });
+  region->get_or_create(
+      "k", [] { return 3; }, std::nullopt, [](const int& v) { return v >= 0; });
   BOOST_TEST(*region->get<int>("k") == 3);
 }
 
@@ -212,9 +250,8 @@ BOOST_DATA_TEST_CASE(a_creator_exception_reaches_the_caller_and_the_next_caller_
 
 BOOST_AUTO_TEST_CASE(a_creator_may_get_or_create_another_key) {
   auto region = region_on("dogpile.cache.memory");
-  auto outer = region->get_or_create("outer", [&] {
-    return *region->get_or_create("inner", [] { return 20; }) + 1;
-  });
+  auto outer = region->get_or_create(
+      "outer", [&] { return *region->get_or_create("inner", [] { return 20; }) + 1; });
   BOOST_TEST(*outer == 21);
   BOOST_TEST(*region->get<int>("inner") == 20);
 }
@@ -277,7 +314,8 @@ BOOST_AUTO_TEST_CASE(a_custom_invalidation_strategy_drives_get_or_create) {
 BOOST_AUTO_TEST_CASE(the_null_backend_always_creates) {
   auto region = region_on("dogpile.cache.null", {.expiration_time = 60});
   int calls = 0;
-  for (int i = 0; i < 3; ++i) BOOST_TEST(*region->get_or_create("k", [&] { return ++calls; }) == i + 1);
+  for (int i = 0; i < 3; ++i)
+    BOOST_TEST(*region->get_or_create("k", [&] { return ++calls; }) == i + 1);
   std::vector<std::thread> threads;
   std::atomic<int> concurrent_calls{0};
   for (int t = 0; t < 4; ++t) {
@@ -299,6 +337,20 @@ BOOST_AUTO_TEST_CASE(a_backends_own_mutex_is_used) {
   auto region = region_on("dogpile.cache.memory", {.wrap = {proxy}});
   region->get_or_create("k", [] { return 1; });
   BOOST_TEST(proxy->made == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_lock_that_cannot_be_taken_or_released_never_loses_the_value) {
+  for (const bool grants : {false, true}) {
+    auto region =
+        region_on("dogpile.cache.memory", {.wrap = {std::make_shared<UnreliableLocks>(grants)}});
+    BOOST_TEST(*region->get_or_create("k", [] { return 1; }) == 1);
+    BOOST_TEST(*region->get<int>("k") == 1);
+    auto values = region->get_or_create_multi(
+        {"b", "a"}, [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 2); });
+    BOOST_TEST(*values[0] == 2);
+    BOOST_TEST(*values[1] == 2);
+    BOOST_TEST(*region->get<int>("a") == 2);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(the_lock_registry_forgets_keys_nobody_holds) {
@@ -369,8 +421,8 @@ BOOST_DATA_TEST_CASE(with_a_stale_value_others_return_it_without_waiting,
   }
   for (auto& t : threads) t.join();
   BOOST_TEST(calls == 1);
-  BOOST_TEST(got_new == 1);               // the creator's caller
-  BOOST_TEST(stale_before_done == 15);    // everyone else, before the creator finished
+  BOOST_TEST(got_new == 1);             // the creator's caller
+  BOOST_TEST(stale_before_done == 15);  // everyone else, before the creator finished
 }
 
 BOOST_DATA_TEST_CASE(creators_of_one_key_never_overlap_and_generations_advance,
@@ -443,22 +495,25 @@ BOOST_DATA_TEST_CASE(should_cache_fn_is_asked_per_value, data::make(kStoringBack
   auto region = region_on(std::string(backend));
   auto values = region->get_or_create_multi(
       {"a", "b", "c"},
-      [](const dogpile::Keys&) { return std::vector<int>{1, -2, 3}; }, std::nullopt,
-      [](const int& v) { return v > 0; });
+      [](const dogpile::Keys&) {
+        return std::vector<int>{1, -2, 3};
+      },
+      std::nullopt, [](const int& v) { return v > 0; });
   BOOST_TEST(*values[1] == -2);
   BOOST_TEST(*region->get<int>("a") == 1);
   BOOST_TEST(region->get<int>("b") == nullptr);
   BOOST_TEST(*region->get<int>("c") == 3);
 }
 
-BOOST_DATA_TEST_CASE(every_mutex_is_released_when_the_creator_throws,
-                     data::make(kStoringBackends), backend) {
+BOOST_DATA_TEST_CASE(every_mutex_is_released_when_the_creator_throws, data::make(kStoringBackends),
+                     backend) {
   auto region = region_on(std::string(backend));
   auto held_a = region->mutex("a");
   auto held_b = region->mutex("b");
-  BOOST_CHECK_THROW(region->get_or_create_multi(
-                        {"a", "b"},
-                        [](const dogpile::Keys&) -> std::vector<int> { throw std::runtime_error("x"); }),
+  BOOST_CHECK_THROW(region->get_or_create_multi({"a", "b"},
+                                                [](const dogpile::Keys&) -> std::vector<int> {
+                                                  throw std::runtime_error("x");
+                                                }),
                     std::runtime_error);
   BOOST_TEST(!held_a->locked());
   BOOST_TEST(!held_b->locked());
@@ -520,15 +575,15 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
                      backend) {
   std::atomic<int> runner_calls{0};
   std::vector<std::thread> background;
-  dogpile::AsyncCreationRunner runner =
-      [&](CacheRegion& region, const std::string& key, std::function<dogpile::CachedValuePtr()> creator,
-          std::shared_ptr<dogpile::CacheMutex> mutex) {
-        ++runner_calls;
-        background.emplace_back([&region, key, creator, mutex] {
-          if (auto value = creator()) region.set_value(key, value);
-          mutex->release();
-        });
-      };
+  dogpile::AsyncCreationRunner runner = [&](CacheRegion& region, const std::string& key,
+                                            std::function<dogpile::CachedValuePtr()> creator,
+                                            std::shared_ptr<dogpile::CacheMutex> mutex) {
+    ++runner_calls;
+    background.emplace_back([&region, key, creator, mutex] {
+      if (auto value = creator()) region.set_value(key, value);
+      mutex->release();
+    });
+  };
   auto region = dogpile::make_region("async", {}, runner);
   region->configure(std::string(backend), {.expiration_time = 0.2});
   std::atomic<int> calls{0};
@@ -545,7 +600,7 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
   BOOST_TEST(*region->get_or_create("k", creator) == 1);
   BOOST_TEST(seconds_since(start) < 0.09);
   BOOST_TEST(runner_calls == 1);
-  BOOST_TEST(region->key_is_locked("k"));  // held by the runner
+  BOOST_TEST(region->key_is_locked("k"));                 // held by the runner
   BOOST_TEST(*region->get_or_create("k", creator) == 1);  // still stale, still being made
   BOOST_TEST(runner_calls == 1);
   for (auto& t : background) t.join();
@@ -574,14 +629,14 @@ BOOST_AUTO_TEST_CASE(the_thread_pool_runner_is_selected_from_config) {
 
 BOOST_AUTO_TEST_CASE(bad_runner_settings_are_errors_naming_the_key) {
   auto region = dogpile::make_region();
-  BOOST_CHECK_THROW(region->configure_from_config({{"backend", "dogpile.cache.memory"},
-                                                   {"async_creation_runner", "threads"}},
-                                                  ""),
-                    dogpile::ValidationError);
-  BOOST_CHECK_THROW(region->configure_from_config({{"backend", "dogpile.cache.memory"},
-                                                   {"async_creation_runner_threads", "2"}},
-                                                  ""),
-                    dogpile::ValidationError);
+  BOOST_CHECK_THROW(
+      region->configure_from_config(
+          {{"backend", "dogpile.cache.memory"}, {"async_creation_runner", "threads"}}, ""),
+      dogpile::ValidationError);
+  BOOST_CHECK_THROW(
+      region->configure_from_config(
+          {{"backend", "dogpile.cache.memory"}, {"async_creation_runner_threads", "2"}}, ""),
+      dogpile::ValidationError);
   BOOST_CHECK_THROW(region->configure_from_config({{"backend", "dogpile.cache.memory"},
                                                    {"async_creation_runner", "thread_pool"},
                                                    {"async_creation_runner_threads", "0"}},

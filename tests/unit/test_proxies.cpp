@@ -1,22 +1,19 @@
 // Proxy chains from config and code, and the shipped proxies dogpile.proxy.stats and
 // dogpile.proxy.logging.
 #define BOOST_TEST_MODULE proxies
-#include <boost/test/data/monomorphic.hpp>
-#include <boost/test/data/test_case.hpp>
-#include <boost/test/unit_test.hpp>
-
-#include <dogpile/dogpile.hpp>
-
-#include "helpers.hpp"
-
 #include <boost/log/attributes/value_extraction.hpp>
 #include <boost/log/core.hpp>
 #include <boost/log/sinks/basic_sink_backend.hpp>
 #include <boost/log/sinks/sync_frontend.hpp>
-
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+#include <dogpile/dogpile.hpp>
 #include <map>
 #include <regex>
 #include <sstream>
+
+#include "helpers.hpp"
 
 namespace data = boost::unit_test::data;
 using dogpile::CacheRegion;
@@ -93,10 +90,10 @@ BOOST_AUTO_TEST_CASE(the_chain_follows_the_config_order_first_outermost) {
 }
 
 BOOST_AUTO_TEST_CASE(each_proxy_takes_its_own_arguments_from_config) {
-  auto region = from_config(
-      {{"cache.local.backend", "dogpile.cache.memory"},
-       {"cache.local.wrap", nlohmann::json::array({"dogpile.test.refusing_proxy"})},
-       {"cache.local.wrap_arguments.dogpile.test.refusing_proxy.key", "secret"}});
+  auto region =
+      from_config({{"cache.local.backend", "dogpile.cache.memory"},
+                   {"cache.local.wrap", nlohmann::json::array({"dogpile.test.refusing_proxy"})},
+                   {"cache.local.wrap_arguments.dogpile.test.refusing_proxy.key", "secret"}});
   region->set("secret", 1);
   region->set("public", 2);
   BOOST_TEST(region->get<int>("secret") == nullptr);
@@ -120,7 +117,8 @@ BOOST_AUTO_TEST_CASE(proxy_argument_errors_name_the_full_key) {
                  {"cache.local.wrap_arguments.dogpile.proxy.logging.levle", "info"}});
     BOOST_FAIL("expected ValidationError");
   } catch (const dogpile::ValidationError& e) {
-    BOOST_TEST(message_contains(e, "unknown argument cache.local.wrap_arguments.dogpile.proxy.logging.levle"));
+    BOOST_TEST(message_contains(
+        e, "unknown argument cache.local.wrap_arguments.dogpile.proxy.logging.levle"));
   }
   try {
     from_config({{"cache.local.backend", "dogpile.cache.memory"},
@@ -145,7 +143,8 @@ BOOST_AUTO_TEST_CASE(an_unknown_proxy_or_a_backend_as_proxy_names_the_key) {
                  {"cache.local.wrap", "dogpile.cache.null"}});
     BOOST_FAIL("expected ConfigError");
   } catch (const dogpile::ConfigError& e) {
-    BOOST_TEST(message_contains(e, "cache.local.wrap names dogpile.cache.null, which is a backend"));
+    BOOST_TEST(
+        message_contains(e, "cache.local.wrap names dogpile.cache.null, which is a backend"));
   }
 }
 
@@ -172,8 +171,7 @@ BOOST_AUTO_TEST_CASE(the_chain_scheme_reads_the_same_from_json_and_ini) {
   }
 }
 
-BOOST_DATA_TEST_CASE(a_counting_proxy_counts_sets_and_gets, data::make(kStoringBackends),
-                     backend) {
+BOOST_DATA_TEST_CASE(a_counting_proxy_counts_sets_and_gets, data::make(kStoringBackends), backend) {
   auto counter = std::make_shared<Counting>();
   auto region = dogpile::make_region();
   region->configure(std::string(backend), {.wrap = {counter}});
@@ -192,11 +190,35 @@ BOOST_DATA_TEST_CASE(a_counting_proxy_counts_sets_and_gets, data::make(kStoringB
   BOOST_TEST(counter->calls["get_serialized"] == 1);
 }
 
+BOOST_AUTO_TEST_CASE(a_proxy_object_serves_one_region) {
+  struct Plain : dogpile::ProxyBackend {};
+  auto proxy = std::make_shared<Plain>();
+  auto first = dogpile::make_region();
+  // A configure that fails leaves the application's proxy unwrapped.
+  BOOST_CHECK_THROW(first->configure("dogpile.cache.memory",
+                                     {.wrap = {dogpile::ProxySpec("no.such.proxy"), proxy}}),
+                    dogpile::PluginNotFound);
+  BOOST_TEST(proxy->proxied() == nullptr);
+  first->configure("dogpile.cache.memory", {.wrap = {proxy}});
+  auto second = dogpile::make_region();
+  try {
+    second->configure("dogpile.cache.memory", {.wrap = {proxy}});
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "already wraps a backend"));
+  }
+  first->set("k", 1);
+  BOOST_TEST(*first->get<int>("k") == 1);
+  BOOST_TEST(!second->is_configured());
+}
+
 BOOST_AUTO_TEST_CASE(two_instances_of_one_proxy_keep_separate_state) {
   auto first = dogpile::make_region();
-  first->configure_from_config({{"backend", "dogpile.cache.memory"}, {"wrap", "dogpile.proxy.stats"}}, "");
+  first->configure_from_config(
+      {{"backend", "dogpile.cache.memory"}, {"wrap", "dogpile.proxy.stats"}}, "");
   auto second = dogpile::make_region();
-  second->configure_from_config({{"backend", "dogpile.cache.memory"}, {"wrap", "dogpile.proxy.stats"}}, "");
+  second->configure_from_config(
+      {{"backend", "dogpile.cache.memory"}, {"wrap", "dogpile.proxy.stats"}}, "");
   first->set("a", 1);
   first->set("b", 2);
   second->set("a", 1);
@@ -253,8 +275,8 @@ BOOST_AUTO_TEST_CASE(errors_are_counted) {
     }
   };
   auto region = dogpile::make_region();
-  region->configure("dogpile.cache.memory",
-                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.stats"), std::make_shared<Failing>()}});
+  region->configure("dogpile.cache.memory", {.wrap = {dogpile::ProxySpec("dogpile.proxy.stats"),
+                                                      std::make_shared<Failing>()}});
   BOOST_CHECK_THROW(region->get<int>("k"), dogpile::BackendUnavailable);
   BOOST_TEST(region->stats()->errors == 1u);
   BOOST_TEST(region->stats()->gets == 0u);
@@ -314,7 +336,8 @@ BOOST_AUTO_TEST_CASE(the_prometheus_text_parses_back) {
   for (const char* le : {"1e-06", "5e-06", "1e-05", "5e-05", "0.0001", "0.0005", "0.001", "0.005",
                          "0.01", "0.05", "0.1", "1", "+Inf"}) {
     const double v =
-        values[std::string("dogpile_cache_operation_duration_seconds_bucket,operation=get,le=") + le];
+        values[std::string("dogpile_cache_operation_duration_seconds_bucket,operation=get,le=") +
+               le];
     BOOST_TEST(v >= previous);
     previous = v;
   }
@@ -364,13 +387,18 @@ BOOST_AUTO_TEST_CASE(each_operation_is_logged_without_values) {
   region->get<std::string>("user:2");
   region->get_multi<std::string>({"user:1", "user:3"});
   region->remove("user:1");
+  region->remove_multi({"user:1", "user:3"});
+  region->key_is_locked("user:1");
   const auto& lines = collector->lines;
-  BOOST_TEST_REQUIRE(lines.size() == 5u);
+  BOOST_TEST_REQUIRE(lines.size() == 7u);
   BOOST_TEST(lines[0].find("set user:1") != std::string::npos);
   BOOST_TEST(lines[1].find("get user:1 hit") != std::string::npos);
   BOOST_TEST(lines[2].find("get user:2 miss") != std::string::npos);
-  BOOST_TEST(lines[3].find("get_multi 2 keys hits=1 misses=1") != std::string::npos);
+  BOOST_TEST(lines[3].find("get_multi 2 keys [user:1, user:3] hits=1 misses=1") !=
+             std::string::npos);
   BOOST_TEST(lines[4].find("remove user:1") != std::string::npos);
+  BOOST_TEST(lines[5].find("remove_multi 2 keys [user:1, user:3]") != std::string::npos);
+  BOOST_TEST(lines[6].find("get_mutex user:1") != std::string::npos);
   for (const auto& line : lines) {
     BOOST_TEST(line.find(" ms") != std::string::npos);
     BOOST_TEST(line.find("top-secret-value") == std::string::npos);
@@ -383,22 +411,27 @@ BOOST_AUTO_TEST_CASE(keys_can_be_hashed_or_truncated) {
   hashed->configure("dogpile.cache.memory",
                     {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"keys", "hash"}})}});
   hashed->set("email:ann@example.com", 1);
+  hashed->set_multi(std::map<std::string, int>{{"email:bob@example.com", 2}});
   auto truncated = dogpile::make_region();
-  truncated->configure("dogpile.cache.memory",
-                       {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
-                                                    {{"keys", "truncate"}, {"max_key_length", 5}})}});
+  truncated->configure(
+      "dogpile.cache.memory",
+      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
+                                   {{"keys", "truncate"}, {"max_key_length", 5}})}});
   truncated->set("abcdefghij", 1);
   const auto& lines = collector->lines;
-  BOOST_TEST_REQUIRE(lines.size() == 2u);
+  BOOST_TEST_REQUIRE(lines.size() == 3u);
   BOOST_TEST(lines[0].find("ann@example.com") == std::string::npos);
   BOOST_TEST(lines[0].find("set #") != std::string::npos);
-  BOOST_TEST(lines[1].find("set abcde...") != std::string::npos);
+  BOOST_TEST(lines[1].find("bob@example.com") == std::string::npos);
+  BOOST_TEST(lines[1].find("set_multi 1 keys [#") != std::string::npos);
+  BOOST_TEST(lines[2].find("set abcde...") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(below_the_level_nothing_is_logged) {
   dogpile::set_log_level(dogpile::LogLevel::warning);
   auto region = dogpile::make_region();
-  region->configure("dogpile.cache.memory", {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging")}});
+  region->configure("dogpile.cache.memory",
+                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging")}});
   region->set("k", 1);
   region->get<int>("k");
   BOOST_TEST(collector->lines.empty());
@@ -406,14 +439,16 @@ BOOST_AUTO_TEST_CASE(below_the_level_nothing_is_logged) {
 
 BOOST_AUTO_TEST_CASE(bad_logging_arguments_are_errors) {
   auto region = dogpile::make_region();
-  BOOST_CHECK_THROW(region->configure("dogpile.cache.memory",
-                                      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
-                                                                   {{"level", "loud"}})}}),
-                    dogpile::ValidationError);
-  BOOST_CHECK_THROW(region->configure("dogpile.cache.memory",
-                                      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
-                                                                   {{"keys", "rot13"}})}}),
-                    dogpile::ValidationError);
+  BOOST_CHECK_THROW(
+      region->configure(
+          "dogpile.cache.memory",
+          {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "loud"}})}}),
+      dogpile::ValidationError);
+  BOOST_CHECK_THROW(
+      region->configure(
+          "dogpile.cache.memory",
+          {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"keys", "rot13"}})}}),
+      dogpile::ValidationError);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -11,9 +11,11 @@
 // the same name and arguments. For a member function the object is the first argument of every
 // call and is not part of the key (as dogpile skips `self`).
 //
-// REQUIRES: the region outlives the cached function. With an async creation runner the
-// function, its arguments (copied) and, for a member function, the object must stay valid
-// until the background regeneration ends.
+// REQUIRES: the region outlives the cached function. With an async creation runner, for a
+// member function, the object must stay valid until the background regeneration ends (the
+// function object and the arguments are kept by the regeneration itself). A function object
+// with state is one object for all calls: if it is called from several threads, it must
+// be safe to call concurrently, as it would be without the cache.
 #pragma once
 
 #include <functional>
@@ -28,6 +30,8 @@
 
 #include "dogpile/keys.hpp"
 #include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/errors.hpp"
+#include "dogpile/seconds.hpp"
 
 namespace dogpile {
 
@@ -37,10 +41,11 @@ template <class R>
 struct FunctionCacheOptions {
   // dogpile's `namespace`: keys become name|namespace|args.
   std::optional<std::string> namespace_name{};
-  // Seconds; overrides the region's; -1: never. expiration_time_fn, when set, is called on
-  // every call instead (returning 0 recomputes every time).
-  std::optional<double> expiration_time{};
-  std::function<double()> expiration_time_fn{};
+  // Seconds or a std::chrono::duration; overrides the region's; -1: never.
+  // expiration_time_fn, when set, is called on every call instead (returning 0 recomputes
+  // every time).
+  Seconds expiration_time{};
+  std::function<Seconds()> expiration_time_fn{};
   // false: the result is returned but not stored.
   std::function<bool(const R&)> should_cache_fn{};
   // Overrides the region's function key generator for this function.
@@ -99,11 +104,11 @@ class CachedFunctionBase {
                      ToStr to_str)
       : region_(&region),
         name_(std::move(name)),
-        fn_(std::move(fn)),
+        fn_(std::make_shared<Fn>(std::move(fn))),
         options_(std::move(options)),
         to_str_(std::move(to_str)) {}
 
-  const Fn& original() const noexcept { return fn_; }
+  const Fn& original() const noexcept { return *fn_; }
 
  protected:
   std::optional<double> expiration() const {
@@ -113,7 +118,9 @@ class CachedFunctionBase {
 
   Region* region_;
   std::string name_;
-  Fn fn_;
+  // Shared with creators an async runner keeps: the one function object every call uses, so
+  // a function object with state keeps it from call to call.
+  std::shared_ptr<Fn> fn_;
   FunctionCacheOptions<R> options_;
   ToStr to_str_;
 };
@@ -142,9 +149,10 @@ class CachedFunction
   // The same without copying the cached object.
   template <class... A>
   std::shared_ptr<const result_type> shared(A&&... args) {
-    std::string key = this->key(args...);
-    return this->region_->get_or_create(key, creator(std::forward<A>(args)...), this->expiration(),
-                                        this->options_.should_cache_fn);
+    const std::string key = this->key(args...);
+    return this->region_->template get_or_create_made<result_type>(
+        key, [&] { return creator(std::forward<A>(args)...); }, this->expiration(),
+        this->options_.should_cache_fn);
   }
 
   // The cached value for `args`, or null (a miss) without calling the function.
@@ -169,7 +177,7 @@ class CachedFunction
   template <class... A>
   result_type refresh(A&&... args) {
     std::string key = this->key(args...);
-    result_type value = std::invoke(this->fn_, std::forward<A>(args)...);
+    result_type value = std::invoke(*this->fn_, std::forward<A>(args)...);
     this->region_->set(key, value);
     return value;
   }
@@ -199,14 +207,14 @@ class CachedFunction
   }
 
   // A creator owning copies of the arguments (and, for a member, the object's address), so it
-  // stays valid if an async runner calls it later.
+  // stays valid if an async runner calls it later. Made only when a value has to be created.
   template <class... A>
   auto creator(A&&... args) const {
     if constexpr (is_member) {
       return member_creator(std::forward<A>(args)...);
     } else {
       return [fn = this->fn_, saved = std::make_tuple(std::decay_t<A>(std::forward<A>(args))...)] {
-        return std::apply([&fn](const auto&... a) { return std::invoke(fn, a...); }, saved);
+        return std::apply([&fn](const auto&... a) { return std::invoke(*fn, a...); }, saved);
       };
     }
   }
@@ -215,7 +223,7 @@ class CachedFunction
   auto member_creator(Object& object, Rest&&... rest) const {
     return [fn = this->fn_, target = std::addressof(object),
             saved = std::make_tuple(std::decay_t<Rest>(std::forward<Rest>(rest))...)] {
-      return std::apply([&](const auto&... a) { return std::invoke(fn, *target, a...); }, saved);
+      return std::apply([&](const auto&... a) { return std::invoke(*fn, *target, a...); }, saved);
     };
   }
 };
@@ -250,7 +258,7 @@ class CachedMultiFunction
       std::vector<argument_type> wanted;
       wanted.reserve(missing.size());
       for (const auto& key : missing) wanted.push_back(*argument_of.at(key));
-      fn_result made = std::invoke(this->fn_, wanted);
+      fn_result made = std::invoke(*this->fn_, wanted);
       if constexpr (asdict) {
         // Arguments the function left out are neither cached nor returned.
         std::vector<std::optional<result_type>> aligned;
@@ -301,7 +309,7 @@ class CachedMultiFunction
 
   // Calls the function for all `arguments`, stores and returns its results.
   call_result refresh(const std::vector<argument_type>& arguments) {
-    fn_result made = std::invoke(this->fn_, arguments);
+    fn_result made = std::invoke(*this->fn_, arguments);
     if constexpr (asdict) {
       std::map<argument_type, result_type> mapping(made.begin(), made.end());
       set(mapping);
@@ -320,11 +328,16 @@ class CachedMultiFunction
     std::vector<std::string> texts;
     texts.reserve(arguments.size());
     for (const auto& argument : arguments) texts.push_back(this->to_str_(argument));
-    if (this->options_.multi_key_generator) {
-      return this->options_.multi_key_generator(this->name_, this->options_.namespace_name, texts);
+    const FunctionMultiKeyGenerator& generator =
+        this->options_.multi_key_generator ? this->options_.multi_key_generator
+                                           : this->region_->function_multi_key_generator();
+    std::vector<std::string> out = generator(this->name_, this->options_.namespace_name, texts);
+    if (out.size() != arguments.size()) {
+      throw ValidationError("the multi key generator of cached function '" + this->name_ +
+                            "' returned " + std::to_string(out.size()) + " keys for " +
+                            std::to_string(arguments.size()) + " arguments");
     }
-    return this->region_->function_multi_key_generator()(this->name_, this->options_.namespace_name,
-                                                         texts);
+    return out;
   }
 };
 

@@ -40,7 +40,8 @@ DOGPILE_API std::vector<std::string> function_multi_key_generator(
 
 // The hex SHA-1 of the key's bytes (UTF-8), as dogpile's sha1_mangle_key.
 DOGPILE_API std::string sha1_mangle_key(std::string_view key);
-// Applies `mangler` to keys of at least `length` bytes; shorter keys are kept.
+// Applies `mangler` to keys of at least `length` characters (UTF-8 code points, as Python's
+// len(str)); shorter keys are kept.
 DOGPILE_API KeyMangler length_conditional_mangler(std::size_t length, KeyMangler mangler);
 // A mangler named in config: "sha1", or "sha1:LENGTH" for the length-conditional form.
 // Throws ValidationError naming `config_key` otherwise.
@@ -59,10 +60,12 @@ struct PythonStr {
       return std::to_string(value);
     } else if constexpr (std::is_floating_point_v<V>) {
       return python_float_repr(static_cast<double>(value));
-    } else if constexpr (std::is_convertible_v<const V&, std::string_view>) {
-      return std::string(std::string_view(value));
     } else if constexpr (std::is_same_v<V, std::nullptr_t> || std::is_same_v<V, std::nullopt_t>) {
       return "None";
+    } else if constexpr (std::is_pointer_v<V> && std::is_convertible_v<V, std::string_view>) {
+      return value != nullptr ? std::string(value) : "None";
+    } else if constexpr (std::is_convertible_v<const V&, std::string_view>) {
+      return std::string(std::string_view(value));
     } else if constexpr (requires {
                            value.has_value();
                            *value;

@@ -18,8 +18,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
+#include "dogpile/sdk/log.hpp"
 #include "dogpile/sdk/mutex.hpp"
 #include "dogpile/sdk/value.hpp"
 
@@ -31,9 +33,30 @@ struct Timestamped {
   double created = 0;  // epoch seconds; <= 0 means "no value"
 };
 
-// Whether a value created at `created` is expired under `expiration` (nullopt: never).
+// Whether a value created at `created` is older than `expiration` seconds (nullopt: never).
+// An expiration of 0 expires every value, even one made within the current tick of the coarse
+// clock: 0 means "recompute on every call".
+inline bool older_than(double created, std::optional<double> expiration) {
+  return expiration && (*expiration <= 0 || coarse_now_seconds() - created > *expiration);
+}
+
+// Whether a value created at `created` is missing (<= 0) or expired under `expiration`.
 inline bool dogpile_expired(double created, std::optional<double> expiration) {
-  return created <= 0 || (expiration && coarse_now_seconds() - created > *expiration);
+  return created <= 0 || older_than(created, expiration);
+}
+
+// Releases `mutex`. A failure (the lock's server gone) is logged, not thrown: the caller's
+// value is good, and a lock in a server expires by its own timeout.
+inline void release_logged(CacheMutex& mutex) noexcept {
+  try {
+    mutex.release();
+  } catch (const std::exception& e) {
+    try {
+      log(LogLevel::error, "dogpile.lock",
+          std::string("releasing a dogpile lock failed: ") + e.what());
+    } catch (...) {
+    }
+  }
 }
 
 // Runs the dogpile algorithm above and returns the value to give the caller.
@@ -61,7 +84,7 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
       return ready && !dogpile_expired(ready->created, expiration);
     });
     if (ready && !dogpile_expired(ready->created, expiration)) {
-      if (held) mutex->release();
+      if (held) release_logged(*mutex);
       return ready->value;
     }
     // Not held: the lock's own blocking timeout ran out; create without it, as dogpile does.
@@ -71,7 +94,7 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
   struct Releaser {
     std::shared_ptr<CacheMutex>* held;
     ~Releaser() {
-      if (*held) (*held)->release();
+      if (*held) release_logged(**held);
     }
   } releaser{&mutex};
 

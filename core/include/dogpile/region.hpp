@@ -48,6 +48,7 @@
 #include "dogpile/sdk/proxy.hpp"
 #include "dogpile/sdk/stats.hpp"
 #include "dogpile/sdk/value.hpp"
+#include "dogpile/seconds.hpp"
 
 namespace dogpile {
 
@@ -108,8 +109,9 @@ struct RegionOptions {
 };
 
 struct ConfigureOptions {
-  // Seconds after creation at which a value expires; nullopt or -1: never.
-  std::optional<double> expiration_time{};
+  // Seconds (or a std::chrono::duration) after creation at which a value expires; unset or -1:
+  // never.
+  Seconds expiration_time{};
   // The backend's arguments, name -> value.
   nlohmann::json arguments = nlohmann::json::object();
   // Proxies; the first is the outermost (called first), as dogpile.cache's `wrap`.
@@ -131,7 +133,7 @@ struct ConfigureOptions {
 
 struct GetOptions {
   // Overrides the region's expiration time for this call; -1: never expires.
-  std::optional<double> expiration_time{};
+  Seconds expiration_time{};
   // Return the value whatever its age and the region's invalidation.
   bool ignore_expiration = false;
 };
@@ -196,7 +198,7 @@ class DOGPILE_API CacheRegion {
   // by value.
   template <class Creator, class T = std::remove_cvref_t<std::invoke_result_t<Creator&>>>
   std::shared_ptr<const T> get_or_create(
-      std::string_view key, Creator&& creator, std::optional<double> expiration_time = {},
+      std::string_view key, Creator&& creator, Seconds expiration_time = {},
       std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
 
   // dogpile.cache's get_or_create_multi: one backend get_multi for all keys; `creator` is
@@ -207,7 +209,7 @@ class DOGPILE_API CacheRegion {
   // (its result is null).
   template <class Creator, class T = detail::multi_value_t<Creator>>
   std::vector<std::shared_ptr<const T>> get_or_create_multi(
-      const Keys& keys, Creator&& creator, std::optional<double> expiration_time = {},
+      const Keys& keys, Creator&& creator, Seconds expiration_time = {},
       std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
 
   // The stored CachedValue (payload and metadata: cached_time(), age()), or null if there is
@@ -277,6 +279,15 @@ class DOGPILE_API CacheRegion {
   static std::shared_ptr<const T> value_as(CachedValuePtr value, std::string_view key);
 
  private:
+  template <class, class, class>
+  friend class CachedFunction;
+  // get_or_create, with the creator made by make_creator() only when a value has to be
+  // created: a hit builds nothing (a cached function's creator copies its arguments).
+  template <class T, class MakeCreator>
+  std::shared_ptr<const T> get_or_create_made(std::string_view key, MakeCreator&& make_creator,
+                                              std::optional<double> expiration_time,
+                                              const std::function<bool(const T&)>& should_cache_fn);
+
   struct State;
   class LockRegistry;
   using Current = std::optional<Timestamped<CachedValuePtr>>;
@@ -396,13 +407,22 @@ void CacheRegion::set(std::string_view key, T&& value) {
 
 template <class Creator, class T>
 std::shared_ptr<const T> CacheRegion::get_or_create(
-    std::string_view key, Creator&& creator, std::optional<double> expiration_time,
+    std::string_view key, Creator&& creator, Seconds expiration_time,
     std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
+  return get_or_create_made<T>(
+      key, [&creator] { return std::decay_t<Creator>(std::forward<Creator>(creator)); },
+      expiration_time, should_cache_fn);
+}
+
+template <class T, class MakeCreator>
+std::shared_ptr<const T> CacheRegion::get_or_create_made(
+    std::string_view key, MakeCreator&& make_creator, std::optional<double> expiration_time,
+    const std::function<bool(const T&)>& should_cache_fn) {
   Lookup found = lookup(key, expiration_time);
   if (found.fresh()) return value_as<T>(std::move(found.current->value), key);
   // Slow path: the creator is shared so an async runner can keep it past this call.
-  auto shared = std::make_shared<std::decay_t<Creator>>(std::forward<Creator>(creator));
-  ValueMaker make = [shared, should = std::move(should_cache_fn)]() -> Created {
+  auto shared = std::make_shared<std::invoke_result_t<MakeCreator&>>(make_creator());
+  ValueMaker make = [shared, should = should_cache_fn]() -> Created {
     CachedValuePtr value = make_value(std::invoke(*shared));
     const bool cache = !should || should(*static_cast<const T*>(value->object().get()));
     return {std::move(value), cache};
@@ -412,7 +432,7 @@ std::shared_ptr<const T> CacheRegion::get_or_create(
 
 template <class Creator, class T>
 std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
-    const Keys& keys, Creator&& creator, std::optional<double> expiration_time,
+    const Keys& keys, Creator&& creator, Seconds expiration_time,
     std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
   MultiValueMaker make = [&](const Keys& to_create) {
     auto made = std::invoke(creator, to_create);

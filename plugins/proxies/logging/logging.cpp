@@ -59,8 +59,7 @@ class LoggingProxy final : public ProxyBackend {
   }
   void set_multi(const ValueMapping& mapping) override {
     logged(
-        "set_multi", {}, [&] { ProxyBackend::set_multi(mapping); }, nullptr,
-        count_text(mapping.size()));
+        "set_multi", {}, [&] { ProxyBackend::set_multi(mapping); }, nullptr, keys_text(mapping));
   }
   std::optional<std::string> get_serialized(std::string_view key) override {
     return logged(
@@ -77,19 +76,41 @@ class LoggingProxy final : public ProxyBackend {
   void set_serialized_multi(const SerializedMapping& mapping) override {
     logged(
         "set_serialized_multi", {}, [&] { ProxyBackend::set_serialized_multi(mapping); }, nullptr,
-        count_text(mapping.size()));
+        keys_text(mapping));
   }
   void remove(std::string_view key) override {
     logged("remove", key, [&] { ProxyBackend::remove(key); });
   }
   void remove_multi(const Keys& keys) override {
     logged(
-        "remove_multi", {}, [&] { ProxyBackend::remove_multi(keys); }, nullptr,
-        count_text(keys.size()));
+        "remove_multi", {}, [&] { ProxyBackend::remove_multi(keys); }, nullptr, keys_text(keys));
+  }
+  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
+    return logged("get_mutex", key, [&] { return ProxyBackend::get_mutex(key); });
   }
 
  private:
-  static std::string count_text(std::size_t n) { return std::to_string(n) + " keys"; }
+  // "<n> keys [k1, k2, …]": the keys of a multi call (or of a mapping's pairs) as the options
+  // allow, the first 16 of them.
+  template <class Sequence>
+  std::string keys_text(const Sequence& items) const {
+    constexpr std::size_t kListed = 16;
+    std::string out = std::to_string(items.size()) + " keys [";
+    std::size_t n = 0;
+    for (const auto& item : items) {
+      if (n == kListed) {
+        out += ", ...";
+        break;
+      }
+      if (n++ != 0) out += ", ";
+      if constexpr (std::is_convertible_v<decltype(item), std::string_view>) {
+        out += shown(item);
+      } else {
+        out += shown(item.first);
+      }
+    }
+    return out + "]";
+  }
 
   // The key as the options allow it in a log line.
   std::string shown(std::string_view key) const {
@@ -118,7 +139,8 @@ class LoggingProxy final : public ProxyBackend {
   }
 
   // Runs `call`, then logs "<operation> <key>[<outcome>] <latency>", or the failure. `key` is
-  // a single key, shown as the options say; `subject` (when `key` is empty) a count of keys.
+  // a single key, shown as the options say; `subject` (when `key` is empty) the keys of a
+  // multi call.
   template <class Call, class Outcome = std::nullptr_t>
   auto logged(const char* operation, std::string_view key, Call&& call, Outcome outcome = nullptr,
               std::string_view subject = {}) -> std::invoke_result_t<Call&> {
@@ -152,7 +174,7 @@ class LoggingProxy final : public ProxyBackend {
       for (const auto& v : values) hits += static_cast<bool>(v);
       return " hits=" + std::to_string(hits) + " misses=" + std::to_string(values.size() - hits);
     };
-    return logged(operation, {}, std::forward<Call>(call), count_hits, count_text(keys.size()));
+    return logged(operation, {}, std::forward<Call>(call), count_hits, keys_text(keys));
   }
 
   const LogLevel level_;

@@ -14,8 +14,8 @@ namespace dogpile {
 
 class DOGPILE_API ProxyBackend : public CacheBackend {
  public:
-  // Sets the backend this proxy forwards to.
-  // REQUIRES: called once, before the proxy is used.
+  // Sets the backend this proxy forwards to, once: a second call (the proxy object given to
+  // another region) throws ValidationError.
   void wrap(std::shared_ptr<CacheBackend> proxied);
   const std::shared_ptr<CacheBackend>& proxied() const noexcept { return proxied_; }
 
