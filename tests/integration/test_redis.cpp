@@ -426,6 +426,7 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
       {{{"url", "http://x"}}, "cache.redis.arguments.url is not a Redis URL"},
       {{{"url", "unix:///tmp/r.sock?db=x"}}, "the database is not a number"},
       {{{"connection_pool_size", 0}}, "cache.redis.arguments.connection_pool_size"},
+      {{{"ssl", true}}, "cache.redis.arguments.ssl is not supported"},
       {{{"port", 70000}}, "cache.redis.arguments.port must be between 1 and 65535"},
       {{{"lock_prefix", ""}}, "cache.redis.arguments.lock_prefix"},
       {{{"socket_timeout", "soon"}}, "cache.redis.arguments.socket_timeout"},

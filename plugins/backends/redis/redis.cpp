@@ -117,6 +117,14 @@ Settings read_settings(const Arguments& a) {
   s.thread_local_lock = a.get("thread_local_lock", s.thread_local_lock);
   s.lock_prefix = a.get("lock_prefix", s.lock_prefix);
   s.pool_size = a.get("connection_pool_size", s.pool_size);
+  // Ignoring these would connect without the encryption or probes the config asks for.
+  for (const char* unsupported : {"ssl", "socket_keepalive_options"}) {
+    if (a.contains(unsupported)) {
+      throw ValidationError(a.key(unsupported) +
+                            " is not supported: the hiredis this backend is built with (0.14) "
+                            "has no TLS and no keepalive options");
+    }
+  }
   a.ignore("connection_kwargs", "redis-py's own connection options have no hiredis equivalent");
   a.ignore("connection_pool",
            "a redis-py pool object cannot be given here; see connection_pool_size");
