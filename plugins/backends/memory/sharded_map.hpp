@@ -14,9 +14,12 @@
 
 namespace dogpile::memory {
 
+// Not noexcept on purpose: libstdc++ then stores each node's hash, so a lookup compares
+// hashes before keys and never rehashes the keys of a bucket's chain (as it does for
+// std::hash<std::string>, whose hashes it also stores).
 struct StringHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view key) const noexcept {
+  std::size_t operator()(std::string_view key) const {
     return std::hash<std::string_view>{}(key);
   }
 };
