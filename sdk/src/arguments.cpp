@@ -63,6 +63,29 @@ T convert(const nlohmann::json& value, const std::string& key) {
   } else if constexpr (std::is_floating_point_v<T>) {
     if (value.is_number()) return value.get<T>();
     return fail("a number");
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    // A list of strings, or one string of comma-separated items (an INI value).
+    T items;
+    if (value.is_array()) {
+      for (const auto& item : value) {
+        if (!item.is_string()) return fail("a list of strings");
+        items.push_back(item.get<std::string>());
+      }
+      return items;
+    }
+    if (!value.is_string()) return fail("a string or a list of strings");
+    const std::string text = value.get<std::string>();
+    for (std::size_t start = 0; start <= text.size();) {
+      std::size_t end = text.find(',', start);
+      if (end == std::string::npos) end = text.size();
+      const auto first = text.find_first_not_of(" \t\r\n", start);
+      const auto last = text.find_last_not_of(" \t\r\n", end == 0 ? 0 : end - 1);
+      if (first != std::string::npos && first < end && last >= first) {
+        items.push_back(text.substr(first, last - first + 1));
+      }
+      start = end + 1;
+    }
+    return items;
   } else {
     static_assert(std::is_same_v<T, std::string>);
     if (value.is_string()) return value.get<std::string>();
@@ -107,6 +130,7 @@ DOGPILE_INSTANTIATE_ARGUMENT(unsigned)
 DOGPILE_INSTANTIATE_ARGUMENT(unsigned long)
 DOGPILE_INSTANTIATE_ARGUMENT(double)
 DOGPILE_INSTANTIATE_ARGUMENT(std::string)
+DOGPILE_INSTANTIATE_ARGUMENT(std::vector<std::string>)
 #undef DOGPILE_INSTANTIATE_ARGUMENT
 
 std::optional<double> Arguments::find_seconds(std::string_view name) const {

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "redis_server.hpp"
+#include "servers.hpp"
 
 using dogpile::CacheRegion;
 using nlohmann::json;

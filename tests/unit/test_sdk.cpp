@@ -2,13 +2,11 @@
 // of the two backend families and of ProxyBackend.
 #define BOOST_TEST_MODULE sdk
 #include <boost/test/unit_test.hpp>
-
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
+#include <map>
 
 #include "helpers.hpp"
-
-#include <map>
 
 using dogpile::Arguments;
 using dogpile::CachedValue;
@@ -37,7 +35,8 @@ BOOST_AUTO_TEST_CASE(metadata_is_written_as_pythons_json_dumps_writes_it) {
 
 BOOST_AUTO_TEST_CASE(a_cached_value_is_metadata_bar_payload) {
   auto value = bytes_value(R"({"a": 1})", 1795570724.65);
-  BOOST_TEST(dogpile::serialize_cached_value(*value) == R"({"ct": 1795570724.65, "v": 2}|{"a": 1})");
+  BOOST_TEST(dogpile::serialize_cached_value(*value) ==
+             R"({"ct": 1795570724.65, "v": 2}|{"a": 1})");
 }
 
 BOOST_AUTO_TEST_CASE(an_object_payload_is_encoded_by_its_codec) {
@@ -100,7 +99,9 @@ struct Point {
 
 template <>
 struct dogpile::Codec<Point> {
-  static std::string encode(const Point& p) { return std::to_string(p.x) + "," + std::to_string(p.y); }
+  static std::string encode(const Point& p) {
+    return std::to_string(p.x) + "," + std::to_string(p.y);
+  }
   static Point decode(std::string_view bytes) {
     auto comma = bytes.find(',');
     return Point{std::stoi(std::string(bytes.substr(0, comma))),
@@ -156,7 +157,10 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(arguments)
 
 BOOST_AUTO_TEST_CASE(typed_lookups_return_values_or_defaults) {
-  Arguments args(json{{"port", 6379}, {"host", "localhost"}, {"ratio", 0.5}, {"on", true},
+  Arguments args(json{{"port", 6379},
+                      {"host", "localhost"},
+                      {"ratio", 0.5},
+                      {"on", true},
                       {"nothing", nullptr}},
                  "cache.x.arguments.");
   BOOST_TEST(args.get("port", 1) == 6379);
@@ -172,6 +176,22 @@ BOOST_AUTO_TEST_CASE(typed_lookups_return_values_or_defaults) {
 BOOST_AUTO_TEST_CASE(a_number_read_as_a_string_gives_its_text) {
   Arguments args(json{{"password", 1234}});
   BOOST_TEST(args.get<std::string>("password", "") == "1234");
+}
+
+BOOST_AUTO_TEST_CASE(a_list_is_a_json_array_or_comma_separated_text) {
+  using List = std::vector<std::string>;
+  Arguments args(
+      json{{"array", {"a:1", "b:2"}}, {"text", " a:1 ,b:2,, "}, {"one", "a:1"}, {"bad", {"a", 1}}},
+      "cache.x.arguments.");
+  BOOST_TEST((args.require<List>("array") == List{"a:1", "b:2"}));
+  BOOST_TEST((args.require<List>("text") == List{"a:1", "b:2"}));
+  BOOST_TEST((args.require<List>("one") == List{"a:1"}));
+  try {
+    args.require<List>("bad");
+    BOOST_FAIL("expected ValidationError");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(message_contains(e, "cache.x.arguments.bad must be a list of strings"));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(wrong_types_are_errors_naming_the_full_key) {
@@ -204,8 +224,9 @@ BOOST_AUTO_TEST_CASE(arguments_nobody_read_are_rejected_with_the_known_ones) {
     args.reject_unknown("dogpile.cache.example");
     BOOST_FAIL("expected ValidationError");
   } catch (const dogpile::ValidationError& e) {
-    BOOST_TEST(message_contains(e, "unknown argument cache.shared.arguments.prot for "
-                                   "dogpile.cache.example (its arguments are: host, port)"));
+    BOOST_TEST(message_contains(e,
+                                "unknown argument cache.shared.arguments.prot for "
+                                "dogpile.cache.example (its arguments are: host, port)"));
   }
   Arguments ok(json{{"port", 1}});
   ok.get("port", 0);
@@ -219,7 +240,12 @@ BOOST_AUTO_TEST_CASE(ignored_python_arguments_are_accepted) {
 }
 
 BOOST_AUTO_TEST_CASE(durations_accept_numbers_and_units) {
-  Arguments args(json{{"a", 2}, {"b", "250ms"}, {"c", "5m"}, {"d", "2h"}, {"e", "1d"}, {"f", "90s"},
+  Arguments args(json{{"a", 2},
+                      {"b", "250ms"},
+                      {"c", "5m"},
+                      {"d", "2h"},
+                      {"e", "1d"},
+                      {"f", "90s"},
                       {"bad", "5 minutes"}});
   BOOST_TEST(*args.find_seconds("a") == 2.0);
   BOOST_TEST(*args.find_seconds("b") == 0.25);

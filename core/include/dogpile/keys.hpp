@@ -38,8 +38,7 @@ DOGPILE_API std::vector<std::string> function_multi_key_generator(
     std::string_view name, const std::optional<std::string>& namespace_name,
     const std::vector<std::string>& arguments);
 
-// The hex SHA-1 of the key's bytes (UTF-8), as dogpile's sha1_mangle_key.
-DOGPILE_API std::string sha1_mangle_key(std::string_view key);
+// sha1_mangle_key is declared in dogpile/sdk/backend.hpp, for plugins too.
 // Applies `mangler` to keys of at least `length` characters (UTF-8 code points, as Python's
 // len(str)); shorter keys are kept.
 DOGPILE_API KeyMangler length_conditional_mangler(std::size_t length, KeyMangler mangler);

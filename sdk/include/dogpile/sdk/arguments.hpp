@@ -28,8 +28,9 @@ class DOGPILE_API Arguments {
   explicit Arguments(nlohmann::json values, std::string key_prefix = {});
 
   // Typed look-up with a default. T is one of bool, int, long, long long, unsigned,
-  // unsigned long, double, std::string. Throws ValidationError naming the key when the
-  // value has another type. An argument explicitly set to None/null reads as the default.
+  // unsigned long, double, std::string, std::vector<std::string> (a JSON list of strings, or
+  // a string of comma-separated items, trimmed). Throws ValidationError naming the key when
+  // the value has another type. An argument explicitly set to None/null reads as the default.
   template <class T>
   T get(std::string_view name, T fallback) const;
 

@@ -28,6 +28,9 @@
 namespace dogpile {
 
 using KeyMangler = std::function<std::string(std::string_view)>;
+// The hex SHA-1 of the key's bytes (UTF-8), as dogpile's sha1_mangle_key: a mangler a backend
+// can recommend (CacheBackend::key_mangler) for keys its server cannot take as they are.
+DOGPILE_API std::string sha1_mangle_key(std::string_view key);
 using Keys = std::vector<std::string>;
 using ValueMapping = std::vector<std::pair<std::string, CachedValuePtr>>;
 using SerializedMapping = std::vector<std::pair<std::string, std::string>>;

@@ -1,0 +1,351 @@
+// dogpile.cache.memcached: values in memcached, in dogpile.cache's wire format, through a pool
+// of libmemcached clients; optionally a distributed dogpile lock held in memcached itself, as
+// dogpile.cache's MemcachedLock: `add _lock<key>` (with lock_timeout as its expiry) takes it,
+// `delete` releases it.
+#include <libmemcached-1.0/memcached.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <dogpile/sdk/sdk.hpp>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dogpile::memcached {
+
+namespace {
+
+// memcached's text protocol takes keys of at most 250 bytes without spaces or control
+// characters; "_lock" is put before keys for the distributed lock.
+constexpr std::size_t kMaxKey = 250 - 5;
+
+struct Server {
+  std::string host;
+  in_port_t port = 11211;
+};
+
+struct Settings {
+  std::vector<Server> servers;
+  std::string where;  // "host:port, …" for messages
+  bool distributed_lock = false;
+  time_t lock_timeout = 0;  // seconds; 0: the lock never expires
+  time_t memcached_expire_time = 0;
+  double dead_retry = 30;
+  double socket_timeout = 3;
+  bool binary = false;
+  unsigned pool_size = 16;
+};
+
+Server parse_server(const std::string& text, const std::string& key) {
+  Server server;
+  server.host = text;
+  if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    server.host = text.substr(0, colon);
+    const std::string port = text.substr(colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+      throw ValidationError(key + ": '" + text + "' has no valid port (expected host:port)");
+    }
+    server.port = static_cast<in_port_t>(value);
+  }
+  if (server.host.empty()) throw ValidationError(key + ": '" + text + "' has no host");
+  return server;
+}
+
+// Whole seconds for memcached, rounded up so a short positive time does not mean "never".
+time_t whole_seconds(double seconds) { return static_cast<time_t>(std::ceil(seconds)); }
+
+Settings read_settings(const Arguments& a) {
+  Settings s;
+  for (const auto& text : a.require<std::vector<std::string>>("url")) {
+    s.servers.push_back(parse_server(text, a.key("url")));
+    s.where += (s.where.empty() ? "" : ", ") + text;
+  }
+  if (s.servers.empty()) throw ValidationError(a.key("url") + " names no server");
+  s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
+  const double lock_timeout = a.find_seconds("lock_timeout").value_or(0);
+  const double expire = a.find_seconds("memcached_expire_time").value_or(0);
+  if (lock_timeout < 0) throw ValidationError(a.key("lock_timeout") + " must not be negative");
+  if (expire < 0) throw ValidationError(a.key("memcached_expire_time") + " must not be negative");
+  s.lock_timeout = whole_seconds(lock_timeout);
+  s.memcached_expire_time = whole_seconds(expire);
+  s.dead_retry = a.find_seconds("dead_retry").value_or(s.dead_retry);
+  s.socket_timeout = a.find_seconds("socket_timeout").value_or(s.socket_timeout);
+  if (s.socket_timeout <= 0) throw ValidationError(a.key("socket_timeout") + " must be positive");
+  if (s.dead_retry < 0) throw ValidationError(a.key("dead_retry") + " must not be negative");
+  s.binary = a.get("binary", s.binary);
+  s.pool_size = a.get("connection_pool_size", s.pool_size);
+  if (s.pool_size == 0) {
+    throw ValidationError(a.key("connection_pool_size") + " must be at least 1");
+  }
+  a.ignore("min_compress_len", "values are stored uncompressed");
+  return s;
+}
+
+struct ClientDeleter {
+  void operator()(memcached_st* client) const { memcached_free(client); }
+};
+using Client = std::unique_ptr<memcached_st, ClientDeleter>;
+
+// A failure of `rc` on `client`: BackendUnavailable when the servers cannot be reached (or
+// time out), Error otherwise (a value too big, a bad key).
+[[noreturn]] void fail(memcached_st* client, memcached_return_t rc, const Settings& s,
+                       std::string_view what) {
+  const std::string why =
+      client != nullptr ? memcached_last_error_message(client) : memcached_strerror(nullptr, rc);
+  if (memcached_fatal(rc) && rc != MEMCACHED_BAD_KEY_PROVIDED && rc != MEMCACHED_KEY_TOO_BIG) {
+    throw BackendUnavailable("memcached at " + s.where + " is unavailable (" + std::string(what) +
+                             "): " + why);
+  }
+  throw Error("memcached at " + s.where + " refused " + std::string(what) + ": " + why);
+}
+
+// Clients (one memcached_st each, not thread-safe) shared by the threads: a call takes one for
+// its round trips. libmemcached reconnects by itself, dead_retry seconds after a failure.
+class Pool {
+ public:
+  explicit Pool(Settings settings) : settings_(std::move(settings)), prototype_(make_prototype()) {}
+
+  class Lease {
+   public:
+    Lease(Pool& pool, memcached_st* client) : pool_(&pool), client_(client) {}
+    ~Lease() { pool_->give_back(client_); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    memcached_st* get() const { return client_; }
+
+   private:
+    Pool* pool_;
+    memcached_st* client_;
+  };
+
+  Lease lease() {
+    std::unique_lock guard(mutex_);
+    available_.wait(guard, [&] { return !idle_.empty() || clients_.size() < settings_.pool_size; });
+    if (idle_.empty()) {
+      Client client(memcached_clone(nullptr, prototype_.get()));
+      if (!client) throw Error("memcached: out of memory for a client");
+      idle_.push_back(client.get());
+      clients_.push_back(std::move(client));
+    }
+    memcached_st* client = idle_.back();
+    idle_.pop_back();
+    return Lease(*this, client);
+  }
+
+  const Settings& settings() const { return settings_; }
+
+ private:
+  Client make_prototype() const {
+    Client client(memcached_create(nullptr));
+    if (!client) throw Error("memcached: out of memory for a client");
+    for (const auto& server : settings_.servers) {
+      const memcached_return_t rc =
+          memcached_server_add(client.get(), server.host.c_str(), server.port);
+      if (memcached_failed(rc)) fail(client.get(), rc, settings_, "adding a server");
+    }
+    const auto ms = static_cast<uint64_t>(settings_.socket_timeout * 1000);
+    const std::pair<memcached_behavior_t, uint64_t> behaviors[] = {
+        {MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms},
+        {MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms},
+        {MEMCACHED_BEHAVIOR_SND_TIMEOUT, ms * 1000},
+        {MEMCACHED_BEHAVIOR_RCV_TIMEOUT, ms * 1000},
+        {MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, static_cast<uint64_t>(settings_.dead_retry)},
+        {MEMCACHED_BEHAVIOR_TCP_NODELAY, 1},
+        {MEMCACHED_BEHAVIOR_VERIFY_KEY, settings_.binary ? 0u : 1u},
+        {MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, settings_.binary ? 1u : 0u},
+    };
+    for (const auto& [behavior, value] : behaviors) {
+      const memcached_return_t rc = memcached_behavior_set(client.get(), behavior, value);
+      if (memcached_failed(rc)) fail(client.get(), rc, settings_, "setting a behaviour");
+    }
+    return client;
+  }
+
+  void give_back(memcached_st* client) {
+    {
+      std::lock_guard guard(mutex_);
+      idle_.push_back(client);
+    }
+    available_.notify_one();
+  }
+
+  const Settings settings_;
+  const Client prototype_;
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<Client> clients_;      // every client made, owned here
+  std::vector<memcached_st*> idle_;  // those not leased
+};
+
+// The dogpile lock in memcached, as dogpile.cache's MemcachedLock. Waiters poll: fast at first
+// (2 ms, doubling up to 100 ms), and a waiter for a value reads it between polls.
+class MemcachedMutex final : public CacheMutex {
+ public:
+  MemcachedMutex(std::shared_ptr<Pool> pool, std::string name)
+      : pool_(std::move(pool)), name_(std::move(name)) {}
+
+  bool acquire(bool wait) override { return take(wait, nullptr); }
+  bool acquire_unless(const std::function<bool()>& value_ready) override {
+    return take(true, &value_ready);
+  }
+
+  void release() override {
+    auto lease = pool_->lease();
+    const memcached_return_t rc = memcached_delete(lease.get(), name_.data(), name_.size(), 0);
+    if (memcached_failed(rc) && rc != MEMCACHED_NOTFOUND) {
+      fail(lease.get(), rc, pool_->settings(), "releasing the lock " + name_);
+    }
+  }
+
+  bool locked() const override {
+    auto lease = pool_->lease();
+    const memcached_return_t rc = memcached_exist(lease.get(), name_.data(), name_.size());
+    if (rc == MEMCACHED_NOTFOUND) return false;
+    if (memcached_failed(rc)) fail(lease.get(), rc, pool_->settings(), "reading a lock");
+    return true;
+  }
+
+ private:
+  bool take(bool wait, const std::function<bool()>* value_ready) {
+    constexpr double kLongestPause = 0.1;
+    double pause = 0.002;
+    for (;;) {
+      memcached_return_t rc;
+      {
+        auto lease = pool_->lease();
+        rc = memcached_add(lease.get(), name_.data(), name_.size(), "1", 1,
+                           pool_->settings().lock_timeout, 0);
+        if (memcached_success(rc)) return true;
+        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+          fail(lease.get(), rc, pool_->settings(), "taking the lock " + name_);
+        }
+      }
+      if (!wait) return false;
+      if (value_ready != nullptr && (*value_ready)()) return false;
+      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+      pause = std::min(pause * 2, kLongestPause);
+    }
+  }
+
+  std::shared_ptr<Pool> pool_;
+  const std::string name_;
+};
+
+// Keys memcached can take as they are stay readable; others (too long, or with spaces or
+// control characters) become their SHA-1.
+std::string mangle_for_memcached(std::string_view key) {
+  const bool fits = key.size() <= kMaxKey && std::none_of(key.begin(), key.end(), [](char c) {
+                      const auto u = static_cast<unsigned char>(c);
+                      return u <= 0x20 || u == 0x7f;
+                    });
+  return fits ? std::string(key) : sha1_mangle_key(key);
+}
+
+class MemcachedBackend final : public BytesBackend {
+ public:
+  explicit MemcachedBackend(const Arguments& arguments)
+      : pool_(std::make_shared<Pool>(read_settings(arguments))) {}
+
+  std::optional<std::string> get_serialized(std::string_view key) override {
+    auto lease = pool_->lease();
+    std::size_t length = 0;
+    uint32_t flags = 0;
+    memcached_return_t rc;
+    char* value = memcached_get(lease.get(), key.data(), key.size(), &length, &flags, &rc);
+    if (rc == MEMCACHED_NOTFOUND) return std::nullopt;
+    if (memcached_failed(rc)) fail(lease.get(), rc, settings(), "get");
+    std::string out(value != nullptr ? value : "", length);
+    std::free(value);
+    return out;
+  }
+
+  // One multi-get: a round trip per server, whatever the number of keys.
+  SerializedValues get_serialized_multi(const Keys& keys) override {
+    if (keys.empty()) return {};
+    std::vector<const char*> names;
+    std::vector<std::size_t> lengths;
+    names.reserve(keys.size());
+    lengths.reserve(keys.size());
+    for (const auto& key : keys) {
+      names.push_back(key.data());
+      lengths.push_back(key.size());
+    }
+    auto lease = pool_->lease();
+    memcached_return_t rc = memcached_mget(lease.get(), names.data(), lengths.data(), keys.size());
+    if (memcached_failed(rc)) fail(lease.get(), rc, settings(), "get_multi");
+    std::map<std::string, std::string, std::less<>> found;
+    memcached_result_st result;
+    memcached_result_create(lease.get(), &result);
+    while (memcached_fetch_result(lease.get(), &result, &rc) != nullptr) {
+      found.emplace(
+          std::string(memcached_result_key_value(&result), memcached_result_key_length(&result)),
+          std::string(memcached_result_value(&result), memcached_result_length(&result)));
+    }
+    memcached_result_free(&result);
+    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && memcached_failed(rc)) {
+      fail(lease.get(), rc, settings(), "get_multi");
+    }
+    SerializedValues values;
+    values.reserve(keys.size());
+    for (const auto& key : keys) {
+      auto it = found.find(key);
+      values.push_back(it == found.end() ? std::nullopt : std::optional<std::string>(it->second));
+    }
+    return values;
+  }
+
+  void set_serialized(const std::string& key, std::string_view value) override {
+    auto lease = pool_->lease();
+    store(lease, key, value);
+  }
+
+  void set_serialized_multi(const SerializedMapping& mapping) override {
+    if (mapping.empty()) return;
+    auto lease = pool_->lease();
+    for (const auto& [key, value] : mapping) store(lease, key, value);
+  }
+
+  void remove(std::string_view key) override {
+    auto lease = pool_->lease();
+    const memcached_return_t rc = memcached_delete(lease.get(), key.data(), key.size(), 0);
+    if (memcached_failed(rc) && rc != MEMCACHED_NOTFOUND)
+      fail(lease.get(), rc, settings(), "delete");
+  }
+
+  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
+    if (!settings().distributed_lock) return nullptr;
+    return std::make_unique<MemcachedMutex>(pool_, "_lock" + std::string(key));
+  }
+
+  KeyMangler key_mangler() const override { return mangle_for_memcached; }
+
+  bool has_lock_timeout() const override {
+    return settings().distributed_lock && settings().lock_timeout != 0;
+  }
+
+ private:
+  const Settings& settings() const { return pool_->settings(); }
+
+  void store(Pool::Lease& lease, const std::string& key, std::string_view value) {
+    const memcached_return_t rc = memcached_set(lease.get(), key.data(), key.size(), value.data(),
+                                                value.size(), settings().memcached_expire_time, 0);
+    if (memcached_failed(rc)) fail(lease.get(), rc, settings(), "set");
+  }
+
+  std::shared_ptr<Pool> pool_;
+};
+
+}  // namespace
+
+}  // namespace dogpile::memcached
+
+DOGPILE_BACKEND_PLUGIN(memcached, "dogpile.cache.memcached", "1.0.0",
+                       "memcached through libmemcached: the wire format, one multi-get per call, "
+                       "and an optional distributed dogpile lock",
+                       dogpile::memcached::MemcachedBackend);

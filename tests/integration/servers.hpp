@@ -1,0 +1,136 @@
+// Real servers for integration tests (redis-server, memcached): each started on a free
+// loopback port in a scratch directory, stopped by its PID, its files removed. No skipping: a
+// missing program fails the test.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../unit/helpers.hpp"
+
+namespace test {
+
+// A port nothing listens on now, on 127.0.0.1.
+inline int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    throw std::runtime_error("no free loopback port");
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// A server program run for a test in a scratch directory, stopped by its PID; ready once it
+// accepts a connection on its port.
+class ServerProcess {
+ public:
+  ~ServerProcess() { stop(); }
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  int port() const { return port_; }
+
+  void start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args_) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      ::_exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error(args_[0] + " exited at start (is it installed?)");
+      }
+      if (accepts()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stop();
+    throw std::runtime_error(args_[0] + " did not start on port " + std::to_string(port_));
+  }
+
+  // A server that accepts connections but never answers, until resume().
+  void pause() { ::kill(pid_, SIGSTOP); }
+  void resume() { ::kill(pid_, SIGCONT); }
+
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ protected:
+  ServerProcess() : port_(free_loopback_port()) {}
+
+  std::string scratch(const char* name) const { return (dir_.path / name).string(); }
+
+  std::vector<std::string> args_;  // argv, set by the server's class before start()
+
+ private:
+  bool accepts() const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<uint16_t>(port_));
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    ::close(fd);
+    return ok;
+  }
+
+  int port_;
+  TempDir dir_;
+  pid_t pid_ = -1;
+};
+
+// redis-server, without persistence, also listening on a unix socket.
+class RedisServer : public ServerProcess {
+ public:
+  explicit RedisServer(std::vector<std::string> extra_args = {}) {
+    args_ = {"redis-server",     "--port",    std::to_string(port()), "--bind",       "127.0.0.1",
+             "--save",           "",          "--appendonly",         "no",           "--dir",
+             scratch(""),        "--logfile", scratch("redis.log"),   "--unixsocket", socket_path(),
+             "--unixsocketperm", "700"};
+    args_.insert(args_.end(), extra_args.begin(), extra_args.end());
+    start();
+  }
+
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port()) + "/0"; }
+  std::string socket_path() const { return scratch("redis.sock"); }
+};
+
+// memcached, TCP only, 64 MB.
+class MemcachedServer : public ServerProcess {
+ public:
+  explicit MemcachedServer(std::vector<std::string> extra_args = {}) {
+    args_ = {"memcached", "-l", "127.0.0.1", "-p", std::to_string(port()), "-U", "0",
+             "-m",        "64", "-t",        "2"};
+    if (::geteuid() == 0) args_.insert(args_.end(), {"-u", "root"});  // it refuses root otherwise
+    args_.insert(args_.end(), extra_args.begin(), extra_args.end());
+    start();
+  }
+
+  std::string url() const { return "127.0.0.1:" + std::to_string(port()); }
+};
+
+}  // namespace test

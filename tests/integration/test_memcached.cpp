@@ -1,0 +1,326 @@
+// dogpile.cache.memcached against a real memcached started for the test.
+#define BOOST_TEST_MODULE memcached
+#include <libmemcached-1.0/memcached.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <dogpile/dogpile.hpp>
+#include <map>
+#include <thread>
+
+#include "servers.hpp"
+
+using dogpile::CacheRegion;
+using nlohmann::json;
+using test::message_contains;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Server {
+  test::MemcachedServer memcached;
+};
+
+std::shared_ptr<CacheRegion> memcached_region(const test::MemcachedServer& server,
+                                              json arguments = json::object()) {
+  arguments["url"] = server.url();
+  auto region = dogpile::make_region("memcached");
+  region->configure("dogpile.cache.memcached",
+                    {.arguments = std::move(arguments), .config_prefix = "cache.mc."});
+  return region;
+}
+
+// A client outside the library, to look at the server.
+class Raw {
+ public:
+  explicit Raw(const test::MemcachedServer& server) : client_(memcached_create(nullptr)) {
+    memcached_server_add(client_, "127.0.0.1", static_cast<in_port_t>(server.port()));
+  }
+  ~Raw() { memcached_free(client_); }
+  Raw(const Raw&) = delete;
+  Raw& operator=(const Raw&) = delete;
+
+  std::optional<std::string> get(const std::string& key) {
+    std::size_t length = 0;
+    uint32_t flags = 0;
+    memcached_return_t rc;
+    char* value = memcached_get(client_, key.data(), key.size(), &length, &flags, &rc);
+    if (value == nullptr) return std::nullopt;
+    std::string out(value, length);
+    std::free(value);
+    return out;
+  }
+
+  // Adds 1 to the number under `key` (0 if missing).
+  void increment(const std::string& key) {
+    memcached_add(client_, key.data(), key.size(), "0", 1, 0, 0);
+    uint64_t value = 0;
+    memcached_increment(client_, key.data(), key.size(), 1, &value);
+  }
+
+ private:
+  memcached_st* client_;
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(conformance, Server)
+
+BOOST_AUTO_TEST_CASE(a_missing_key_is_a_miss) {
+  auto region = memcached_region(memcached);
+  BOOST_TEST(region->get<int>("absent") == nullptr);
+  BOOST_TEST(!region->actual_backend()->get_serialized("absent").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(set_then_get_stores_the_wire_format) {
+  auto region = memcached_region(memcached);
+  region->set("k", json{{"a", 1}});
+  BOOST_TEST((*region->get<json>("k") == json{{"a", 1}}));
+  const auto stored = Raw(memcached).get("k");
+  BOOST_TEST_REQUIRE(stored.has_value());
+  BOOST_TEST(stored->starts_with("{\"ct\": "));
+  BOOST_TEST(stored->ends_with(", \"v\": 2}|{\"a\":1}"));
+}
+
+BOOST_AUTO_TEST_CASE(multi_operations_and_deleting_twice) {
+  auto region = memcached_region(memcached);
+  std::map<std::string, int> mapping;
+  dogpile::Keys keys;
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back("k" + std::to_string(i));
+    mapping[keys.back()] = i;
+  }
+  region->set_multi(mapping);
+  keys.insert(keys.begin() + 1, "missing");
+  auto values = region->get_multi<int>(keys);
+  BOOST_TEST_REQUIRE(values.size() == 101u);
+  BOOST_TEST(*values[0] == 0);
+  BOOST_TEST(values[1] == nullptr);
+  BOOST_TEST(*values[43] == 42);
+  region->remove("k0");
+  region->remove("k0");
+  region->remove_multi({"k0", "k1"});
+  region->remove_multi({"k0", "k1"});
+  BOOST_TEST(region->get<int>("k1") == nullptr);
+  BOOST_TEST(*region->get<int>("k2") == 2);
+}
+
+BOOST_AUTO_TEST_CASE(keys_memcached_cannot_take_are_mangled_by_default) {
+  auto region = memcached_region(memcached);
+  const std::string spaced = "user profile 7";
+  const std::string long_key(300, 'x');
+  region->set(spaced, 1);
+  region->set(long_key, 2);
+  region->set("plain:key", 3);
+  BOOST_TEST(*region->get<int>(spaced) == 1);
+  BOOST_TEST(*region->get<int>(long_key) == 2);
+  Raw raw(memcached);
+  BOOST_TEST(raw.get(dogpile::sha1_mangle_key(spaced)).has_value());
+  BOOST_TEST(raw.get(dogpile::sha1_mangle_key(long_key)).has_value());
+  BOOST_TEST(raw.get("plain:key").has_value());  // readable keys stay as they are
+}
+
+BOOST_AUTO_TEST_CASE(the_distributed_mutex_excludes_and_reports_locked) {
+  auto region = memcached_region(memcached, {{"distributed_lock", true}});
+  auto mutex = region->actual_backend()->get_mutex("k");
+  auto other = region->actual_backend()->get_mutex("k");
+  BOOST_TEST_REQUIRE(mutex != nullptr);
+  BOOST_TEST(!mutex->locked());
+  BOOST_TEST(mutex->acquire(false));
+  BOOST_TEST(mutex->locked());
+  BOOST_TEST(Raw(memcached).get("_lockk").has_value());  // dogpile.cache's lock key
+  BOOST_TEST(!other->acquire(false));
+  mutex->release();
+  BOOST_TEST(!mutex->locked());
+  BOOST_TEST(other->acquire(false));
+  other->release();
+  auto plain = memcached_region(memcached);
+  BOOST_TEST(plain->actual_backend()->get_mutex("k") == nullptr);  // in-process lock
+}
+
+BOOST_AUTO_TEST_CASE(five_threads_five_rounds_never_overlap_on_one_lock) {
+  auto region = memcached_region(memcached, {{"distributed_lock", true}});
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 5; ++t) {
+    threads.emplace_back([&] {
+      auto mutex = region->actual_backend()->get_mutex("shared");
+      for (int round = 0; round < 5; ++round) {
+        BOOST_TEST(mutex->acquire(true));
+        if (inside.fetch_add(1) != 0) ++overlaps;
+        std::this_thread::sleep_for(2ms);
+        inside.fetch_sub(1);
+        mutex->release();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  BOOST_TEST(overlaps == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_lock_whose_holder_died_expires_after_lock_timeout) {
+  auto region = memcached_region(memcached, {{"distributed_lock", true}, {"lock_timeout", 1}});
+  BOOST_TEST(region->actual_backend()->has_lock_timeout());
+  auto dead_holder = region->actual_backend()->get_mutex("k");
+  BOOST_TEST(dead_holder->acquire(false));  // never released
+  auto waiter = region->actual_backend()->get_mutex("k");
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_TEST(waiter->acquire(true));  // memcached expires the lock (1 s, on its clock)
+  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(waited.count() < 10.0);
+  waiter->release();
+}
+
+BOOST_AUTO_TEST_CASE(memcached_expire_time_makes_the_server_drop_values) {
+  auto region = memcached_region(memcached, {{"memcached_expire_time", 1}});
+  region->set("k", 1);
+  region->set_multi(std::map<std::string, int>{{"m", 2}});
+  BOOST_TEST(*region->get<int>("k") == 1);
+  std::this_thread::sleep_for(2100ms);  // memcached counts whole seconds
+  BOOST_TEST(!Raw(memcached).get("k").has_value());
+  BOOST_TEST(!Raw(memcached).get("m").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_herd_on_a_cold_key_creates_once_with_the_distributed_lock) {
+  auto region = memcached_region(memcached, {{"distributed_lock", true}, {"lock_timeout", 10}});
+  std::atomic<int> calls{0};
+  std::vector<std::thread> herd;
+  for (int t = 0; t < 16; ++t) {
+    herd.emplace_back([&] {
+      BOOST_TEST(*region->get_or_create("cold", [&] {
+        ++calls;
+        std::this_thread::sleep_for(50ms);
+        return 7;
+      }) == 7);
+    });
+  }
+  for (auto& thread : herd) thread.join();
+  BOOST_TEST(calls == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) {
+  test::MemcachedServer memcached;
+  const auto start = std::chrono::system_clock::now() + 300ms;
+  std::vector<pid_t> processes;
+  for (int p = 0; p < 4; ++p) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      int status = 0;
+      try {
+        auto region =
+            memcached_region(memcached, {{"distributed_lock", true}, {"lock_timeout", 10}});
+        std::this_thread::sleep_until(start);
+        std::vector<std::thread> herd;
+        for (int t = 0; t < 8; ++t) {
+          herd.emplace_back([&] {
+            region->get_or_create("herd", [&] {
+              Raw(memcached).increment("herd:calls");
+              std::this_thread::sleep_for(50ms);
+              return 1;
+            });
+          });
+        }
+        for (auto& thread : herd) thread.join();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "herd process: %s\n", e.what());
+        status = 1;
+      }
+      ::_exit(status);
+    }
+    processes.push_back(pid);
+  }
+  int failures = 0;
+  for (pid_t pid : processes) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    failures += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  BOOST_TEST(failures == 0);
+  BOOST_TEST(Raw(memcached).get("herd:calls").value_or("none") == "1");
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_is_down_is_backend_unavailable_naming_host_and_port) {
+  const int port = test::free_loopback_port();
+  auto region = dogpile::make_region();
+  region->configure(
+      "dogpile.cache.memcached",
+      {.arguments = {{"url", "127.0.0.1:" + std::to_string(port)}, {"socket_timeout", 1}}});
+  try {
+    region->get<int>("k");
+    BOOST_FAIL("expected BackendUnavailable");
+  } catch (const dogpile::BackendUnavailable& e) {
+    BOOST_TEST(message_contains(e, "127.0.0.1:" + std::to_string(port)));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_backend_recovers_when_the_server_comes_back) {
+  test::MemcachedServer memcached;
+  auto region = memcached_region(memcached, {{"socket_timeout", 1}, {"dead_retry", 0}});
+  region->set("k", 1);
+  memcached.stop();
+  BOOST_CHECK_THROW(region->get<int>("k"), dogpile::BackendUnavailable);
+  BOOST_CHECK_THROW(region->set("k", 2), dogpile::BackendUnavailable);
+  memcached.start();  // the same port, empty
+  bool back = false;
+  for (int i = 0; i < 50 && !back; ++i) {  // libmemcached retries the server after dead_retry
+    try {
+      region->set("k", 3);
+      back = true;
+    } catch (const dogpile::BackendUnavailable&) {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  BOOST_TEST_REQUIRE(back);
+  BOOST_TEST(*region->get<int>("k") == 3);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_stops_answering_fails_within_socket_timeout) {
+  test::MemcachedServer memcached;
+  auto region = memcached_region(memcached, {{"socket_timeout", 0.5}, {"dead_retry", 0}});
+  region->set("k", 1);
+  memcached.pause();
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    region->get<int>("k");
+    BOOST_FAIL("expected BackendUnavailable");
+  } catch (const dogpile::BackendUnavailable& e) {
+    BOOST_TEST(message_contains(e, "127.0.0.1:" + std::to_string(memcached.port())));
+  }
+  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(waited.count() < 10.0);  // bounded, not a hang
+  memcached.resume();
+  bool back = false;
+  for (int i = 0; i < 50 && !back; ++i) {
+    try {
+      back = *region->get<int>("k") == 1;
+    } catch (const dogpile::BackendUnavailable&) {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  BOOST_TEST(back);
+}
+
+BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
+  const std::pair<json, const char*> cases[] = {
+      {json::object(), "missing required argument cache.mc.arguments.url"},
+      {{{"url", "127.0.0.1:11211"}, {"urls", 1}}, "unknown argument cache.mc.arguments.urls"},
+      {{{"url", "127.0.0.1:99999"}}, "cache.mc.arguments.url: '127.0.0.1:99999' has no valid port"},
+      {{{"url", json::array()}}, "cache.mc.arguments.url names no server"},
+      {{{"url", "h:1"}, {"memcached_expire_time", -1}}, "cache.mc.arguments.memcached_expire_time"},
+      {{{"url", "h:1"}, {"connection_pool_size", 0}}, "cache.mc.arguments.connection_pool_size"},
+      {{{"url", "h:1"}, {"socket_timeout", "soon"}}, "cache.mc.arguments.socket_timeout"},
+  };
+  for (const auto& [arguments, expected] : cases) {
+    auto region = dogpile::make_region();
+    try {
+      region->configure("dogpile.cache.memcached",
+                        {.arguments = arguments, .config_prefix = "cache.mc."});
+      BOOST_FAIL("expected ValidationError for " << arguments.dump());
+    } catch (const dogpile::ValidationError& e) {
+      BOOST_TEST(message_contains(e, expected));
+    }
+  }
+}
