@@ -310,6 +310,8 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
       {{{"url", "127.0.0.1:99999"}}, "cache.mc.arguments.url: '127.0.0.1:99999' has no valid port"},
       {{{"url", json::array()}}, "cache.mc.arguments.url names no server"},
       {{{"url", "h:1"}, {"memcached_expire_time", -1}}, "cache.mc.arguments.memcached_expire_time"},
+      {{{"url", "h:1"}, {"lock_timeout", "31d"}},
+       "cache.mc.arguments.lock_timeout must be between"},
       {{{"url", "h:1"}, {"connection_pool_size", 0}}, "cache.mc.arguments.connection_pool_size"},
       {{{"url", "h:1"}, {"socket_timeout", "soon"}}, "cache.mc.arguments.socket_timeout"},
   };

@@ -70,8 +70,15 @@ Settings read_settings(const Arguments& a) {
   s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
   const double lock_timeout = a.find_seconds("lock_timeout").value_or(0);
   const double expire = a.find_seconds("memcached_expire_time").value_or(0);
-  if (lock_timeout < 0) throw ValidationError(a.key("lock_timeout") + " must not be negative");
-  if (expire < 0) throw ValidationError(a.key("memcached_expire_time") + " must not be negative");
+  // memcached reads an expiry of more than 30 days as a point in time (a Unix timestamp).
+  constexpr double kThirtyDays = 30 * 24 * 3600;
+  for (const auto& [name, seconds] :
+       {std::pair{"lock_timeout", lock_timeout}, std::pair{"memcached_expire_time", expire}}) {
+    if (seconds < 0 || seconds > kThirtyDays) {
+      throw ValidationError(a.key(name) +
+                            " must be between 0 and 2592000 seconds (30 days, memcached's limit)");
+    }
+  }
   s.lock_timeout = whole_seconds(lock_timeout);
   s.memcached_expire_time = whole_seconds(expire);
   s.dead_retry = a.find_seconds("dead_retry").value_or(s.dead_retry);
