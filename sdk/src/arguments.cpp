@@ -75,17 +75,18 @@ T convert(const nlohmann::json& value, const std::string& key) {
     }
     if (!value.is_string()) return fail("a string or a list of strings");
     const std::string text = value.get<std::string>();
-    for (std::size_t start = 0; start <= text.size();) {
-      std::size_t end = text.find(',', start);
-      if (end == std::string::npos) end = text.size();
-      const auto first = text.find_first_not_of(" \t\r\n", start);
-      const auto last = text.find_last_not_of(" \t\r\n", end == 0 ? 0 : end - 1);
-      if (first != std::string::npos && first < end && last >= first) {
-        items.push_back(text.substr(first, last - first + 1));
+    std::string_view rest = text;
+    for (;;) {
+      const std::size_t comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      const std::size_t first = item.find_first_not_of(" \t\r\n");
+      if (first != std::string_view::npos) {
+        item = item.substr(first, item.find_last_not_of(" \t\r\n") - first + 1);
+        items.emplace_back(item);
       }
-      start = end + 1;
+      if (comma == std::string_view::npos) return items;
+      rest.remove_prefix(comma + 1);
     }
-    return items;
   } else {
     static_assert(std::is_same_v<T, std::string>);
     if (value.is_string()) return value.get<std::string>();

@@ -39,6 +39,7 @@ DOGPILE_API std::vector<std::string> function_multi_key_generator(
     const std::vector<std::string>& arguments);
 
 // sha1_mangle_key is declared in dogpile/sdk/backend.hpp, for plugins too.
+
 // Applies `mangler` to keys of at least `length` characters (UTF-8 code points, as Python's
 // len(str)); shorter keys are kept.
 DOGPILE_API KeyMangler length_conditional_mangler(std::size_t length, KeyMangler mangler);
