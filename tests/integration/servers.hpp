@@ -133,4 +133,61 @@ class MemcachedServer : public ServerProcess {
   std::string url() const { return "127.0.0.1:" + std::to_string(port()); }
 };
 
+// The message of the BackendUnavailable `call` throws, checked to name `where` (host:port);
+// empty, and a failed check, when it throws nothing.
+template <class Call>
+std::string unavailable_message(Call&& call, const std::string& where) {
+  try {
+    call();
+  } catch (const dogpile::BackendUnavailable& e) {
+    BOOST_TEST(message_contains(e, where));
+    return e.what();
+  }
+  BOOST_ERROR("expected BackendUnavailable naming " << where);
+  return {};
+}
+
+// Calls `call` until it stops throwing BackendUnavailable (a client may leave a failed server
+// alone for a while), for at most 5 s; whether it succeeded.
+template <class Call>
+bool once_available(Call&& call) {
+  for (int i = 0; i < 50; ++i) {
+    try {
+      call();
+      return true;
+    } catch (const dogpile::BackendUnavailable&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return false;
+}
+
+// A server that stops answering (SIGSTOP) makes a read fail with BackendUnavailable naming it,
+// in bounded time; once it answers again the value is read. `region` holds 1 under "k".
+template <class Server>
+void check_a_stalled_server_fails_then_recovers(Server& server, dogpile::CacheRegion& region) {
+  server.pause();
+  const auto start = std::chrono::steady_clock::now();
+  unavailable_message([&] { region.get<int>("k"); }, "127.0.0.1:" + std::to_string(server.port()));
+  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+  BOOST_TEST(waited.count() < 10.0);  // bounded, not a hang
+  server.resume();
+  BOOST_TEST(once_available([&] { BOOST_TEST(*region.get<int>("k") == 1); }));
+}
+
+// Each of `cases` (arguments, text the error must contain) makes configuring `backend` a
+// ValidationError.
+inline void check_bad_arguments(const std::string& backend, const std::string& config_prefix,
+                                const std::vector<std::pair<nlohmann::json, std::string>>& cases) {
+  for (const auto& [arguments, expected] : cases) {
+    auto region = dogpile::make_region();
+    try {
+      region->configure(backend, {.arguments = arguments, .config_prefix = config_prefix});
+      BOOST_ERROR("expected ValidationError for " << arguments.dump());
+    } catch (const dogpile::ValidationError& e) {
+      BOOST_TEST(message_contains(e, expected));
+    }
+  }
+}
+
 }  // namespace test
