@@ -6,13 +6,11 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 namespace dogpile::memcached {
@@ -220,24 +218,17 @@ class MemcachedMutex final : public CacheMutex {
 
  private:
   bool take(bool wait, const std::function<bool()>* value_ready) {
-    constexpr double kLongestPause = 0.1;
-    double pause = 0.002;
-    for (;;) {
-      memcached_return_t rc;
-      {
-        auto lease = pool_->lease();
-        rc = memcached_add(lease.get(), name_.data(), name_.size(), "1", 1,
-                           pool_->settings().lock_timeout, 0);
-        if (memcached_success(rc)) return true;
-        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
-          fail(lease.get(), rc, pool_->settings(), "taking the lock " + name_);
-        }
+    auto try_take = [&] {
+      auto lease = pool_->lease();
+      const memcached_return_t rc = memcached_add(lease.get(), name_.data(), name_.size(), "1", 1,
+                                                  pool_->settings().lock_timeout, 0);
+      if (memcached_success(rc)) return true;
+      if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+        fail(lease.get(), rc, pool_->settings(), "taking the lock " + name_);
       }
-      if (!wait) return false;
-      if (value_ready != nullptr && (*value_ready)()) return false;
-      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-      pause = std::min(pause * 2, kLongestPause);
-    }
+      return false;
+    };
+    return poll_lock(try_take, {.wait = wait, .value_ready = value_ready});
   }
 
   std::shared_ptr<Pool> pool_;

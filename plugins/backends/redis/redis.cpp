@@ -6,9 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
-#include <chrono>
 #include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
 #include <mutex>
@@ -19,8 +17,6 @@
 namespace dogpile::redis {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct Settings {
   std::string host = "localhost";
@@ -371,26 +367,20 @@ class RedisMutex final : public CacheMutex {
  private:
   bool take(bool wait, const std::function<bool()>* value_ready) {
     const Settings& s = pool_->settings();
-    const bool blocking = wait && s.lock_blocking;
-    const auto deadline =
-        s.lock_blocking_timeout
-            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(*s.lock_blocking_timeout))
-            : Clock::time_point::max();
     const std::string token = new_token();
-    double pause = value_ready != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep;
-    for (;;) {
-      if (try_take(token)) {
-        std::lock_guard guard(mutex_);
-        token_ = token;
-        owner_ = std::this_thread::get_id();
-        return true;
-      }
-      if (!blocking || Clock::now() >= deadline) return false;
-      if (value_ready != nullptr && (*value_ready)()) return false;
-      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
-      pause = std::min(pause * 2, s.lock_sleep);
+    const bool taken = poll_lock(
+        [&] { return try_take(token); },
+        {.wait = wait && s.lock_blocking,
+         .first_pause = value_ready != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep,
+         .longest_pause = s.lock_sleep,
+         .timeout = s.lock_blocking_timeout,
+         .value_ready = value_ready});
+    if (taken) {
+      std::lock_guard guard(mutex_);
+      token_ = token;
+      owner_ = std::this_thread::get_id();
     }
+    return taken;
   }
 
   bool try_take(const std::string& token) {

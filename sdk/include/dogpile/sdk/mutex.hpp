@@ -3,7 +3,11 @@
 // its own, e.g. a lock held in Redis, so creation is exclusive across processes.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
+#include <optional>
+#include <thread>
 
 #include "dogpile/sdk/export.hpp"
 
@@ -29,5 +33,34 @@ class DOGPILE_API CacheMutex {
   // stored it, without taking the lock in turn. The default blocks in acquire(true).
   virtual bool acquire_unless(const std::function<bool()>& value_ready);
 };
+
+// How a lock held in a server is waited for, by poll_lock.
+struct LockPolling {
+  bool wait = true;                 // false: one try
+  double first_pause = 0.002;       // seconds between the first tries, doubling each time...
+  double longest_pause = 0.1;       // ...up to this
+  std::optional<double> timeout{};  // seconds to wait at most; unset: no limit
+  // acquire_unless's `value_ready`: asked between tries; true ends the wait.
+  const std::function<bool()>* value_ready = nullptr;
+};
+
+// Calls try_take() (one attempt at the server's lock, true when it is now ours) until it
+// succeeds, returning true, or the polling ends, returning false.
+template <class TryTake>
+bool poll_lock(TryTake&& try_take, const LockPolling& polling) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = polling.timeout
+                            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                 std::chrono::duration<double>(*polling.timeout))
+                            : Clock::time_point::max();
+  double pause = polling.first_pause;
+  for (;;) {
+    if (try_take()) return true;
+    if (!polling.wait || Clock::now() >= deadline) return false;
+    if (polling.value_ready != nullptr && (*polling.value_ready)()) return false;
+    std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+    pause = std::min(pause * 2, polling.longest_pause);
+  }
+}
 
 }  // namespace dogpile
