@@ -106,6 +106,7 @@ struct CacheRegion::State {
   std::shared_ptr<LockRegistry> locks;
   AsyncCreationRunner async_runner;
   std::unique_ptr<ThreadPoolRunner> pool;  // when the configuration asked for one
+  bool raise_on_undecodable = false;
 };
 
 CacheRegion::CacheRegion(std::string name, KeyMangler key_mangler,
@@ -131,12 +132,6 @@ CacheRegion::~CacheRegion() {
   for (auto& state : states_) {
     if (state->pool) state->pool->shutdown();
   }
-}
-
-std::shared_ptr<CacheRegion> make_region(std::string name, KeyMangler key_mangler,
-                                         AsyncCreationRunner async_creation_runner) {
-  return std::make_shared<CacheRegion>(std::move(name), std::move(key_mangler),
-                                       std::move(async_creation_runner));
 }
 
 std::shared_ptr<CacheRegion> make_region(RegionOptions options) {
@@ -175,6 +170,7 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
   auto state = std::make_unique<State>();
   state->backend_name = std::string(backend);
   state->expiration = normalized_expiration(options.expiration_time);
+  state->raise_on_undecodable = options.raise_on_undecodable;
 
   auto& loader = PluginLoader::instance();
   const std::string& prefix = options.config_prefix;
@@ -306,16 +302,18 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
       if (!value.is_string())
         throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + value.dump());
       options.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
-    } else if (name == "replace_existing_backend") {
+    } else if (name == "replace_existing_backend" || name == "raise_on_undecodable") {
       if (!value.is_boolean())
         throw ValidationError(key + " must be true or false, not " + value.dump());
-      options.replace_existing_backend = value.get<bool>();
+      (name == "raise_on_undecodable" ? options.raise_on_undecodable
+                                      : options.replace_existing_backend) = value.get<bool>();
     } else {
-      throw ValidationError("unknown config key " + key +
-                            " (a region takes backend, expiration_time, arguments.<name>, wrap, "
-                            "wrap_arguments.<proxy>.<name>, "
-                            "replace_existing_backend, key_mangler, async_creation_runner, "
-                            "async_creation_runner_threads, async_creation_runner_queue)");
+      throw ValidationError(
+          "unknown config key " + key +
+          " (a region takes backend, expiration_time, arguments.<name>, wrap, "
+          "wrap_arguments.<proxy>.<name>, "
+          "replace_existing_backend, key_mangler, raise_on_undecodable, async_creation_runner, "
+          "async_creation_runner_threads, async_creation_runner_queue)");
     }
   }
   // <prefix>wrap_arguments.<proxy name>.<argument>: the longest proxy name in wrap that fits.
@@ -364,16 +362,48 @@ bool CacheRegion::is_fresh(const State& st, const CachedValue& value, const GetO
   return !st.invalidator->is_invalidated(ct);
 }
 
+CachedValuePtr CacheRegion::decoded(const State& st, CachedValuePtr value, std::string_view key,
+                                    Decoder decode) const {
+  if (!value) return nullptr;
+  try {
+    if (!value->decodable()) throw CantDeserialize(value->problem());
+    return decode != nullptr ? decode(value) : value;
+  } catch (const ValueTypeError& e) {
+    throw ValueTypeError("cached value for key '" + std::string(key) + "' " + e.what());
+  } catch (const CantDeserialize& e) {
+    if (st.raise_on_undecodable) {
+      throw CantDeserialize("cached value for key '" + std::string(key) + "' " + e.what());
+    }
+    if (log_enabled(LogLevel::warning)) {
+      log(LogLevel::warning, "region",
+          "region '" + name_ + "': cached value for key '" + std::string(key) + "' " + e.what() +
+              "; treated as a miss");
+    }
+    return nullptr;
+  }
+}
+
 CachedValuePtr CacheRegion::get_value_metadata(std::string_view key,
                                                const GetOptions& options) const {
-  const State& st = state();
-  CachedValuePtr value = st.key_mangler ? st.outer->get(st.key_mangler(key)) : st.outer->get(key);
-  if (value && !is_fresh(st, *value, options)) return nullptr;
-  return value;
+  return get_decoded(key, options, nullptr);
 }
 
 std::vector<CachedValuePtr> CacheRegion::get_value_metadata_multi(const Keys& keys,
                                                                   const GetOptions& options) const {
+  return get_decoded_multi(keys, options, nullptr);
+}
+
+CachedValuePtr CacheRegion::get_decoded(std::string_view key, const GetOptions& options,
+                                        Decoder decode) const {
+  const State& st = state();
+  CachedValuePtr value = st.key_mangler ? st.outer->get(st.key_mangler(key)) : st.outer->get(key);
+  if (value && value->decodable() && !is_fresh(st, *value, options)) return nullptr;
+  return decoded(st, std::move(value), key, decode);
+}
+
+std::vector<CachedValuePtr> CacheRegion::get_decoded_multi(const Keys& keys,
+                                                           const GetOptions& options,
+                                                           Decoder decode) const {
   if (keys.empty()) return {};
   const State& st = state();
   std::vector<CachedValuePtr> values;
@@ -385,8 +415,10 @@ std::vector<CachedValuePtr> CacheRegion::get_value_metadata_multi(const Keys& ke
   } else {
     values = st.outer->get_multi(keys);
   }
-  for (auto& value : values) {
-    if (value && !is_fresh(st, *value, options)) value = nullptr;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    auto& value = values[i];
+    if (value && value->decodable() && !is_fresh(st, *value, options)) value = nullptr;
+    value = decoded(st, std::move(value), keys[i], decode);
   }
   return values;
 }
@@ -443,8 +475,12 @@ class HeldMutexes {
 }  // namespace
 
 CacheRegion::Current CacheRegion::classify(const State& st, CachedValuePtr value,
-                                           std::optional<double> expiration) {
-  if (!value || value->metadata().v != kValueVersion) return std::nullopt;
+                                           std::string_view key, std::optional<double> expiration,
+                                           Decoder decode) const {
+  if (!value) return std::nullopt;
+  if (value->decodable() && value->metadata().v != kValueVersion) return std::nullopt;
+  value = decoded(st, std::move(value), key, decode);
+  if (!value) return std::nullopt;
   double ct = value->metadata().ct;
   if (st.invalidator->is_hard_invalidated(ct)) return std::nullopt;
   if (st.invalidator->is_soft_invalidated(ct)) {
@@ -455,8 +491,8 @@ CacheRegion::Current CacheRegion::classify(const State& st, CachedValuePtr value
   return Timestamped<CachedValuePtr>{std::move(value), ct};
 }
 
-CacheRegion::Lookup CacheRegion::lookup(std::string_view key,
-                                        std::optional<double> expiration_time) const {
+CacheRegion::Lookup CacheRegion::lookup(std::string_view key, std::optional<double> expiration_time,
+                                        Decoder decode) const {
   Lookup found;
   const State& st = state();
   found.state = &st;
@@ -467,15 +503,16 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key,
     found.mangled = key;
   }
   found.expiration = effective_expiration(expiration_time, st.expiration);
-  found.current = classify(st, st.outer->get(found.mangled), found.expiration);
+  found.current = classify(st, st.outer->get(found.mangled), key, found.expiration, decode);
   return found;
 }
 
-CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key, ValueMaker make) {
+CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key, ValueMaker make,
+                                       Decoder decode) {
   const State& st = *found.state;
   const std::string mangled(found.mangled);
   auto get_mutex = [&] { return st.locks->get(mangled); };
-  auto getter = [&] { return classify(st, st.outer->get(mangled), found.expiration); };
+  auto getter = [&] { return classify(st, st.outer->get(mangled), key, found.expiration, decode); };
   auto creator = [&]() -> Timestamped<CachedValuePtr> {
     Created made = make();
     if (!found.expiration && st.invalidator->was_soft_invalidated()) {
@@ -501,8 +538,10 @@ CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key
                                       async);
 }
 
-std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
-    const Keys& keys, const MultiValueMaker& make, std::optional<double> expiration_time) {
+std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
+                                                              const MultiValueMaker& make,
+                                                              std::optional<double> expiration_time,
+                                                              Decoder decode) {
   if (keys.empty()) return {};
   const State& st = state();
   const std::optional<double> expiration = effective_expiration(expiration_time, st.expiration);
@@ -523,7 +562,7 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
   const auto stored = st.outer->get_multi(mangled_sorted);
   // Lock in sorted key order, so two multi calls cannot deadlock.
   for (std::size_t i = 0; i < sorted.size(); ++i) {
-    Current current = classify(st, stored.at(i), expiration);
+    Current current = classify(st, stored.at(i), sorted[i], expiration, decode);
     if (current) result[sorted[i]] = current->value;
     if (current && !dogpile_expired(current->created, expiration)) continue;
     auto mutex = st.locks->get(mangled_sorted[i]);
@@ -552,7 +591,7 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
   Keys to_create;
   for (std::size_t i = 0; i < held.items().size(); ++i) {
     auto& [key, mutex] = held.items()[i];
-    Current current = classify(st, reread.at(i), expiration);
+    Current current = classify(st, reread.at(i), key, expiration, decode);
     if (current && !dogpile_expired(current->created, expiration)) {
       result[key] = current->value;
       if (mutex) release_logged(*mutex);
@@ -567,7 +606,8 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(
       throw Error(kSoftInvalidationNeedsExpiration);
     }
     ValueMapping to_store;
-    for (std::size_t i = 0; i < to_create.size(); ++i) {
+    // A creator that returned fewer values leaves the last keys as they were (dogpile.cache).
+    for (std::size_t i = 0; i < made.size(); ++i) {
       result[to_create[i]] = made[i].value;
       if (made[i].cache) to_store.emplace_back(mangled.at(to_create[i]), made[i].value);
     }
@@ -613,17 +653,23 @@ RegionInvalidationStrategy& CacheRegion::region_invalidator() const {
 
 void CacheRegion::invalidate(bool hard) { region_invalidator().invalidate(hard); }
 
-void CacheRegion::throw_wrong_type(std::string_view key, const std::type_info& stored,
-                                   const std::type_info& wanted) {
-  throw ValueTypeError("cached value for key '" + std::string(key) + "' holds a " +
-                       boost::core::demangle(stored.name()) + ", not a " +
-                       boost::core::demangle(wanted.name()));
+template <class E>
+void CacheRegion::throw_cant_read(const std::type_info& wanted, std::string_view why) {
+  throw E("cannot be read as a " + boost::core::demangle(wanted.name()) + ": " + std::string(why));
+}
+template void CacheRegion::throw_cant_read<ValueTypeError>(const std::type_info&, std::string_view);
+template void CacheRegion::throw_cant_read<CantDeserialize>(const std::type_info&,
+                                                            std::string_view);
+
+void CacheRegion::throw_wrong_type(const std::type_info& stored, const std::type_info& wanted) {
+  throw_cant_read<ValueTypeError>(wanted, "holds a " + boost::core::demangle(stored.name()) +
+                                              ", which has no dogpile::Codec to convert it");
 }
 
-void CacheRegion::throw_cant_decode(std::string_view key, const std::type_info& wanted,
-                                    const char* why) {
-  throw CantDeserialize("cached value for key '" + std::string(key) + "' cannot be read as a " +
-                        boost::core::demangle(wanted.name()) + ": " + why);
+void CacheRegion::throw_no_codec(const std::type_info& wanted) {
+  throw CantSerialize("a " + boost::core::demangle(wanted.name()) +
+                      " has no dogpile::Codec, so it can only be stored in and read from an "
+                      "object backend such as dogpile.cache.memory");
 }
 
 }  // namespace dogpile

@@ -9,6 +9,7 @@ CacheBackend::~CacheBackend() = default;
 std::unique_ptr<CacheMutex> CacheBackend::get_mutex(std::string_view) { return nullptr; }
 KeyMangler CacheBackend::key_mangler() const { return {}; }
 bool CacheBackend::has_lock_timeout() const { return false; }
+BackendCapabilities CacheBackend::capabilities() const { return {}; }
 
 // ObjectBackend: the bytes family in terms of objects.
 
@@ -142,5 +143,6 @@ std::unique_ptr<CacheMutex> ProxyBackend::get_mutex(std::string_view key) {
 }
 KeyMangler ProxyBackend::key_mangler() const { return next().key_mangler(); }
 bool ProxyBackend::has_lock_timeout() const { return next().has_lock_timeout(); }
+BackendCapabilities ProxyBackend::capabilities() const { return next().capabilities(); }
 
 }  // namespace dogpile

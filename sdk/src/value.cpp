@@ -27,13 +27,17 @@ CachedValue::CachedValue(std::shared_ptr<const void> object, const std::type_inf
                          Encoder encoder, ValueMetadata metadata)
     : object_(std::move(object)), type_(&type), encoder_(encoder), metadata_(metadata) {}
 
-CachedValue::CachedValue(std::string payload_bytes, ValueMetadata metadata)
-    : bytes_(std::move(payload_bytes)), metadata_(metadata) {}
+CachedValue::CachedValue(std::string_view payload_bytes, ValueMetadata metadata)
+    : wire_(serialize_metadata(metadata)), metadata_(metadata) {
+  wire_ += '|';
+  payload_offset_ = wire_.size();
+  wire_ += payload_bytes;
+}
 
 double CachedValue::age() const noexcept { return now_seconds() - metadata_.ct; }
 
 std::string CachedValue::payload_bytes() const {
-  if (!object_) return bytes_;
+  if (!object_) return std::string(bytes());
   if (encoder_ == nullptr) {
     throw CantSerialize(std::string("a value of type ") + type_->name() +
                         " has no codec, so it can only be stored in an object backend such "
@@ -93,12 +97,15 @@ std::string serialize_metadata(const ValueMetadata& metadata) {
   return out;
 }
 
-std::string serialize_cached_value(const CachedValue& value) {
-  std::string out = serialize_metadata(value.metadata());
+std::string CachedValue::wire() const {
+  if (!object_) return wire_;
+  std::string out = serialize_metadata(metadata_);
   out += '|';
-  out += value.payload_bytes();
+  out += payload_bytes();
   return out;
 }
+
+std::string serialize_cached_value(const CachedValue& value) { return value.wire(); }
 
 namespace {
 
@@ -120,30 +127,50 @@ std::optional<ValueMetadata> parse_python_metadata(std::string_view text) {
   return metadata;
 }
 
-}  // namespace
-
-CachedValuePtr parse_cached_value(std::string_view wire) {
-  auto bar = wire.find('|');
-  if (bar == std::string_view::npos) {
-    throw CantDeserialize("cached bytes are not in dogpile's format (no '|' after the metadata)");
-  }
-  if (auto metadata = parse_python_metadata(wire.substr(0, bar))) {
-    return std::make_shared<const CachedValue>(std::string(wire.substr(bar + 1)), *metadata);
-  }
-  auto metadata = nlohmann::json::parse(wire.substr(0, bar), nullptr, false);
+// The metadata in any other JSON layout, or why it is not dogpile's.
+std::optional<ValueMetadata> parse_json_metadata(std::string_view text, std::string& problem) {
+  auto metadata = nlohmann::json::parse(text, nullptr, false);
   if (metadata.is_discarded() || !metadata.is_object()) {
-    throw CantDeserialize(
-        "cached bytes are not in dogpile's format (the metadata before '|' "
-        "is not a JSON object)");
+    problem = "the metadata before '|' is not a JSON object";
+    return std::nullopt;
   }
   auto ct = metadata.find("ct");
   auto v = metadata.find("v");
-  if (ct == metadata.end() || !ct->is_number() || v == metadata.end() || !v->is_number_integer()) {
-    throw CantDeserialize("cached value metadata lacks a numeric \"ct\" or an integer \"v\": " +
-                          metadata.dump());
+  if (ct == metadata.end() || !ct->is_number() || v == metadata.end() || !v->is_number_integer() ||
+      !std::in_range<int>(v->get<long long>())) {
+    problem = "the metadata lacks a numeric \"ct\" or an integer \"v\"";
+    return std::nullopt;
   }
-  return std::make_shared<const CachedValue>(std::string(wire.substr(bar + 1)),
-                                             ValueMetadata{ct->get<double>(), v->get<int>()});
+  return ValueMetadata{ct->get<double>(), v->get<int>()};
+}
+
+}  // namespace
+
+CachedValuePtr CachedValue::from_wire(std::string wire) {
+  auto value = std::shared_ptr<CachedValue>(new CachedValue());
+  const auto bar = wire.find('|');
+  std::optional<ValueMetadata> metadata;
+  if (bar == std::string::npos) {
+    value->problem_ = "no '|' after the metadata";
+  } else if (!(metadata = parse_python_metadata(std::string_view(wire).substr(0, bar)))) {
+    metadata = parse_json_metadata(std::string_view(wire).substr(0, bar), value->problem_);
+  }
+  if (metadata && !std::isfinite(metadata->ct)) {
+    value->problem_ = "the creation time is not a finite number";
+  } else if (metadata) {
+    value->metadata_ = *metadata;
+    value->payload_offset_ = bar + 1;
+  }
+  if (!value->problem_.empty()) {
+    value->problem_ = "is not in dogpile's format: " + value->problem_;
+    value->metadata_ = ValueMetadata{0, 0};
+  }
+  value->wire_ = std::move(wire);
+  return value;
+}
+
+CachedValuePtr parse_cached_value(std::string_view wire) {
+  return CachedValue::from_wire(std::string(wire));
 }
 
 }  // namespace dogpile

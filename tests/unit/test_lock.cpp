@@ -517,11 +517,33 @@ BOOST_DATA_TEST_CASE(every_mutex_is_released_when_the_creator_throws, data::make
                     std::runtime_error);
   BOOST_TEST(!held_a->locked());
   BOOST_TEST(!held_b->locked());
-  BOOST_CHECK_THROW(region->get_or_create_multi(
-                        {"a", "b"}, [](const dogpile::Keys&) { return std::vector<int>{1}; }),
+  BOOST_CHECK_THROW(region->get_or_create_multi({"a", "b"},
+                                                [](const dogpile::Keys&) {
+                                                  return std::vector<int>{1, 2, 3};
+                                                }),
                     dogpile::ValidationError);
   BOOST_TEST(!held_a->locked());
   BOOST_TEST(!held_b->locked());
+}
+
+BOOST_DATA_TEST_CASE(a_creator_returning_fewer_values_leaves_the_last_keys_without_one,
+                     data::make(kStoringBackends), backend) {
+  auto region = region_on(std::string(backend), {.expiration_time = 60});
+  region->set_value("c", CacheRegion::make_value(7, dogpile::now_seconds() - 100));  // stale
+  auto values = region->get_or_create_multi({"c", "a", "b", "a"}, [](const dogpile::Keys& keys) {
+    BOOST_TEST((keys == dogpile::Keys{"a", "b", "c"}));
+    return std::vector<int>{1};
+  });
+  BOOST_TEST_REQUIRE(values.size() == 4u);
+  BOOST_TEST(*values[0] == 7);  // not created: its stale value, as dogpile.cache returns
+  BOOST_TEST(*values[1] == 1);
+  BOOST_TEST(values[2] == nullptr);  // NO_VALUE
+  BOOST_TEST(*values[3] == 1);
+  BOOST_TEST(*region->get<int>("a") == 1);
+  BOOST_TEST(region->get<int>("b") == nullptr);
+  BOOST_TEST(region->get<int>("c", {.ignore_expiration = true}) != nullptr);
+  BOOST_TEST(region->get<int>("c") == nullptr);
+  BOOST_TEST(region->locks_in_use() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(hard_and_soft_invalidation_apply_to_multi) {

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "dogpile/codec.hpp"
 #include "dogpile/keys.hpp"
 #include "dogpile/sdk/backend.hpp"
 #include "dogpile/sdk/errors.hpp"
@@ -80,12 +81,6 @@ struct FunctionTraits<R (C::*)(A...) noexcept> : FunctionShape<R, C, A...> {};
 template <class R, class C, class... A>
 struct FunctionTraits<R (C::*)(A...) const noexcept> : FunctionShape<R, const C, A...> {};
 
-template <class T>
-concept MapLike = requires {
-  typename T::key_type;
-  typename T::mapped_type;
-};
-
 // The value type of a multi function's result: a sequence's element or a map's value.
 template <class T>
 struct MultiResult {
@@ -130,11 +125,11 @@ class CachedFunctionBase {
 // Region is a parameter only so this header can come before CacheRegion's definition.
 template <class Fn, class ToStr, class Region = CacheRegion>
 class CachedFunction
-    : public detail::CachedFunctionBase<
-          Fn, ToStr, Region, std::remove_cvref_t<typename detail::FunctionTraits<Fn>::result>> {
+    : public detail::CachedFunctionBase<Fn, ToStr, Region,
+                                        stored_t<typename detail::FunctionTraits<Fn>::result>> {
  public:
   using traits = detail::FunctionTraits<Fn>;
-  using result_type = std::remove_cvref_t<typename traits::result>;
+  using result_type = stored_t<typename traits::result>;
   static constexpr bool is_member = !std::is_void_v<typename traits::object>;
   static_assert(!std::is_void_v<result_type>, "a cached function must return a value");
 

@@ -10,8 +10,9 @@
 // Values are typed: set<T> stores a T; get<T> returns a shared pointer to it, null on a miss
 // (dogpile's NO_VALUE), so a stored empty value and a miss differ. An object backend returns
 // the stored object itself (no copy, no serialization); a byte backend's bytes are decoded by
-// Codec<T>. Reading a value as a type it was not stored as throws ValueTypeError; bytes that
-// do not decode as T throw CantDeserialize.
+// Codec<T>. Every backend gives the same answer (codec.hpp): a value reads as T when that is
+// lossless, else ValueTypeError; bytes that are no value at all are a miss, logged at warning
+// (or CantDeserialize, with ConfigureOptions::raise_on_undecodable).
 //
 // get() honours the expiration time and the region's invalidation: a value older than
 // either is a miss unless ignore_expiration is set.
@@ -79,8 +80,8 @@ struct unwrap_optional<std::optional<T>> {
 
 // The value type get_or_create_multi stores for a creator's results.
 template <class Creator>
-using multi_value_t = typename unwrap_optional<
-    typename std::remove_cvref_t<std::invoke_result_t<Creator&, const Keys&>>::value_type>::type;
+using multi_value_t = stored_t<typename unwrap_optional<
+    typename std::remove_cvref_t<std::invoke_result_t<Creator&, const Keys&>>::value_type>::type>;
 
 }  // namespace detail
 
@@ -129,6 +130,9 @@ struct ConfigureOptions {
   std::size_t async_queue_limit = 1024;
   // Replaces the region's key mangler (e.g. from config: key_mangler = sha1).
   KeyMangler key_mangler{};
+  // Bytes that decode as no value (garbage, another serializer's output) throw
+  // CantDeserialize instead of being a miss that is logged at warning.
+  bool raise_on_undecodable = false;
 };
 
 struct GetOptions {
@@ -196,15 +200,17 @@ class DOGPILE_API CacheRegion {
   // creator reach the caller that ran it; nothing is stored and the lock is released.
   // With an async runner the creator is copied and may run after this call returns: capture
   // by value.
-  template <class Creator, class T = std::remove_cvref_t<std::invoke_result_t<Creator&>>>
+  template <class Creator, class T = stored_t<std::invoke_result_t<Creator&>>>
   std::shared_ptr<const T> get_or_create(
       std::string_view key, Creator&& creator, Seconds expiration_time = {},
       std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
 
   // dogpile.cache's get_or_create_multi: one backend get_multi for all keys; `creator` is
-  // called once with the keys that need a value, sorted, and returns a sequence of as many
-  // values; the result is aligned with `keys` (duplicates allowed). should_cache_fn is asked
-  // per value.
+  // called once with the keys that need a value, sorted, and returns a sequence of values for
+  // them in that order; the result is aligned with `keys` (duplicates allowed). As in
+  // dogpile.cache, keys left without a value by a shorter sequence are not stored and read as
+  // null (or their stale value); a longer sequence throws ValidationError. should_cache_fn is
+  // asked per value.
   // A creator may return std::optional<T> values: an empty one is neither cached nor returned
   // (its result is null).
   template <class Creator, class T = detail::multi_value_t<Creator>>
@@ -270,11 +276,13 @@ class DOGPILE_API CacheRegion {
   // The key the backend sees for `key`.
   std::string mangle(std::string_view key) const;
 
-  // Builds a CachedValue holding `value` as an object, created at `created`.
+  // Builds a CachedValue holding `value` as an object (a stored_t<T>), created at `created`.
   template <class T>
   static CachedValuePtr make_value(T&& value, double created = now_seconds());
 
-  // The payload of `value` as a T (null when `value` is null); `key` is for messages.
+  // The payload of `value` as a T (null when `value` is null), by the rule of codec.hpp;
+  // `key` is for messages. Throws ValueTypeError, or CantDeserialize for bytes that decode as
+  // no value.
   template <class T>
   static std::shared_ptr<const T> value_as(CachedValuePtr value, std::string_view key);
 
@@ -290,6 +298,21 @@ class DOGPILE_API CacheRegion {
 
   struct State;
   class LockRegistry;
+  // Turns a stored value into one whose object is a T: the value itself when it already is.
+  // Throws ValueTypeError / CantDeserialize with "cannot be read as a T: why".
+  using Decoder = CachedValuePtr (*)(const CachedValuePtr& value);
+  template <class T>
+  static CachedValuePtr decode_as(const CachedValuePtr& value);
+  template <class T>
+  static CachedValuePtr make_value_with(T&& value, ValueMetadata metadata);
+  // `value`, read from the backend for `key`, decoded by `decode` (null: not decoded). A
+  // value that does not decode is a miss, logged, unless the region raises on them.
+  CachedValuePtr decoded(const State& state, CachedValuePtr value, std::string_view key,
+                         Decoder decode) const;
+  // get / get_multi, decoding with `decode`.
+  CachedValuePtr get_decoded(std::string_view key, const GetOptions& options, Decoder decode) const;
+  std::vector<CachedValuePtr> get_decoded_multi(const Keys& keys, const GetOptions& options,
+                                                Decoder decode) const;
   using Current = std::optional<Timestamped<CachedValuePtr>>;
   // A value the creator made, and whether should_cache_fn lets it be stored.
   struct Created {
@@ -308,22 +331,27 @@ class DOGPILE_API CacheRegion {
     Current current;
     bool fresh() const { return current && !dogpile_expired(current->created, expiration); }
   };
-  Lookup lookup(std::string_view key, std::optional<double> expiration_time) const;
-  CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make);
+  Lookup lookup(std::string_view key, std::optional<double> expiration_time, Decoder decode) const;
+  CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make,
+                            Decoder decode);
   std::vector<CachedValuePtr> get_or_create_values(const Keys& keys, const MultiValueMaker& make,
-                                                   std::optional<double> expiration_time);
-  // A backend value as the dogpile lock sees it: nullopt when missing, of another version or
-  // hard-invalidated; a soft-invalidated value's time is moved back so it reads as expired.
-  static Current classify(const State& state, CachedValuePtr value,
-                          std::optional<double> expiration);
+                                                   std::optional<double> expiration_time,
+                                                   Decoder decode);
+  // A backend value as the dogpile lock sees it, decoded: nullopt when missing, of another
+  // version, hard-invalidated or undecodable; a soft-invalidated value's time is moved back
+  // so it reads as expired.
+  Current classify(const State& state, CachedValuePtr value, std::string_view key,
+                   std::optional<double> expiration, Decoder decode) const;
 
   const State& state() const;
   static bool is_fresh(const State& state, const CachedValue& value, const GetOptions& options);
 
-  [[noreturn]] static void throw_wrong_type(std::string_view key, const std::type_info& stored,
+  // Throws Error `what` with "cannot be read as a <wanted>: why".
+  template <class E>
+  [[noreturn]] static void throw_cant_read(const std::type_info& wanted, std::string_view why);
+  [[noreturn]] static void throw_wrong_type(const std::type_info& stored,
                                             const std::type_info& wanted);
-  [[noreturn]] static void throw_cant_decode(std::string_view key, const std::type_info& wanted,
-                                             const char* why);
+  [[noreturn]] static void throw_no_codec(const std::type_info& wanted);
 
   std::string name_;
   KeyMangler user_key_mangler_;
@@ -339,59 +367,106 @@ class DOGPILE_API CacheRegion {
 };
 
 // dogpile.cache's make_region(): a new, unconfigured region.
-DOGPILE_API std::shared_ptr<CacheRegion> make_region(
-    std::string name = {}, KeyMangler key_mangler = {},
-    AsyncCreationRunner async_creation_runner = {});
-DOGPILE_API std::shared_ptr<CacheRegion> make_region(RegionOptions options);
+DOGPILE_API std::shared_ptr<CacheRegion> make_region(RegionOptions options = {});
+// A template so that make_region({.name = "x"}) picks the overload above.
+template <std::convertible_to<std::string> Name>
+std::shared_ptr<CacheRegion> make_region(Name&& name, KeyMangler key_mangler = {},
+                                         AsyncCreationRunner async_creation_runner = {}) {
+  return make_region(RegionOptions{.name = std::string(std::forward<Name>(name)),
+                                   .key_mangler = std::move(key_mangler),
+                                   .async_creation_runner = std::move(async_creation_runner)});
+}
 
 // ---------------------------------------------------------------------------------------
 // Template definitions.
 
 template <class T>
-CachedValuePtr CacheRegion::make_value(T&& value, double created) {
-  using V = std::remove_cvref_t<T>;
+CachedValuePtr CacheRegion::make_value_with(T&& value, ValueMetadata metadata) {
+  using V = stored_t<T>;
   CachedValue::Encoder encoder = nullptr;
   if constexpr (HasCodec<V>) {
     encoder = [](const void* object) -> std::string {
       return Codec<V>::encode(*static_cast<const V*>(object));
     };
   }
-  return std::make_shared<const CachedValue>(std::make_shared<const V>(std::forward<T>(value)),
-                                             typeid(V), encoder,
-                                             ValueMetadata{created, kValueVersion});
+  std::shared_ptr<const V> object;
+  if constexpr (std::is_pointer_v<std::remove_cvref_t<T>>) {
+    if (value == nullptr) throw ValidationError("a null C string cannot be cached");
+    object = std::make_shared<const V>(value);
+  } else {
+    object = std::make_shared<const V>(std::forward<T>(value));
+  }
+  return std::make_shared<const CachedValue>(std::move(object), typeid(V), encoder, metadata);
+}
+
+template <class T>
+CachedValuePtr CacheRegion::make_value(T&& value, double created) {
+  return make_value_with(std::forward<T>(value), ValueMetadata{created, kValueVersion});
+}
+
+template <class T>
+CachedValuePtr CacheRegion::decode_as(const CachedValuePtr& value) {
+  if (value->holds_object() && value->object_type() == typeid(T)) return value;
+  if constexpr (!HasCodec<T>) {
+    if (value->holds_object()) throw_wrong_type(value->object_type(), typeid(T));
+    throw_no_codec(typeid(T));
+  } else {
+    // An object of another type reads as its bytes would: the same answer on every backend.
+    std::string encoded;
+    std::string_view bytes;
+    if (value->holds_object()) {
+      if (!value->has_codec()) throw_wrong_type(value->object_type(), typeid(T));
+      encoded = value->payload_bytes();
+      bytes = encoded;
+    } else {
+      bytes = value->bytes();
+    }
+    try {
+      return make_value_with(Codec<T>::decode(bytes), value->metadata());
+    } catch (const ValueTypeError& e) {
+      throw_cant_read<ValueTypeError>(typeid(T), e.what());
+    } catch (const CantDeserialize& e) {
+      throw_cant_read<CantDeserialize>(typeid(T), e.what());
+    } catch (const Error&) {
+      throw;
+    } catch (const nlohmann::json::type_error& e) {
+      throw_cant_read<ValueTypeError>(typeid(T), e.what());
+    } catch (const nlohmann::json::out_of_range& e) {
+      throw_cant_read<ValueTypeError>(typeid(T), e.what());
+    } catch (const std::exception&) {
+      // Its message may quote the bytes: not repeated.
+      throw_cant_read<CantDeserialize>(typeid(T), "its dogpile::Codec could not decode the bytes");
+    }
+  }
 }
 
 template <class T>
 std::shared_ptr<const T> CacheRegion::value_as(CachedValuePtr value, std::string_view key) {
   if (!value) return nullptr;
-  if (value->holds_object()) {
-    if (value->object_type() != typeid(T)) throw_wrong_type(key, value->object_type(), typeid(T));
-    // Aliasing: takes over the ownership of the CachedValue, no copy of the object.
-    const T* object = static_cast<const T*>(value->object().get());
-    return std::shared_ptr<const T>(std::move(value), object);
-  }
-  if constexpr (HasCodec<T>) {
+  if (!value->holds_object() || value->object_type() != typeid(T)) {
     try {
-      return std::make_shared<const T>(Codec<T>::decode(value->bytes()));
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw_cant_decode(key, typeid(T), e.what());
+      if (!value->decodable()) throw CantDeserialize(value->problem());
+      value = decode_as<T>(value);
+    } catch (const ValueTypeError& e) {
+      throw ValueTypeError("cached value for key '" + std::string(key) + "' " + e.what());
+    } catch (const CantDeserialize& e) {
+      throw CantDeserialize("cached value for key '" + std::string(key) + "' " + e.what());
     }
-  } else {
-    throw_cant_decode(key, typeid(T), "the type has no dogpile::Codec");
   }
+  // Aliasing: takes over the ownership of the CachedValue, no copy of the object.
+  const T* object = static_cast<const T*>(value->object().get());
+  return std::shared_ptr<const T>(std::move(value), object);
 }
 
 template <class T>
 std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions& options) const {
-  return value_as<T>(get_value_metadata(key, options), key);
+  return value_as<T>(get_decoded(key, options, &decode_as<T>), key);
 }
 
 template <class T>
 std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
                                                              const GetOptions& options) const {
-  auto values = get_value_metadata_multi(keys, options);
+  auto values = get_decoded_multi(keys, options, &decode_as<T>);
   std::vector<std::shared_ptr<const T>> out;
   out.reserve(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) {
@@ -418,7 +493,7 @@ template <class T, class MakeCreator>
 std::shared_ptr<const T> CacheRegion::get_or_create_made(
     std::string_view key, MakeCreator&& make_creator, std::optional<double> expiration_time,
     const std::function<bool(const T&)>& should_cache_fn) {
-  Lookup found = lookup(key, expiration_time);
+  Lookup found = lookup(key, expiration_time, &decode_as<T>);
   if (found.fresh()) return value_as<T>(std::move(found.current->value), key);
   // Slow path: the creator is shared so an async runner can keep it past this call.
   auto shared = std::make_shared<std::invoke_result_t<MakeCreator&>>(make_creator());
@@ -427,7 +502,7 @@ std::shared_ptr<const T> CacheRegion::get_or_create_made(
     const bool cache = !should || should(*static_cast<const T*>(value->object().get()));
     return {std::move(value), cache};
   };
-  return value_as<T>(regenerate(found, key, std::move(make)), key);
+  return value_as<T>(regenerate(found, key, std::move(make), &decode_as<T>), key);
 }
 
 template <class Creator, class T>
@@ -436,7 +511,7 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
     std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
   MultiValueMaker make = [&](const Keys& to_create) {
     auto made = std::invoke(creator, to_create);
-    if (std::size(made) != to_create.size()) {
+    if (std::size(made) > to_create.size()) {
       throw ValidationError("get_or_create_multi: the creator returned " +
                             std::to_string(std::size(made)) + " values for " +
                             std::to_string(to_create.size()) + " keys");
@@ -458,7 +533,7 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
     }
     return out;
   };
-  auto values = get_or_create_values(keys, make, expiration_time);
+  auto values = get_or_create_values(keys, make, expiration_time, &decode_as<T>);
   std::vector<std::shared_ptr<const T>> out;
   out.reserve(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) {

@@ -7,6 +7,10 @@
 // family then has a correct default, so every caller and every proxy can use either.
 // remove/remove_multi are shared by both families, as in dogpile.cache.
 //
+// The bytes family stores arbitrary bytes (binary-safe, NUL included) and returns exactly
+// what was stored; bytes that are not in the wire format read back through the object family
+// as a value whose decodable() is false.
+//
 // Multi operations take and return sequences aligned with their keys. A missing key is a
 // null CachedValuePtr (dogpile's NO_VALUE) or an empty optional.
 //
@@ -35,6 +39,16 @@ using Keys = std::vector<std::string>;
 using ValueMapping = std::vector<std::pair<std::string, CachedValuePtr>>;
 using SerializedMapping = std::vector<std::pair<std::string, std::string>>;
 using SerializedValues = std::vector<std::optional<std::string>>;
+
+// What a backend declares about itself beyond the contract every backend keeps; the
+// conformance kit reads it to know which of its checks apply.
+struct BackendCapabilities {
+  // False for a backend that stores nothing (dogpile.cache.null): every get misses.
+  bool stores_values = true;
+  // The largest value, in bytes of the wire format, the backend stores; set/set_serialized
+  // refuse a larger one with CantSerialize. 0: no limit of the backend's own.
+  std::size_t max_value_size = 0;
+};
 
 class DOGPILE_API CacheBackend {
  public:
@@ -65,6 +79,8 @@ class DOGPILE_API CacheBackend {
 
   // Whether the backend's mutexes expire by themselves (a lock timeout).
   virtual bool has_lock_timeout() const;
+
+  virtual BackendCapabilities capabilities() const;
 };
 
 // Base for backends that store CachedValue objects (e.g. dogpile.cache.memory). Implement the

@@ -12,7 +12,7 @@
 
 #define DOGPILE_API __attribute__((visibility("default")))
 
-#define DOGPILE_SDK_ABI_VERSION 1
+#define DOGPILE_SDK_ABI_VERSION 2
 
 #define DOGPILE_STRINGIFY_(x) #x
 #define DOGPILE_STRINGIFY(x) DOGPILE_STRINGIFY_(x)

@@ -1,7 +1,7 @@
 // A ProxyBackend wraps another backend and, by default, passes every call through to it:
-// both families, remove, get_mutex, key_mangler and has_lock_timeout. A proxy overrides what
-// it changes (log, count, filter, transform) and calls the base method to continue down the
-// chain. Because regions call the object family on the outermost backend whatever the
+// both families, remove, get_mutex, key_mangler, has_lock_timeout and capabilities. A proxy
+// overrides what it changes (log, count, filter, transform) and calls the base method to continue
+// down the chain. Because regions call the object family on the outermost backend whatever the
 // backend stores, a proxy that overrides get() sees every read, on object and byte backends
 // alike (unlike dogpile.cache, where proxies are bypassed on byte backends).
 #pragma once
@@ -32,6 +32,7 @@ class DOGPILE_API ProxyBackend : public CacheBackend {
   std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override;
   KeyMangler key_mangler() const override;
   bool has_lock_timeout() const override;
+  BackendCapabilities capabilities() const override;
 
  private:
   CacheBackend& next() const;

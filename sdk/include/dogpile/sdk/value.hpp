@@ -36,6 +36,9 @@ DOGPILE_API double now_seconds() noexcept;
 // where a value may so live up to one tick longer than its expiration time.
 DOGPILE_API double coarse_now_seconds() noexcept;
 
+class CachedValue;
+using CachedValuePtr = std::shared_ptr<const CachedValue>;
+
 class DOGPILE_API CachedValue {
  public:
   // Turns an object payload into its bytes; null when the type has no codec.
@@ -45,33 +48,53 @@ class DOGPILE_API CachedValue {
   CachedValue(std::shared_ptr<const void> object, const std::type_info& type, Encoder encoder,
               ValueMetadata metadata);
   // A bytes payload.
-  CachedValue(std::string payload_bytes, ValueMetadata metadata);
+  CachedValue(std::string_view payload_bytes, ValueMetadata metadata);
+
+  // The value a byte backend read: `wire` parsed as the wire format. Bytes that are not in it
+  // give an undecodable value (see decodable()) that keeps them as they are, so the bytes
+  // family stores arbitrary bytes and a region can treat them as a miss. Never throws.
+  static CachedValuePtr from_wire(std::string wire);
 
   const ValueMetadata& metadata() const noexcept { return metadata_; }
   double cached_time() const noexcept { return metadata_.ct; }
   // Seconds since creation.
   double age() const noexcept;
 
+  // False for bytes that are not in the wire format; problem() says why, and metadata() is
+  // then meaningless (version 0).
+  bool decodable() const noexcept { return problem_.empty(); }
+  const std::string& problem() const noexcept { return problem_; }
+
   bool holds_object() const noexcept { return object_ != nullptr; }
   const std::shared_ptr<const void>& object() const noexcept { return object_; }
   // REQUIRES: holds_object().
   const std::type_info& object_type() const noexcept { return *type_; }
-  // The serialized payload; REQUIRES: !holds_object().
-  const std::string& bytes() const noexcept { return bytes_; }
+  // Whether an object payload can be encoded (its type has a codec).
+  bool has_codec() const noexcept { return !object_ || encoder_ != nullptr; }
+  // The serialized payload; REQUIRES: !holds_object() && decodable().
+  std::string_view bytes() const noexcept {
+    return std::string_view(wire_).substr(payload_offset_);
+  }
 
   // The payload as bytes, encoding an object payload with its codec.
   // Throws CantSerialize when the object's type has no codec.
   std::string payload_bytes() const;
 
+  // The whole wire format; for a value read from bytes, exactly those bytes.
+  // Throws CantSerialize when an object payload's type has no codec.
+  std::string wire() const;
+
  private:
+  CachedValue() = default;
+
   std::shared_ptr<const void> object_;
   const std::type_info* type_ = nullptr;
   Encoder encoder_ = nullptr;
-  std::string bytes_;
+  std::string wire_;  // a bytes payload: the whole wire format, payload from payload_offset_
+  std::size_t payload_offset_ = 0;
+  std::string problem_;  // why wire_ is not in the wire format; empty when it is
   ValueMetadata metadata_;
 };
-
-using CachedValuePtr = std::shared_ptr<const CachedValue>;
 
 // Python's repr() of a float, which str() and json.dumps also give: the shortest text that
 // reads back as the same double, laid out as CPython does ("1.0", "0.1", "1e-05", "1e+16").
@@ -82,8 +105,8 @@ DOGPILE_API std::string python_float_repr(double value);
 DOGPILE_API std::string serialize_cached_value(const CachedValue& value);
 DOGPILE_API std::string serialize_metadata(const ValueMetadata& metadata);
 
-// Parses the wire format into a CachedValue with a bytes payload.
-// Throws CantDeserialize naming what is wrong.
+// The wire format read back: CachedValue::from_wire. Never throws; bytes that are not in
+// the format give a value whose decodable() is false.
 DOGPILE_API CachedValuePtr parse_cached_value(std::string_view wire);
 
 }  // namespace dogpile
