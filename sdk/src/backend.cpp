@@ -5,6 +5,12 @@
 
 namespace dogpile {
 
+void check_value_size(std::string_view value, std::size_t limit, std::string_view backend) {
+  if (value.size() <= limit) return;
+  throw CantSerialize(std::string(backend) + " stores values of at most " + std::to_string(limit) +
+                      " bytes; this one is " + std::to_string(value.size()) + " bytes");
+}
+
 CacheBackend::~CacheBackend() = default;
 std::unique_ptr<CacheMutex> CacheBackend::get_mutex(std::string_view) { return nullptr; }
 KeyMangler CacheBackend::key_mangler() const { return {}; }

@@ -25,14 +25,36 @@ expected_abi=$(sed -n 's/^#define DOGPILE_SDK_ABI_VERSION \([0-9]*\)$/\1/p' \
   "$src/sdk/include/dogpile/sdk/export.hpp")
 [ "$abi" = "$expected_abi" ] || { echo "sdk_abi_version is '$abi', expected '$expected_abi'"; exit 1; }
 for f in "$plugindir/dogpile-memory.so" "$plugindir/dogpile-null.so" \
-         "$prefix/include/dogpile/sdk/sdk.hpp" "$prefix/include/dogpile/region.hpp"; do
+         "$prefix/include/dogpile/sdk/sdk.hpp" "$prefix/include/dogpile/region.hpp" \
+         "$prefix/bin/dogpile-conformance"; do
   [ -f "$f" ] || { echo "not installed: $f"; exit 1; }
 done
+
+step "a program builds with nothing but pkg-config's flags (-std=c++20 included) and runs"
+cat >"$work/program.cpp" <<'CPP'
+#include <dogpile/dogpile.hpp>
+#include <iostream>
+int main() {
+  auto region = dogpile::make_region({.name = "program"});
+  region->configure("dogpile.cache.memory");
+  region->set("greeting", "hello");
+  std::cout << *region->get<std::string>("greeting") << "\n";
+}
+CPP
+# shellcheck disable=SC2046  # pkg-config's output is a list of flags
+g++ -o "$work/program" "$work/program.cpp" $(pkg-config --cflags --libs dogpile) \
+  -Wl,-rpath,"$(pkg-config --variable=libdir dogpile)"
+[ "$("$work/program")" = "hello" ] || { echo "the program did not print hello"; exit 1; }
 
 step "the plugin template builds against the installed SDK"
 cp -r "$src/sdk/template" "$work/template"
 meson setup "$work/template-build" "$work/template" >/dev/null
 ninja -C "$work/template-build" >/dev/null
+
+step "the template's plugin passes the conformance kit installed with the SDK"
+meson test -C "$work/template-build" --print-errorlogs >/dev/null || {
+  cat "$work/template-build/meson-logs/testlog.txt"; exit 1; }
+grep -h "passed, 0 failed" "$work/template-build/meson-logs/testlog.txt"
 meson install -C "$work/template-build" >/dev/null
 [ -f "$plugindir/dogpile-example.so" ] || { echo "template plugin not in $plugindir"; exit 1; }
 

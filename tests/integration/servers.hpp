@@ -11,6 +11,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -188,6 +192,66 @@ inline void check_bad_arguments(const std::string& backend, const std::string& c
       BOOST_TEST(message_contains(e, expected));
     }
   }
+}
+
+// The command that runs tests/integration/python_peer.py: Python dogpile.cache 1.1.8 with a
+// JSON serializer on `backend` (redis, pylibmc, memcached) at 127.0.0.1:port.
+inline std::string python_peer_command(const std::string& backend, int port,
+                                       const std::string& arguments) {
+  return "/usr/bin/python3 '" + std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
+         "/tests/integration/python_peer.py' " + backend + " " + std::to_string(port) + " " +
+         arguments;
+}
+
+// What the Python peer printed; checks that it succeeded.
+inline std::string python_peer(const std::string& backend, int port, const std::string& arguments) {
+  const std::string command = python_peer_command(backend, port, arguments) + " 2>&1";
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  char buffer[4096];
+  while (pipe != nullptr && std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+  const int status = pipe != nullptr ? ::pclose(pipe) : -1;
+  BOOST_TEST_INFO("python said: " << out);
+  BOOST_TEST(status == 0);
+  return out;
+}
+
+// Values shared both ways with a Python dogpile.cache service on the same server (`peer`
+// names its backend): JSON objects, strings (unicode included), NaN and the infinities, and
+// a miss. Keys have spaces, which both sides' sha1 key mangler handles on memcached.
+inline void check_values_shared_with_python(dogpile::CacheRegion& region, const std::string& peer,
+                                            int port) {
+  using nlohmann::json;
+  python_peer(peer, port, "set 'from python' '{\"a\": [1, 2], \"b\": \"x\"}'");
+  auto object = region.get<json>("from python");
+  BOOST_TEST_REQUIRE(object != nullptr);
+  BOOST_TEST((*object == json{{"a", {1, 2}}, {"b", "x"}}));
+  BOOST_TEST(region.get_value_metadata("from python")->age() < 60.0);
+
+  region.set("from cpp", json{{"b", 2}, {"c", {true, nullptr}}});
+  BOOST_TEST(python_peer(peer, port, "get 'from cpp'") == "{\"b\": 2, \"c\": [true, null]}\n");
+  BOOST_TEST(python_peer(peer, port, "get missing") == "NO_VALUE\n");
+
+  python_peer(peer, port, "set 'python string' '\"h\\u00e9llo world\"'");
+  auto text = region.get<std::string>("python string");
+  BOOST_TEST_REQUIRE(text != nullptr);
+  BOOST_TEST(*text == "h\xc3\xa9llo world");
+  region.set("cpp string", std::string("h\xc3\xa9llo \"w\"\n"));
+  BOOST_TEST(python_peer(peer, port, "get 'cpp string'") == "\"h\\u00e9llo \\\"w\\\"\\n\"\n");
+
+  const double inf = std::numeric_limits<double>::infinity();
+  python_peer(peer, port, "set 'python floats' '[NaN, Infinity, -Infinity, 1.5]'");
+  auto floats = region.get<std::vector<double>>("python floats");
+  BOOST_TEST_REQUIRE(floats != nullptr);
+  BOOST_TEST_REQUIRE(floats->size() == 4u);
+  BOOST_TEST(std::isnan((*floats)[0]));
+  BOOST_TEST((*floats)[1] == inf);
+  BOOST_TEST((*floats)[2] == -inf);
+  BOOST_TEST((*floats)[3] == 1.5);
+  region.set("cpp floats", std::vector<double>{std::nan(""), inf, -inf});
+  region.set("cpp infinity", inf);
+  BOOST_TEST(python_peer(peer, port, "get 'cpp floats'") == "[NaN, Infinity, -Infinity]\n");
+  BOOST_TEST(python_peer(peer, port, "get 'cpp infinity'") == "Infinity\n");
 }
 
 }  // namespace test

@@ -64,13 +64,7 @@ class Raw {
 
 }  // namespace
 
-BOOST_FIXTURE_TEST_SUITE(conformance, Server)
-
-BOOST_AUTO_TEST_CASE(a_missing_key_is_a_miss) {
-  auto region = memcached_region(memcached);
-  BOOST_TEST(region->get<int>("absent") == nullptr);
-  BOOST_TEST(!region->actual_backend()->get_serialized("absent").has_value());
-}
+BOOST_FIXTURE_TEST_SUITE(memcached_protocol, Server)
 
 BOOST_AUTO_TEST_CASE(set_then_get_stores_the_wire_format) {
   auto region = memcached_region(memcached);
@@ -80,29 +74,6 @@ BOOST_AUTO_TEST_CASE(set_then_get_stores_the_wire_format) {
   BOOST_TEST_REQUIRE(stored.has_value());
   BOOST_TEST(stored->starts_with("{\"ct\": "));
   BOOST_TEST(stored->ends_with(", \"v\": 2}|{\"a\":1}"));
-}
-
-BOOST_AUTO_TEST_CASE(multi_operations_and_deleting_twice) {
-  auto region = memcached_region(memcached);
-  std::map<std::string, int> mapping;
-  dogpile::Keys keys;
-  for (int i = 0; i < 100; ++i) {
-    keys.push_back("k" + std::to_string(i));
-    mapping[keys.back()] = i;
-  }
-  region->set_multi(mapping);
-  keys.insert(keys.begin() + 1, "missing");
-  auto values = region->get_multi<int>(keys);
-  BOOST_TEST_REQUIRE(values.size() == 101u);
-  BOOST_TEST(*values[0] == 0);
-  BOOST_TEST(values[1] == nullptr);
-  BOOST_TEST(*values[43] == 42);
-  region->remove("k0");
-  region->remove("k0");
-  region->remove_multi({"k0", "k1"});
-  region->remove_multi({"k0", "k1"});
-  BOOST_TEST(region->get<int>("k1") == nullptr);
-  BOOST_TEST(*region->get<int>("k2") == 2);
 }
 
 BOOST_AUTO_TEST_CASE(keys_memcached_cannot_take_are_mangled_by_default) {
@@ -138,40 +109,6 @@ BOOST_AUTO_TEST_CASE(the_distributed_mutex_excludes_and_reports_locked) {
   BOOST_TEST(plain->actual_backend()->get_mutex("k") == nullptr);  // in-process lock
 }
 
-BOOST_AUTO_TEST_CASE(five_threads_five_rounds_never_overlap_on_one_lock) {
-  auto region = memcached_region(memcached, {{"distributed_lock", true}});
-  std::atomic<int> inside{0};
-  std::atomic<int> overlaps{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 5; ++t) {
-    threads.emplace_back([&] {
-      auto mutex = region->actual_backend()->get_mutex("shared");
-      for (int round = 0; round < 5; ++round) {
-        if (!mutex->acquire(true)) ++overlaps;  // (Boost.Test checks are for the main thread)
-        if (inside.fetch_add(1) != 0) ++overlaps;
-        std::this_thread::sleep_for(2ms);
-        inside.fetch_sub(1);
-        mutex->release();
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  BOOST_TEST(overlaps == 0);
-}
-
-BOOST_AUTO_TEST_CASE(a_lock_whose_holder_died_expires_after_lock_timeout) {
-  auto region = memcached_region(memcached, {{"distributed_lock", true}, {"lock_timeout", 1}});
-  BOOST_TEST(region->actual_backend()->has_lock_timeout());
-  auto dead_holder = region->actual_backend()->get_mutex("k");
-  BOOST_TEST(dead_holder->acquire(false));  // never released
-  auto waiter = region->actual_backend()->get_mutex("k");
-  const auto start = std::chrono::steady_clock::now();
-  BOOST_TEST(waiter->acquire(true));  // memcached expires the lock (1 s, on its clock)
-  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
-  BOOST_TEST(waited.count() < 10.0);
-  waiter->release();
-}
-
 BOOST_AUTO_TEST_CASE(memcached_expire_time_makes_the_server_drop_values) {
   auto region = memcached_region(memcached, {{"memcached_expire_time", 1}});
   region->set("k", 1);
@@ -180,26 +117,6 @@ BOOST_AUTO_TEST_CASE(memcached_expire_time_makes_the_server_drop_values) {
   std::this_thread::sleep_for(2100ms);  // memcached counts whole seconds
   BOOST_TEST(!Raw(memcached).get("k").has_value());
   BOOST_TEST(!Raw(memcached).get("m").has_value());
-}
-
-BOOST_AUTO_TEST_CASE(a_herd_on_a_cold_key_creates_once_with_the_distributed_lock) {
-  auto region = memcached_region(memcached, {{"distributed_lock", true}, {"lock_timeout", 10}});
-  std::atomic<int> calls{0};
-  std::atomic<int> wrong{0};
-  std::vector<std::thread> herd;
-  for (int t = 0; t < 16; ++t) {
-    herd.emplace_back([&] {
-      const int value = *region->get_or_create("cold", [&] {
-        ++calls;
-        std::this_thread::sleep_for(50ms);
-        return 7;
-      });
-      if (value != 7) ++wrong;
-    });
-  }
-  for (auto& thread : herd) thread.join();
-  BOOST_TEST(calls == 1);
-  BOOST_TEST(wrong == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -291,3 +208,23 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
           {{{"url", "h:1"}, {"socket_timeout", "soon"}}, "cache.mc.arguments.socket_timeout"},
       });
 }
+
+// Interoperability with Python dogpile.cache 1.1.8 on both of its memcached clients (Debian's
+// python3-pylibmc and python3-memcache), configured with a JSON serializer and, as keys with
+// spaces need on memcached, the sha1 key mangler on both sides.
+BOOST_FIXTURE_TEST_SUITE(python_interoperability, Server)
+
+BOOST_AUTO_TEST_CASE(values_are_shared_with_python_on_pylibmc_and_python_memcache) {
+  for (const std::string peer : {"pylibmc", "memcached"}) {
+    BOOST_TEST_CONTEXT("dogpile.cache." << peer) {
+      auto region = dogpile::make_region("memcached-" + peer);
+      region->configure_from_config({{"cache.backend", "dogpile.cache.memcached"},
+                                     {"cache.arguments.url", memcached.url()},
+                                     {"cache.key_mangler", "sha1"}},
+                                    "cache.");
+      test::check_values_shared_with_python(*region, peer, memcached.port());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

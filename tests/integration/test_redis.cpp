@@ -60,13 +60,7 @@ long calls_of(const test::RedisServer& server, const std::string& command) {
 
 }  // namespace
 
-BOOST_FIXTURE_TEST_SUITE(conformance, Server)
-
-BOOST_AUTO_TEST_CASE(a_missing_key_is_a_miss) {
-  auto region = redis_region(redis);
-  BOOST_TEST(region->get<int>("absent") == nullptr);
-  BOOST_TEST(!region->actual_backend()->get_serialized("absent").has_value());
-}
+BOOST_FIXTURE_TEST_SUITE(redis_protocol, Server)
 
 BOOST_AUTO_TEST_CASE(set_then_get_stores_the_wire_format) {
   auto region = redis_region(redis);
@@ -75,20 +69,6 @@ BOOST_AUTO_TEST_CASE(set_then_get_stores_the_wire_format) {
   const std::string stored = raw(redis, "GET k");
   BOOST_TEST(stored.starts_with("{\"ct\": "));
   BOOST_TEST(stored.ends_with(", \"v\": 2}|{\"a\":1}"));
-}
-
-BOOST_AUTO_TEST_CASE(multi_operations_and_deleting_twice) {
-  auto region = redis_region(redis);
-  region->set_multi(std::map<std::string, int>{{"a", 1}, {"b", 2}});
-  auto values = region->get_multi<int>({"b", "missing", "a"});
-  BOOST_TEST(*values[0] == 2);
-  BOOST_TEST(values[1] == nullptr);
-  BOOST_TEST(*values[2] == 1);
-  region->remove("a");
-  region->remove("a");
-  region->remove_multi({"a", "b"});
-  region->remove_multi({"a", "b"});
-  BOOST_TEST(region->get<int>("b") == nullptr);
 }
 
 BOOST_AUTO_TEST_CASE(get_multi_of_a_hundred_keys_is_one_round_trip) {
@@ -122,67 +102,6 @@ BOOST_AUTO_TEST_CASE(the_distributed_mutex_excludes_and_reports_locked) {
   BOOST_TEST(!mutex->locked());
   BOOST_TEST(other->acquire(false));
   other->release();
-}
-
-BOOST_AUTO_TEST_CASE(five_threads_five_rounds_never_overlap_on_one_lock) {
-  auto region = redis_region(
-      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_sleep", 0.005}});
-  std::atomic<int> inside{0};
-  std::atomic<int> overlaps{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 5; ++t) {
-    threads.emplace_back([&] {
-      auto mutex = region->actual_backend()->get_mutex("shared");
-      for (int round = 0; round < 5; ++round) {
-        mutex->acquire(true);
-        if (++inside > 1) ++overlaps;
-        std::this_thread::sleep_for(5ms);
-        --inside;
-        mutex->release();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  BOOST_TEST(overlaps == 0);
-}
-
-BOOST_AUTO_TEST_CASE(a_herd_on_a_cold_key_creates_once_with_the_distributed_lock) {
-  auto region = redis_region(
-      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_sleep", 0.01}});
-  std::atomic<int> calls{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&] {
-      region->get_or_create("cold", [&] {
-        ++calls;
-        std::this_thread::sleep_for(50ms);
-        return 1;
-      });
-    });
-  }
-  for (auto& t : threads) t.join();
-  BOOST_TEST(calls == 1);
-}
-
-BOOST_AUTO_TEST_CASE(a_lock_whose_holder_died_expires_after_lock_timeout) {
-  auto region = redis_region(redis, {{"distributed_lock", true},
-                                     {"thread_local_lock", false},
-                                     {"lock_timeout", 0.3},
-                                     {"lock_sleep", 0.02}});
-  BOOST_TEST(region->actual_backend()->has_lock_timeout());
-  {
-    auto holder = region->actual_backend()->get_mutex("k");
-    BOOST_TEST(holder->acquire(false));
-  }  // dropped without release, as by a process that died
-  auto waiter = region->actual_backend()->get_mutex("k");
-  BOOST_TEST(!waiter->acquire(false));
-  const auto start = std::chrono::steady_clock::now();
-  BOOST_TEST(waiter->acquire(true));
-  const double waited =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  BOOST_TEST(waited > 0.1);
-  BOOST_TEST(waited < 5.0);
-  waiter->release();
 }
 
 BOOST_AUTO_TEST_CASE(lock_blocking_settings_bound_the_wait) {
@@ -453,50 +372,18 @@ BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) 
 
 // Interoperability with Python dogpile.cache 1.1.8 (Debian's python3-dogpile.cache and
 // python3-redis) configured with a JSON serializer.
-namespace {
-
-std::string python_peer(const test::RedisServer& redis, const std::string& arguments) {
-  const std::string command = "/usr/bin/python3 '" +
-                              std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
-                              "/tests/integration/python_peer.py' " + std::to_string(redis.port()) +
-                              " " + arguments + " 2>&1";
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  char buffer[4096];
-  while (pipe != nullptr && std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
-  const int status = pipe != nullptr ? ::pclose(pipe) : -1;
-  BOOST_TEST_INFO("python said: " << out);
-  BOOST_TEST(status == 0);
-  return out;
-}
-
-}  // namespace
-
 BOOST_FIXTURE_TEST_SUITE(python_interoperability, Server)
 
-BOOST_AUTO_TEST_CASE(a_value_set_by_python_is_read_by_cpp) {
-  python_peer(redis, "set from_python '{\"a\": [1, 2], \"b\": \"x\"}'");
+BOOST_AUTO_TEST_CASE(values_are_shared_with_python_both_ways) {
   auto region = redis_region(redis);
-  auto value = region->get<json>("from_python");
-  BOOST_TEST_REQUIRE(value != nullptr);
-  BOOST_TEST((*value == json{{"a", {1, 2}}, {"b", "x"}}));
-  BOOST_TEST(region->get_value_metadata("from_python")->age() < 60.0);
-}
-
-BOOST_AUTO_TEST_CASE(a_value_set_by_cpp_is_read_by_python) {
-  auto region = redis_region(redis);
-  region->set("from_cpp", json{{"b", 2}, {"c", {true, nullptr}}});
-  BOOST_TEST(python_peer(redis, "get from_cpp") == "{\"b\": 2, \"c\": [true, null]}\n");
-  BOOST_TEST(python_peer(redis, "get missing") == "NO_VALUE\n");
+  test::check_values_shared_with_python(*region, "redis", redis.port());
 }
 
 BOOST_AUTO_TEST_CASE(while_python_holds_the_lock_cpp_waits_instead_of_creating) {
   auto region = redis_region(
       redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_timeout", 30}});
-  const std::string command = "/usr/bin/python3 '" +
-                              std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
-                              "/tests/integration/python_peer.py' " + std::to_string(redis.port()) +
-                              " hold contended 1.0 '{\"by\": \"python\"}'";
+  const std::string command =
+      test::python_peer_command("redis", redis.port(), "hold contended 1.0 '{\"by\": \"python\"}'");
   FILE* holder = ::popen(command.c_str(), "r");
   BOOST_TEST_REQUIRE(holder != nullptr);
   char line[64] = {};

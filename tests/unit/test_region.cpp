@@ -1,6 +1,5 @@
 // CacheRegion's non-locking operations, on the shipped backends.
 #define BOOST_TEST_MODULE region
-#include <array>
 #include <atomic>
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
@@ -270,82 +269,8 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(values)
 
-// What reading `stored` back as T gives: "=<json of the value>", "ValueTypeError" or "miss".
-template <class T, class Stored>
-std::string read_back(CacheRegion& region, Stored&& stored) {
-  region.set("k", std::forward<Stored>(stored));
-  try {
-    auto value = region.get<T>("k");
-    if (!value) return "miss";
-    if constexpr (std::is_same_v<T, dogpile::Bytes>) {
-      return "=" + value->data;
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      return "=" + *value;
-    } else {
-      return "=" + dogpile::python_json::dumps(json(*value));
-    }
-  } catch (const dogpile::ValueTypeError&) {
-    return "ValueTypeError";
-  }
-}
-
-BOOST_AUTO_TEST_CASE(every_backend_reads_a_value_as_another_type_the_same_way) {
-  auto memory = region_on("dogpile.cache.memory");
-  auto bytes = region_on("dogpile.cache.memory_pickle");
-  const std::string binary("\xff\xfe", 2);
-  const double inf = std::numeric_limits<double>::infinity();
-  // {what memory gives, what memory_pickle gives, expected}
-  std::vector<std::array<std::string, 3>> rows;
-  auto row = [&](auto read, const std::string& expected) {
-    rows.push_back({read(*memory), read(*bytes), expected});
-  };
-  row([&](auto& r) { return read_back<int>(r, 1.5); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<int>(r, 2.0); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<int>(r, true); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<bool>(r, 1); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<long>(r, 42); }, "=42");
-  row([&](auto& r) { return read_back<std::int8_t>(r, 300); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<unsigned>(r, -1); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<double>(r, 42); }, "=42.0");
-  row([&](auto& r) { return read_back<double>(r, 1.5f); }, "=1.5");
-  row([&](auto& r) { return read_back<float>(r, 0.1); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<double>(r, inf); }, "=Infinity");
-  row([&](auto& r) { return read_back<std::string>(r, 42); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<int>(r, std::string("42")); }, "ValueTypeError");
-  row([&](auto& r) { return read_back<std::string>(r, "literal"); }, "=literal");
-  row([&](auto& r) { return read_back<json>(r, std::string("x")); }, "=\"x\"");
-  row([&](auto& r) { return read_back<std::string>(r, binary); }, "=" + binary);
-  row([&](auto& r) { return read_back<int>(r, binary); }, "miss");
-  row([&](auto& r) { return read_back<dogpile::Bytes>(r, 42); }, "=42");
-  row([&](auto& r) { return read_back<dogpile::Bytes>(r, std::string("x")); }, "=\"x\"");
-  row([&](auto& r) { return read_back<int>(r, dogpile::Bytes("7")); }, "=7");
-  row([&](auto& r) { return read_back<int>(r, dogpile::Bytes("seven")); }, "miss");
-  row(
-      [&](auto& r) {
-        return read_back<std::vector<int>>(r, std::vector<double>{1, 2.5});
-      },
-      "ValueTypeError");
-  row(
-      [&](auto& r) {
-        return read_back<std::vector<double>>(r, std::vector<int>{1, 2});
-      },
-      "=[1.0,2.0]");
-  row(
-      [&](auto& r) {
-        return read_back<std::map<std::string, int>>(r, json{{"a", 1}});
-      },
-      "={\"a\":1}");
-  row(
-      [&](auto& r) {
-        return read_back<Profile>(r, json{{"name", "n"}, {"score", 1}});
-      },
-      "={\"name\":\"n\",\"score\":1}");
-  row([&](auto& r) { return read_back<Profile>(r, json{{"name", 1}}); }, "ValueTypeError");
-  for (const auto& [on_memory, on_bytes, expected] : rows) {
-    BOOST_TEST(on_memory == expected);
-    BOOST_TEST(on_bytes == expected);
-  }
-}
+// The typed-read table itself is the conformance kit's (sdk/conformance), which runs on every
+// shipped backend.
 
 BOOST_DATA_TEST_CASE(string_literals_and_c_strings_are_stored_as_std_string,
                      data::make(kStoringBackends), backend) {

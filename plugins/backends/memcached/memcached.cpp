@@ -20,6 +20,9 @@ namespace {
 // memcached's text protocol takes keys of at most 250 bytes without spaces or control
 // characters; "_lock" is put before keys for the distributed lock.
 constexpr std::size_t kMaxKey = 250 - 5;
+// What an item takes beside its value in memcached's item_size_max: its header, the key and
+// the CAS (309 bytes at most, measured on memcached 1.6 with a 250-byte key).
+constexpr std::size_t kItemOverhead = 512;
 
 struct Server {
   std::string host;
@@ -36,6 +39,7 @@ struct Settings {
   double socket_timeout = 3;
   bool binary = false;
   unsigned pool_size = 16;
+  unsigned long item_size_max = 1 << 20;  // memcached's -I, 1 MiB by default
 };
 
 Server parse_server(const std::string& text, const std::string& key) {
@@ -87,6 +91,11 @@ Settings read_settings(const Arguments& a) {
   s.pool_size = a.get("connection_pool_size", s.pool_size);
   if (s.pool_size == 0) {
     throw ValidationError(a.key("connection_pool_size") + " must be at least 1");
+  }
+  s.item_size_max = a.get("item_size_max", s.item_size_max);
+  if (s.item_size_max < 1024 || s.item_size_max > (1ul << 30)) {
+    throw ValidationError(a.key("item_size_max") +
+                          " must be between 1024 and 1073741824 bytes (memcached's -I range)");
   }
   a.ignore("min_compress_len", "values are stored uncompressed");
   return s;
@@ -305,6 +314,8 @@ class MemcachedBackend final : public BytesBackend {
 
   void set_serialized_multi(const SerializedMapping& mapping) override {
     if (mapping.empty()) return;
+    for (const auto& item : mapping)
+      check_value_size(item.second, capabilities().max_value_size, "dogpile.cache.memcached");
     auto lease = pool_->lease();
     for (const auto& [key, value] : mapping) store(lease, key, value);
   }
@@ -327,10 +338,15 @@ class MemcachedBackend final : public BytesBackend {
     return settings().distributed_lock && settings().lock_timeout != 0;
   }
 
+  BackendCapabilities capabilities() const override {
+    return {.max_value_size = settings().item_size_max - kItemOverhead};
+  }
+
  private:
   const Settings& settings() const { return pool_->settings(); }
 
   void store(Pool::Lease& lease, const std::string& key, std::string_view value) {
+    check_value_size(value, capabilities().max_value_size, "dogpile.cache.memcached");
     const memcached_return_t rc = memcached_set(lease.get(), key.data(), key.size(), value.data(),
                                                 value.size(), settings().memcached_expire_time, 0);
     if (memcached_failed(rc)) fail(lease.get(), rc, settings(), "set");

@@ -23,6 +23,9 @@ class NullBackend final : public ObjectBackend {
   std::unique_ptr<CacheMutex> get_mutex(std::string_view) override {
     return std::make_unique<NullMutex>();
   }
+  BackendCapabilities capabilities() const override {
+    return {.stores_values = false, .mutexes_exclude = false};
+  }
 };
 
 }  // namespace

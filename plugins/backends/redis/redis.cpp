@@ -440,6 +440,9 @@ class RedisBackend final : public BytesBackend {
 
   void set_serialized_multi(const SerializedMapping& mapping) override {
     if (mapping.empty()) return;
+    for (const auto& item : mapping) {
+      check_value_size(item.second, capabilities().max_value_size, "dogpile.cache.redis");
+    }
     auto lease = pool_->lease();
     for (const auto& [key, value] : mapping) send_set(lease, key, value);  // one round trip
     for (std::size_t i = 0; i < mapping.size(); ++i) lease.reply();
@@ -463,8 +466,12 @@ class RedisBackend final : public BytesBackend {
     return pool_->settings().distributed_lock && pool_->settings().lock_timeout.has_value();
   }
 
+  // Redis' own limit on a string (proto-max-bulk-len).
+  BackendCapabilities capabilities() const override { return {.max_value_size = 512u << 20}; }
+
  private:
   void send_set(Pool::Lease& lease, std::string_view key, std::string_view value) {
+    check_value_size(value, capabilities().max_value_size, "dogpile.cache.redis");
     const long long ttl = pool_->settings().redis_expiration_time;
     if (ttl > 0) {
       lease.send({"SET", key, value, "EX", std::to_string(ttl)});

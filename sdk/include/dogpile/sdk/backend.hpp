@@ -36,6 +36,10 @@ using KeyMangler = std::function<std::string(std::string_view)>;
 // can recommend (CacheBackend::key_mangler) for keys its server cannot take as they are.
 DOGPILE_API std::string sha1_mangle_key(std::string_view key);
 using Keys = std::vector<std::string>;
+// What a backend with a size limit (BackendCapabilities::max_value_size) calls before storing
+// `value`: throws CantSerialize naming `backend` and the limit when the value is larger.
+DOGPILE_API void check_value_size(std::string_view value, std::size_t limit,
+                                  std::string_view backend);
 using ValueMapping = std::vector<std::pair<std::string, CachedValuePtr>>;
 using SerializedMapping = std::vector<std::pair<std::string, std::string>>;
 using SerializedValues = std::vector<std::optional<std::string>>;
@@ -46,8 +50,10 @@ struct BackendCapabilities {
   // False for a backend that stores nothing (dogpile.cache.null): every get misses.
   bool stores_values = true;
   // The largest value, in bytes of the wire format, the backend stores; set/set_serialized
-  // refuse a larger one with CantSerialize. 0: no limit of the backend's own.
+  // refuse a larger one with CantSerialize naming the limit. 0: no limit of the backend's own.
   std::size_t max_value_size = 0;
+  // False when the mutexes get_mutex gives never block anyone (dogpile.cache.null).
+  bool mutexes_exclude = true;
 };
 
 class DOGPILE_API CacheBackend {
