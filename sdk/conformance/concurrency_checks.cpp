@@ -51,7 +51,7 @@ void eight_threads_never_see_another_keys_value(Fixture& f) {
               if (auto v = region.get<std::string>(key); v && !belongs(key, *v)) ++wrong;
               break;
             case 2: {
-              const Keys some = {key, keys[(n + 1) % kKeys], key};
+              const Keys some = {key, keys[(n + 1) % kKeys], keys[(n + 5) % kKeys], key};
               auto values = region.get_multi<std::string>(some);
               for (std::size_t i = 0; i < some.size(); ++i) {
                 if (values[i] && !belongs(some[i], *values[i])) ++wrong;

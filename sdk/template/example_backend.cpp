@@ -13,7 +13,7 @@ namespace {
 class DictBackend final : public dogpile::BytesBackend {
  public:
   explicit DictBackend(const dogpile::Arguments& arguments)
-      : max_entries_(arguments.get("max_entries", 10000u)) {}
+      : max_entries_(arguments.get("max_entries", 10000u)) {}  // unknown arguments are refused
 
   std::optional<std::string> get_serialized(std::string_view key) override {
     std::lock_guard guard(mutex_);
