@@ -1,5 +1,6 @@
 #include "dogpile/codec.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -274,11 +275,26 @@ const char* describe(const nlohmann::json& value) noexcept {
 
 }  // namespace python_json
 
+namespace {
+
+// Printable ASCII other than '"' and '\\': what a JSON string holds without escapes.
+bool plain(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+}
+
+}  // namespace
+
 std::string Codec<std::string>::encode(const std::string& value) {
+  if (plain(value)) return '"' + value + '"';  // the common case, without a JSON value
   return python_json::is_valid_utf8(value) ? nlohmann::json(value).dump(-1, ' ', true) : value;
 }
 
 std::string Codec<std::string>::decode(std::string_view bytes) {
+  if (bytes.size() >= 2 && bytes.front() == '"' && bytes.back() == '"' &&
+      plain(bytes.substr(1, bytes.size() - 2))) {
+    return std::string(bytes.substr(1, bytes.size() - 2));
+  }
   if (!python_json::is_valid_utf8(bytes)) return std::string(bytes);
   nlohmann::json value = python_json::loads(bytes);
   if (!value.is_string()) {
