@@ -362,22 +362,28 @@ bool CacheRegion::is_fresh(const State& st, const CachedValue& value, const GetO
   return !st.invalidator->is_invalidated(ct);
 }
 
-CachedValuePtr CacheRegion::decoded(const State& st, CachedValuePtr value, std::string_view key,
-                                    Decoder decode) const {
-  if (!value) return nullptr;
+CachedValuePtr CacheRegion::decode_for_key(const CachedValuePtr& value, std::string_view key,
+                                           Decoder decode) {
   try {
     if (!value->decodable()) throw CantDeserialize(value->problem());
     return decode != nullptr ? decode(value) : value;
   } catch (const ValueTypeError& e) {
     throw ValueTypeError("cached value for key '" + std::string(key) + "' " + e.what());
   } catch (const CantDeserialize& e) {
-    if (st.raise_on_undecodable) {
-      throw CantDeserialize("cached value for key '" + std::string(key) + "' " + e.what());
-    }
+    throw CantDeserialize("cached value for key '" + std::string(key) + "' " + e.what());
+  }
+}
+
+CachedValuePtr CacheRegion::decoded(const State& st, CachedValuePtr value, std::string_view key,
+                                    Decoder decode) const {
+  if (!value) return nullptr;
+  try {
+    return decode_for_key(value, key, decode);
+  } catch (const CantDeserialize& e) {
+    if (st.raise_on_undecodable) throw;
     if (log_enabled(LogLevel::warning)) {
       log(LogLevel::warning, "region",
-          "region '" + name_ + "': cached value for key '" + std::string(key) + "' " + e.what() +
-              "; treated as a miss");
+          "region '" + name_ + "': " + e.what() + "; treated as a miss");
     }
     return nullptr;
   }

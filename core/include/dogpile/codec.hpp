@@ -103,9 +103,9 @@ concept JsonConvertible = requires(const T& value, const nlohmann::json& json) {
 namespace detail {
 
 template <class T>
-inline constexpr bool is_std_optional = false;
+inline constexpr bool is_optional = false;
 template <class T>
-inline constexpr bool is_std_optional<std::optional<T>> = true;
+inline constexpr bool is_optional<std::optional<T>> = true;
 
 template <class T>
 concept TupleLike = requires {
@@ -169,7 +169,7 @@ bool json_fits(const nlohmann::json& json, std::string& why) {
     return exact;
   } else if constexpr (std::is_same_v<U, std::string>) {
     return json.is_string() || mismatch("a string");
-  } else if constexpr (is_std_optional<U>) {
+  } else if constexpr (is_optional<U>) {
     return json.is_null() || json_fits<typename U::value_type>(json, why);
   } else if constexpr (TupleLike<U>) {
     if (!json.is_array() || json.size() != std::tuple_size_v<U>) {

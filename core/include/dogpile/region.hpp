@@ -56,11 +56,6 @@ namespace dogpile {
 namespace detail {
 
 template <class T>
-inline constexpr bool is_optional = false;
-template <class T>
-inline constexpr bool is_optional<std::optional<T>> = true;
-
-template <class T>
 T& unwrap(T& value) {
   return value;
 }
@@ -305,6 +300,10 @@ class DOGPILE_API CacheRegion {
   static CachedValuePtr decode_as(const CachedValuePtr& value);
   template <class T>
   static CachedValuePtr make_value_with(T&& value, ValueMetadata metadata);
+  // `value` (not null) decoded by `decode` (null: only checked to be decodable); errors name
+  // `key`.
+  static CachedValuePtr decode_for_key(const CachedValuePtr& value, std::string_view key,
+                                       Decoder decode);
   // `value`, read from the backend for `key`, decoded by `decode` (null: not decoded). A
   // value that does not decode is a miss, logged, unless the region raises on them.
   CachedValuePtr decoded(const State& state, CachedValuePtr value, std::string_view key,
@@ -444,14 +443,7 @@ template <class T>
 std::shared_ptr<const T> CacheRegion::value_as(CachedValuePtr value, std::string_view key) {
   if (!value) return nullptr;
   if (!value->holds_object() || value->object_type() != typeid(T)) {
-    try {
-      if (!value->decodable()) throw CantDeserialize(value->problem());
-      value = decode_as<T>(value);
-    } catch (const ValueTypeError& e) {
-      throw ValueTypeError("cached value for key '" + std::string(key) + "' " + e.what());
-    } catch (const CantDeserialize& e) {
-      throw CantDeserialize("cached value for key '" + std::string(key) + "' " + e.what());
-    }
+    value = decode_for_key(value, key, &decode_as<T>);
   }
   // Aliasing: takes over the ownership of the CachedValue, no copy of the object.
   const T* object = static_cast<const T*>(value->object().get());
