@@ -7,7 +7,9 @@
 // a serialization. A bytes payload is the serialized form read from a byte backend; the
 // region decodes it when the application asks for a type. Byte backends store the wire format
 // of Python dogpile.cache >= 1.1: json(metadata) "|" payload-bytes, e.g.
-// `{"ct": 1795570724.65, "v": 2}|{"a": 1}`.
+// `{"ct": 1795570724.65, "v": 2}|{"a": 1}`. Bytes a backend read that are not in that format
+// (another serializer's, garbage) become an undecodable CachedValue that keeps them exactly,
+// so the bytes family is binary-safe and a region can treat them as a miss.
 #pragma once
 
 #include <memory>
