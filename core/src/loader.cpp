@@ -143,6 +143,22 @@ struct PluginLoader::Impl {
     }
   }
 
+  // A Boost.DLL failure's reason: dlerror's text, without the errno text Boost appends, which
+  // is stale after dlopen and dlsym (they do not set errno).
+  static std::string reason(const std::exception& e) {
+    std::string text = e.what();
+    if (const auto* failure = dynamic_cast<const std::system_error*>(&e)) {
+      const std::string stale = ": " + failure->code().message();
+      if (text.ends_with(stale)) text.erase(text.size() - stale.size());
+    }
+    // "boost::dll::shared_library::load() failed (dlerror system message: WHY)": WHY.
+    constexpr std::string_view kDlerror = "(dlerror system message: ";
+    if (const auto at = text.find(kDlerror); at != std::string::npos && text.ends_with(")")) {
+      text = text.substr(at + kDlerror.size(), text.size() - at - kDlerror.size() - 1);
+    }
+    return text;
+  }
+
   std::shared_ptr<Library> library(const std::string& name, const fs::path& file) {
     if (auto it = libraries.find(file); it != libraries.end()) return it->second;
     std::shared_ptr<Library> lib;
@@ -153,7 +169,7 @@ struct PluginLoader::Impl {
           file, static_cast<boost::dll::load_mode::type>(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
     } catch (const std::exception& e) {
       throw PluginLoadError("cannot load plugin " + name + " from " + file.string() + ": " +
-                            e.what());
+                            reason(e));
     }
     libraries.emplace(file, lib);
     return lib;
@@ -180,7 +196,7 @@ struct PluginLoader::Impl {
       descriptor = &lib->get<const PluginDescriptor>(info->symbol);
     } catch (const std::exception& e) {
       throw PluginLoadError("plugin library " + info->file.string() + " has no entry point " +
-                            info->symbol + " for " + info->name + ": " + e.what());
+                            info->symbol + " for " + info->name + ": " + reason(e));
     }
     check_compatible(info->name, info->file, descriptor->abi_version,
                      descriptor->build_tag != nullptr ? descriptor->build_tag : "");

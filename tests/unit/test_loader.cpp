@@ -1,17 +1,14 @@
 // The plugin loader: discovery without loading, the errors for each way a plugin can be
 // unusable, run-time registration and the search path.
 #define BOOST_TEST_MODULE loader
+#include <boost/dll/shared_library.hpp>
 #include <boost/test/unit_test.hpp>
-
+#include <cstdlib>
 #include <dogpile/dogpile.hpp>
+#include <fstream>
+#include <vector>
 
 #include "helpers.hpp"
-
-#include <cstdlib>
-#include <fstream>
-
-#include <vector>
-#include <boost/dll/shared_library.hpp>
 
 namespace fs = std::filesystem;
 using dogpile::Arguments;
@@ -38,7 +35,6 @@ std::string error_of(F&& f) {
   BOOST_FAIL("expected an exception");
   return {};
 }
-
 
 }  // namespace
 
@@ -100,6 +96,17 @@ BOOST_AUTO_TEST_CASE(a_plugin_with_an_undefined_symbol_fails_with_the_loaders_re
   BOOST_TEST(message.find("cannot load plugin dogpile.test.undefined_symbol") != std::string::npos);
   BOOST_TEST(message.find("undefined symbol") != std::string::npos);
   BOOST_TEST(message.find("dogpile_test_function_nobody_defines") != std::string::npos);
+  // dlerror's text, not a stale errno after it.
+  BOOST_TEST(message.find("Bad file descriptor") == std::string::npos, message);
+  BOOST_TEST(message.ends_with("dogpile_test_function_nobody_defines"), message);
+}
+
+BOOST_AUTO_TEST_CASE(the_build_tag_carries_nlohmann_jsons_abi_tags_not_macro_names) {
+  const std::string tag = DOGPILE_BUILD_TAG;
+  BOOST_TEST(tag.find("-json_abi") != std::string::npos, tag);
+  // JSON_DIAGNOSTICS and JSON_USE_LEGACY_DISCARDED_VALUE_COMPARISON are #undef'd by
+  // <nlohmann/json.hpp>: their names would stand in the tag whatever they were.
+  BOOST_TEST(tag.find("JSON_") == std::string::npos, tag);
 }
 
 BOOST_AUTO_TEST_CASE(registering_a_non_plugin_library_fails_on_the_missing_symbol) {
@@ -109,6 +116,7 @@ BOOST_AUTO_TEST_CASE(registering_a_non_plugin_library_fails_on_the_missing_symbo
   auto message = error_of<dogpile::PluginLoadError>(
       [&] { loader.make_backend("dogpile.test.plain", Arguments()); });
   BOOST_TEST(message.find("has no entry point dogpile_entry_point_plain") != std::string::npos);
+  BOOST_TEST(message.find("Illegal seek") == std::string::npos, message);
 }
 
 BOOST_AUTO_TEST_CASE(registering_a_missing_file_fails_with_the_path) {
@@ -143,14 +151,16 @@ BOOST_AUTO_TEST_CASE(the_global_register_backend_is_seen_by_regions) {
 
 BOOST_AUTO_TEST_CASE(a_backend_name_used_as_a_proxy_is_refused_and_vice_versa) {
   PluginLoader loader;
-  BOOST_CHECK_THROW(loader.make_proxy("dogpile.cache.memory", Arguments()), dogpile::PluginLoadError);
+  BOOST_CHECK_THROW(loader.make_proxy("dogpile.cache.memory", Arguments()),
+                    dogpile::PluginLoadError);
   BOOST_CHECK_THROW(loader.make_backend("dogpile.test.counting_proxy", Arguments()),
                     dogpile::PluginLoadError);
 }
 
 BOOST_AUTO_TEST_CASE(a_proxy_plugin_counts_through_a_region) {
   auto region = dogpile::make_region();
-  region->configure("dogpile.cache.memory_pickle", {.wrap = {std::string("dogpile.test.counting_proxy")}});
+  region->configure("dogpile.cache.memory_pickle",
+                    {.wrap = {std::string("dogpile.test.counting_proxy")}});
   boost::dll::shared_library lib(test_plugin("counting-proxy.so"));
   auto gets = lib.get<int()>("dogpile_test_counting_proxy_gets");
   auto sets = lib.get<int()>("dogpile_test_counting_proxy_sets");
@@ -208,7 +218,8 @@ BOOST_AUTO_TEST_CASE(plugins_are_found_through_paths_added_by_the_application) {
   const std::string saved = std::getenv("DOGPILE_PLUGIN_PATH");
   ::unsetenv("DOGPILE_PLUGIN_PATH");
   PluginLoader loader;
-  BOOST_CHECK_THROW(loader.make_backend("dogpile.cache.memory", Arguments()), dogpile::PluginNotFound);
+  BOOST_CHECK_THROW(loader.make_backend("dogpile.cache.memory", Arguments()),
+                    dogpile::PluginNotFound);
   loader.add_search_path(dir.path);
   auto backend = loader.make_backend("dogpile.cache.memory", Arguments());
   BOOST_TEST(backend != nullptr);
