@@ -283,6 +283,9 @@ std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>&
     throw;
   } catch (const std::exception& e) {
     throw Error(std::string(name) + " failed to start: " + e.what());
+  } catch (...) {
+    throw Error(std::string(name) +
+                " failed to start: it threw something that is not an exception");
   }
   if (!made) throw PluginLoadError("plugin " + std::string(name) + " made no object");
   arguments.reject_unknown(name);

@@ -1,16 +1,22 @@
 // Test-only backend that breaks the contract the way careless backends do: it keeps values as
 // C strings (cut at the first NUL), returns multi gets in its own order, and claims a size limit
-// it does not enforce. The conformance kit must fail it on exactly those points.
+// it does not enforce. The conformance kit must fail it on exactly those points. With the
+// argument fail_to_start = "int" or "runtime_error" its constructor throws that instead.
 #include <algorithm>
 #include <dogpile/sdk/sdk.hpp>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 
 namespace {
 
 class CarelessBackend final : public dogpile::BytesBackend {
  public:
-  explicit CarelessBackend(const dogpile::Arguments&) {}
+  explicit CarelessBackend(const dogpile::Arguments& arguments) {
+    const auto fail = arguments.get("fail_to_start", std::string());
+    if (fail == "int") throw 42;
+    if (fail == "runtime_error") throw std::runtime_error("careless backend refused to start");
+  }
 
   std::optional<std::string> get_serialized(std::string_view key) override {
     std::lock_guard guard(mutex_);

@@ -101,6 +101,18 @@ BOOST_AUTO_TEST_CASE(a_plugin_with_an_undefined_symbol_fails_with_the_loaders_re
   BOOST_TEST(message.ends_with("dogpile_test_function_nobody_defines"), message);
 }
 
+BOOST_AUTO_TEST_CASE(a_plugin_whose_constructor_throws_anything_is_a_dogpile_error) {
+  PluginLoader loader;
+  for (const std::string thrown : {"int", "runtime_error"}) {
+    auto message = error_of<dogpile::Error>([&] {
+      loader.make_backend(
+          "test.cache.careless",
+          Arguments(nlohmann::json{{"fail_to_start", thrown}}, "cache.x.arguments."));
+    });
+    BOOST_TEST(message.find("test.cache.careless failed to start") != std::string::npos, message);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(the_build_tag_carries_nlohmann_jsons_abi_tags_not_macro_names) {
   const std::string tag = DOGPILE_BUILD_TAG;
   BOOST_TEST(tag.find("-json_abi") != std::string::npos, tag);
