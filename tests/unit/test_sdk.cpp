@@ -273,6 +273,9 @@ BOOST_AUTO_TEST_CASE(typed_lookups_return_values_or_defaults) {
   BOOST_TEST(args.get("on", false) == true);
   BOOST_TEST(args.get("missing", 7) == 7);
   BOOST_TEST(args.get("nothing", 8) == 8);
+  // A string literal default reads as a std::string (it once compiled and failed to link).
+  BOOST_TEST(args.get("host", "default") == "localhost");
+  BOOST_TEST(args.get("absent", "default") == "default");
   BOOST_TEST(!args.find<int>("missing").has_value());
   BOOST_TEST(args.get("port", 0.0) == 6379.0);
 }

@@ -33,6 +33,10 @@ class DOGPILE_API Arguments {
   // the value has another type. An argument explicitly set to None/null reads as the default.
   template <class T>
   T get(std::string_view name, T fallback) const;
+  // A string literal default reads as std::string.
+  std::string get(std::string_view name, const char* fallback) const {
+    return get<std::string>(name, std::string(fallback));
+  }
 
   // Typed look-up of an argument that may be absent.
   template <class T>
