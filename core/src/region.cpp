@@ -39,6 +39,76 @@ class ProcessMutex final : public CacheMutex {
   std::atomic<bool> held_{false};
 };
 
+// `call()`, with an exception that is not dogpile's turned into a dogpile::Error naming the
+// backend: a plugin must not take an application down with a type it cannot know.
+template <class Call>
+auto guarded(const std::string& backend, Call&& call) -> decltype(call()) {
+  try {
+    return call();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(backend + " failed: " + e.what());
+  } catch (...) {
+    throw Error(backend + " failed with an exception that is not a std::exception");
+  }
+}
+
+class GuardedMutex final : public CacheMutex {
+ public:
+  GuardedMutex(std::unique_ptr<CacheMutex> mutex, std::string backend)
+      : mutex_(std::move(mutex)), backend_(std::move(backend)) {}
+  bool acquire(bool wait) override {
+    return guarded(backend_, [&] { return mutex_->acquire(wait); });
+  }
+  bool acquire_unless(const std::function<bool()>& value_ready) override {
+    return guarded(backend_, [&] { return mutex_->acquire_unless(value_ready); });
+  }
+  void release() override {
+    guarded(backend_, [&] { mutex_->release(); });
+  }
+  bool locked() const override {
+    return guarded(backend_, [&] { return mutex_->locked(); });
+  }
+
+ private:
+  std::unique_ptr<CacheMutex> mutex_;
+  const std::string backend_;
+};
+
+// What a region calls: the backend chain, guarded.
+class GuardedBackend final : public ProxyBackend {
+ public:
+  explicit GuardedBackend(std::string backend) : backend_(std::move(backend)) {}
+
+  CachedValuePtr get(std::string_view key) override {
+    return guarded(backend_, [&] { return ProxyBackend::get(key); });
+  }
+  std::vector<CachedValuePtr> get_multi(const Keys& keys) override {
+    return guarded(backend_, [&] { return ProxyBackend::get_multi(keys); });
+  }
+  void set(const std::string& key, CachedValuePtr value) override {
+    guarded(backend_, [&] { ProxyBackend::set(key, std::move(value)); });
+  }
+  void set_multi(const ValueMapping& mapping) override {
+    guarded(backend_, [&] { ProxyBackend::set_multi(mapping); });
+  }
+  void remove(std::string_view key) override {
+    guarded(backend_, [&] { ProxyBackend::remove(key); });
+  }
+  void remove_multi(const Keys& keys) override {
+    guarded(backend_, [&] { ProxyBackend::remove_multi(keys); });
+  }
+  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
+    auto mutex = guarded(backend_, [&] { return ProxyBackend::get_mutex(key); });
+    if (!mutex) return nullptr;
+    return std::make_unique<GuardedMutex>(std::move(mutex), backend_);
+  }
+
+ private:
+  const std::string backend_;
+};
+
 }  // namespace
 
 // One mutex object per key while anyone holds a reference to it; the entry is removed when
@@ -100,6 +170,7 @@ struct CacheRegion::State {
   std::string backend_name;
   std::shared_ptr<CacheBackend> actual;
   std::shared_ptr<CacheBackend> outer;
+  std::shared_ptr<CacheBackend> calls;  // outer, guarded: what the region calls
   std::optional<double> expiration;
   KeyMangler key_mangler;
   std::shared_ptr<RegionInvalidationStrategy> invalidator;
@@ -214,7 +285,10 @@ CacheRegion& CacheRegion::configure(std::string_view backend, ConfigureOptions o
                                            : state->outer->key_mangler();
   state->invalidator =
       options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
-  state->locks = std::make_shared<LockRegistry>(state->outer);
+  auto guarded_calls = std::make_shared<GuardedBackend>(state->backend_name);
+  guarded_calls->wrap(state->outer);
+  state->calls = std::move(guarded_calls);
+  state->locks = std::make_shared<LockRegistry>(state->calls);
   if (options.async_creation_runner) {
     state->async_runner = std::move(options.async_creation_runner);
   } else if (options.async_thread_pool > 0) {
@@ -402,7 +476,7 @@ std::vector<CachedValuePtr> CacheRegion::get_value_metadata_multi(const Keys& ke
 CachedValuePtr CacheRegion::get_decoded(std::string_view key, const GetOptions& options,
                                         Decoder decode) const {
   const State& st = state();
-  CachedValuePtr value = st.key_mangler ? st.outer->get(st.key_mangler(key)) : st.outer->get(key);
+  CachedValuePtr value = st.key_mangler ? st.calls->get(st.key_mangler(key)) : st.calls->get(key);
   if (value && value->decodable() && !is_fresh(st, *value, options)) return nullptr;
   return decoded(st, std::move(value), key, decode);
 }
@@ -417,9 +491,9 @@ std::vector<CachedValuePtr> CacheRegion::get_decoded_multi(const Keys& keys,
     Keys mangled;
     mangled.reserve(keys.size());
     for (const auto& key : keys) mangled.push_back(st.key_mangler(key));
-    values = st.outer->get_multi(mangled);
+    values = st.calls->get_multi(mangled);
   } else {
-    values = st.outer->get_multi(keys);
+    values = st.calls->get_multi(keys);
   }
   for (std::size_t i = 0; i < values.size(); ++i) {
     auto& value = values[i];
@@ -431,7 +505,7 @@ std::vector<CachedValuePtr> CacheRegion::get_decoded_multi(const Keys& keys,
 
 void CacheRegion::set_value(std::string_view key, CachedValuePtr value) {
   if (!value) throw ValidationError("set_value: a null value cannot be stored");
-  state().outer->set(mangle(key), std::move(value));
+  state().calls->set(mangle(key), std::move(value));
 }
 
 void CacheRegion::set_value_multi(const ValueMapping& mapping) {
@@ -440,11 +514,11 @@ void CacheRegion::set_value_multi(const ValueMapping& mapping) {
   for (const auto& [key, value] : mapping) {
     if (!value) throw ValidationError("set_value_multi: a null value for key '" + key + "'");
   }
-  if (!st.key_mangler) return st.outer->set_multi(mapping);
+  if (!st.key_mangler) return st.calls->set_multi(mapping);
   ValueMapping mangled;
   mangled.reserve(mapping.size());
   for (const auto& [key, value] : mapping) mangled.emplace_back(st.key_mangler(key), value);
-  st.outer->set_multi(mangled);
+  st.calls->set_multi(mangled);
 }
 
 // get_or_create ----------------------------------------------------------------------------
@@ -509,7 +583,7 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key, std::optional<doub
     found.mangled = key;
   }
   found.expiration = effective_expiration(expiration_time, st.expiration);
-  found.current = classify(st, st.outer->get(found.mangled), key, found.expiration, decode);
+  found.current = classify(st, st.calls->get(found.mangled), key, found.expiration, decode);
   return found;
 }
 
@@ -518,13 +592,13 @@ CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key
   const State& st = *found.state;
   const std::string mangled(found.mangled);
   auto get_mutex = [&] { return st.locks->get(mangled); };
-  auto getter = [&] { return classify(st, st.outer->get(mangled), key, found.expiration, decode); };
+  auto getter = [&] { return classify(st, st.calls->get(mangled), key, found.expiration, decode); };
   auto creator = [&]() -> Timestamped<CachedValuePtr> {
     Created made = make();
     if (!found.expiration && st.invalidator->was_soft_invalidated()) {
       throw Error(kSoftInvalidationNeedsExpiration);
     }
-    if (made.cache) st.outer->set(mangled, made.value);
+    if (made.cache) st.calls->set(mangled, made.value);
     const double ct = made.value->metadata().ct;
     return {std::move(made.value), ct};
   };
@@ -565,7 +639,7 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
 
   std::map<std::string, CachedValuePtr> result;
   HeldMutexes held;
-  const auto stored = st.outer->get_multi(mangled_sorted);
+  const auto stored = st.calls->get_multi(mangled_sorted);
   // Lock in sorted key order, so two multi calls cannot deadlock.
   for (std::size_t i = 0; i < sorted.size(); ++i) {
     Current current = classify(st, stored.at(i), sorted[i], expiration, decode);
@@ -593,7 +667,7 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
   // waited for their locks. Only what is still missing or stale is created.
   Keys locked_mangled;
   for (const auto& [key, mutex] : held.items()) locked_mangled.push_back(mangled.at(key));
-  const auto reread = st.outer->get_multi(locked_mangled);
+  const auto reread = st.calls->get_multi(locked_mangled);
   Keys to_create;
   for (std::size_t i = 0; i < held.items().size(); ++i) {
     auto& [key, mutex] = held.items()[i];
@@ -617,21 +691,21 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
       result[to_create[i]] = made[i].value;
       if (made[i].cache) to_store.emplace_back(mangled.at(to_create[i]), made[i].value);
     }
-    if (!to_store.empty()) st.outer->set_multi(to_store);
+    if (!to_store.empty()) st.calls->set_multi(to_store);
   }
   return aligned();
 }
 
-void CacheRegion::remove(std::string_view key) { state().outer->remove(mangle(key)); }
+void CacheRegion::remove(std::string_view key) { state().calls->remove(mangle(key)); }
 
 void CacheRegion::remove_multi(const Keys& keys) {
   if (keys.empty()) return;
   const State& st = state();
-  if (!st.key_mangler) return st.outer->remove_multi(keys);
+  if (!st.key_mangler) return st.calls->remove_multi(keys);
   Keys mangled;
   mangled.reserve(keys.size());
   for (const auto& key : keys) mangled.push_back(st.key_mangler(key));
-  st.outer->remove_multi(mangled);
+  st.calls->remove_multi(mangled);
 }
 
 std::shared_ptr<CacheMutex> CacheRegion::mutex(std::string_view key) const {

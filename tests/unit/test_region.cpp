@@ -7,6 +7,7 @@
 #include <cctype>
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -261,6 +262,31 @@ BOOST_AUTO_TEST_CASE(threads_reading_and_writing_distinct_keys_see_their_own_val
   }
   for (auto& t : threads) t.join();
   BOOST_TEST(wrong.load() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_backend_throwing_a_foreign_exception_is_a_dogpile_error_naming_it) {
+  auto region = region_on("test.cache.careless", {.arguments = {{"fail_calls", true}}});
+  for (const auto& call : std::vector<std::function<void()>>{
+           [&] { region->get<int>("k"); }, [&] { region->set("k", 1); },
+           [&] {
+             region->get_multi<int>({"a", "b"});
+           },
+           [&] { region->get_or_create("k", [] { return 1; }); },
+           [&] {
+             region->get_or_create_multi(
+                 {"a"}, [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 1); });
+           }}) {
+    try {
+      call();
+      BOOST_ERROR("expected dogpile::Error");
+    } catch (const dogpile::Error& e) {
+      BOOST_TEST(message_contains(e, "test.cache.careless failed: careless "));
+    }
+  }
+  // The application's own exceptions, from a creator, reach it as they are.
+  auto memory = region_on("dogpile.cache.memory");
+  BOOST_CHECK_THROW(memory->get_or_create("k", []() -> int { throw std::logic_error("mine"); }),
+                    std::logic_error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
