@@ -160,6 +160,9 @@ int list_plugins() {
               << (entry.version.empty() ? "" : " " + entry.version) << ")\n"
               << "    " << entry.description << "\n"
               << "    " << entry.file.string() << "\n";
+    if (!entry.incompatible.empty()) {
+      std::cout << "    NOT USABLE: " << entry.incompatible << "\n";
+    }
     for (const auto& other : entry.shadowed) {
       std::cout << "    also in " << other.string() << " (ignored: first on the path wins)\n";
     }

@@ -80,6 +80,7 @@ struct PluginLoader::Impl {
       return;
     }
     for (auto& entry : entries) {
+      entry.incompatible = incompatibility(entry.abi_version, entry.build_tag);
       auto [it, inserted] = index.try_emplace(entry.name, entry);
       if (!inserted && it->second.file != file) {
         it->second.shadowed.push_back(file);
@@ -127,19 +128,26 @@ struct PluginLoader::Impl {
                          " (searched: " + paths + "; available: " + names + ")");
   }
 
-  static void check_compatible(const std::string& name, const fs::path& file, unsigned abi,
-                               std::string_view tag) {
+  // Why a plugin built for `abi` with `tag` cannot be used here; empty when it can.
+  static std::string incompatibility(unsigned abi, std::string_view tag) {
     if (abi != DOGPILE_SDK_ABI_VERSION) {
-      throw PluginLoadError(
-          "plugin " + name + " in " + file.string() + " was built for SDK ABI version " +
-          std::to_string(abi) + ", but this libdogpile implements version " +
-          std::to_string(DOGPILE_SDK_ABI_VERSION) + "; rebuild it against the installed SDK");
+      return "built for SDK ABI version " + std::to_string(abi) +
+             ", but this libdogpile implements version " + std::to_string(DOGPILE_SDK_ABI_VERSION) +
+             "; rebuild it against the installed SDK";
     }
     if (tag != DOGPILE_BUILD_TAG) {
-      throw PluginLoadError("plugin " + name + " in " + file.string() + " was built with '" +
-                            std::string(tag) + "', but this libdogpile with '" + DOGPILE_BUILD_TAG +
-                            "'; rebuild it with the same compiler, standard library and "
-                            "nlohmann-json");
+      return "built with '" + std::string(tag) + "', but this libdogpile with '" +
+             DOGPILE_BUILD_TAG +
+             "'; rebuild it with the same compiler, standard library and "
+             "nlohmann-json";
+    }
+    return {};
+  }
+
+  static void check_compatible(const std::string& name, const fs::path& file, unsigned abi,
+                               std::string_view tag) {
+    if (const std::string why = incompatibility(abi, tag); !why.empty()) {
+      throw PluginLoadError("plugin " + name + " in " + file.string() + " was " + why);
     }
   }
 

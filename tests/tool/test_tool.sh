@@ -58,6 +58,12 @@ run demo "$work/hour.json"
 [ $(($(date +%s) - start)) -lt 60 ] || fail "demo does not wait an hour for values to expire"
 grep -q "longer than the demo waits" <<<"$out" || fail "demo says it does not wait"
 
+run plugins
+[ "$status" -eq 0 ] || fail "plugins exits 0, not $status: $err"
+grep -q "^dogpile.cache.memory " <<<"$out" || fail "plugins lists dogpile.cache.memory"
+grep -A3 "^dogpile.test.wrong_build " <<<"$out" | grep -q "NOT USABLE: built with .*cxx11abi0" ||
+  fail "plugins marks a plugin built for another toolchain, with why"
+
 echo '{"cache": {"broken": ' >"$work/broken.json"
 run check "$work/broken.json"
 [ "$status" -eq 1 ] || fail "check of a malformed file exits 1, not $status"

@@ -57,6 +57,9 @@ BOOST_AUTO_TEST_CASE(list_shows_every_entry_point_with_description_and_file) {
   BOOST_TEST((by_name["dogpile.test.counting_proxy"].kind == dogpile::PluginKind::proxy));
   BOOST_TEST(by_name["dogpile.cache.memory"].version == "1.0.0");
   // The broken plugins are listed too: listing reads manifests, it does not load.
+  BOOST_TEST(by_name["dogpile.test.wrong_build"].incompatible.find("cxx11abi0") !=
+             std::string::npos);
+  BOOST_TEST(by_name["dogpile.cache.memory"].incompatible.empty());
   BOOST_TEST(by_name.count("dogpile.test.undefined_symbol") == 1u);
   BOOST_TEST(by_name.count("dogpile.test.wrong_abi") == 1u);
 }

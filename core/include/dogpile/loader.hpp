@@ -39,6 +39,8 @@ struct EntryPointInfo {
   std::string symbol;
   bool registered = false;                      // by register_backend, not found on the path
   std::vector<std::filesystem::path> shadowed;  // other files providing the same name
+  // Why this libdogpile cannot use it (built for another SDK ABI or toolchain); empty if it can.
+  std::string incompatible;
 };
 
 class DOGPILE_API PluginLoader {
