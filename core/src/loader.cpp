@@ -281,12 +281,33 @@ void PluginLoader::rescan() {
 namespace {
 
 // Objects a plugin made hold its library: it stays loaded while any of them is alive.
+// A plugin's argument error, with what may be behind it: an argument nobody asked for (a
+// misspelling of the one it lacks), and other files providing the same name (an older copy
+// first on the path, whose arguments differ).
+[[noreturn]] void throw_argument_error(const ValidationError& e, std::string_view name,
+                                       const Arguments& arguments,
+                                       const std::vector<fs::path>& shadowed) {
+  std::string message = e.what();
+  if (std::string unknown = arguments.unknown_argument_message(name);
+      !unknown.empty() && message.find(unknown) == std::string::npos) {
+    message += "; also " + unknown;
+  }
+  for (const auto& file : shadowed) {
+    message += "; note: " + std::string(name) + " is also provided by " + file.string() +
+               ", which comes later on the plugin path and is not used";
+  }
+  throw ValidationError(message);
+}
+
 template <class Base, class Factory>
 std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>& lib,
-                                std::string_view name, const Arguments& arguments) {
+                                std::string_view name, const Arguments& arguments,
+                                const std::vector<fs::path>& shadowed) {
   std::unique_ptr<Base> made;
   try {
     made = factory(arguments);
+  } catch (const ValidationError& e) {
+    throw_argument_error(e, name, arguments, shadowed);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -296,7 +317,11 @@ std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>&
                 " failed to start: it threw something that is not an exception");
   }
   if (!made) throw PluginLoadError("plugin " + std::string(name) + " made no object");
-  arguments.reject_unknown(name);
+  try {
+    arguments.reject_unknown(name);
+  } catch (const ValidationError& e) {
+    throw_argument_error(e, name, arguments, shadowed);
+  }
   return std::shared_ptr<Base>(made.release(), [lib](Base* object) { delete object; });
 }
 
@@ -306,16 +331,18 @@ std::shared_ptr<CacheBackend> PluginLoader::make_backend(std::string_view name,
                                                          const Arguments& arguments) {
   std::unique_lock guard(impl_->mutex);
   auto [descriptor, lib] = impl_->load(name, PluginKind::backend);
+  const auto shadowed = impl_->find(name)->shadowed;
   guard.unlock();
-  return make_from<CacheBackend>(descriptor->make_backend, lib, name, arguments);
+  return make_from<CacheBackend>(descriptor->make_backend, lib, name, arguments, shadowed);
 }
 
 std::shared_ptr<ProxyBackend> PluginLoader::make_proxy(std::string_view name,
                                                        const Arguments& arguments) {
   std::unique_lock guard(impl_->mutex);
   auto [descriptor, lib] = impl_->load(name, PluginKind::proxy);
+  const auto shadowed = impl_->find(name)->shadowed;
   guard.unlock();
-  return make_from<ProxyBackend>(descriptor->make_proxy, lib, name, arguments);
+  return make_from<ProxyBackend>(descriptor->make_proxy, lib, name, arguments, shadowed);
 }
 
 void register_backend(std::string_view name, const fs::path& library, std::string_view symbol) {

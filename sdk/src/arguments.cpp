@@ -1,9 +1,11 @@
 #include "dogpile/sdk/arguments.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/log.hpp"
@@ -156,15 +158,49 @@ void Arguments::ignore(std::string_view name, std::string_view why) const {
   }
 }
 
-void Arguments::reject_unknown(std::string_view plugin_name) const {
+namespace {
+
+// Levenshtein distance, for "did you mean": names are short.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string Arguments::unknown_argument_message(std::string_view plugin_name) const {
   for (const auto& item : values_.items()) {
     if (asked_.count(item.key()) != 0) continue;
-    std::string known;
-    for (const auto& name : asked_) known += (known.empty() ? "" : ", ") + name;
-    throw ValidationError(
-        "unknown argument " + key(item.key()) + " for " + std::string(plugin_name) + " (" +
-        (known.empty() ? std::string("it takes no arguments") : "its arguments are: " + known) +
-        ")");
+    std::string known, closest;
+    std::size_t best = 3;  // suggest names at most 2 edits away
+    for (const auto& name : asked_) {
+      known += (known.empty() ? "" : ", ") + name;
+      if (const std::size_t d = edit_distance(item.key(), name); d < best) {
+        best = d;
+        closest = name;
+      }
+    }
+    return "unknown argument " + key(item.key()) + " for " + std::string(plugin_name) +
+           (closest.empty() ? "" : " (did you mean " + closest + "?)") + " (" +
+           (known.empty() ? std::string("it takes no arguments") : "its arguments are: " + known) +
+           ")";
+  }
+  return {};
+}
+
+void Arguments::reject_unknown(std::string_view plugin_name) const {
+  if (std::string message = unknown_argument_message(plugin_name); !message.empty()) {
+    throw ValidationError(message);
   }
 }
 

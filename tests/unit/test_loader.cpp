@@ -214,6 +214,34 @@ BOOST_AUTO_TEST_CASE(the_first_plugin_on_the_path_wins_and_duplicates_are_report
     BOOST_TEST_REQUIRE(e.shadowed.size() == 1u);
     BOOST_TEST(e.shadowed[0] == dir.path / "copy-of-memory.so");
   }
+  // An argument error names the copy that was not used: it may be the one meant.
+  auto message = error_of<dogpile::ValidationError>([&] {
+    loader.make_backend("dogpile.cache.memory",
+                        Arguments(nlohmann::json{{"bogus", 1}}, "cache.x.arguments."));
+  });
+  BOOST_TEST(message.find("also provided by " + (dir.path / "copy-of-memory.so").string()) !=
+                 std::string::npos,
+             message);
+}
+
+BOOST_AUTO_TEST_CASE(a_misspelled_argument_is_named_with_the_closest_valid_name) {
+  PluginLoader loader;
+  auto message = error_of<dogpile::ValidationError>([&] {
+    loader.make_backend("dogpile.cache.memory",
+                        Arguments(nlohmann::json{{"shardz", 4}}, "cache.x.arguments."));
+  });
+  BOOST_TEST(message.find("unknown argument cache.x.arguments.shardz") != std::string::npos,
+             message);
+  BOOST_TEST(message.find("did you mean shards?") != std::string::npos, message);
+  // A required argument misspelled: the missing one and the unknown one are both named.
+  message = error_of<dogpile::ValidationError>([&] {
+    loader.make_backend(
+        "dogpile.cache.memcached",
+        Arguments(nlohmann::json{{"ulr", "127.0.0.1:11211"}}, "cache.x.arguments."));
+  });
+  BOOST_TEST(message.find("cache.x.arguments.url") != std::string::npos, message);
+  BOOST_TEST(message.find("unknown argument cache.x.arguments.ulr") != std::string::npos, message);
+  BOOST_TEST(message.find("did you mean url?") != std::string::npos, message);
 }
 
 BOOST_AUTO_TEST_CASE(files_that_are_not_plugins_are_skipped) {

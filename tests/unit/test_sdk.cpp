@@ -333,7 +333,8 @@ BOOST_AUTO_TEST_CASE(arguments_nobody_read_are_rejected_with_the_known_ones) {
   } catch (const dogpile::ValidationError& e) {
     BOOST_TEST(message_contains(e,
                                 "unknown argument cache.shared.arguments.prot for "
-                                "dogpile.cache.example (its arguments are: host, port)"));
+                                "dogpile.cache.example (did you mean port?) (its arguments are: "
+                                "host, port)"));
   }
   Arguments ok(json{{"port", 1}});
   ok.get("port", 0);

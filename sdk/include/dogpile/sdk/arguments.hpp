@@ -59,8 +59,10 @@ class DOGPILE_API Arguments {
   std::string key(std::string_view name) const;
 
   // Throws ValidationError for every argument no look-up asked for, naming the first one,
-  // the plugin, and the arguments that are known.
+  // the plugin, the closest known name and the arguments that are known.
   void reject_unknown(std::string_view plugin_name) const;
+  // That error's text, or empty when every argument was asked for.
+  std::string unknown_argument_message(std::string_view plugin_name) const;
 
   const nlohmann::json& values() const noexcept { return values_; }
 
