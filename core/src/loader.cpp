@@ -119,13 +119,36 @@ struct PluginLoader::Impl {
     return nullptr;
   }
 
+  // What to say of a backend name Python dogpile.cache knows and dogpile-cpp does not ship.
+  static std::string python_only_hint(std::string_view name) {
+    constexpr std::string_view kMemcachedClients[] = {
+        "dogpile.cache.pylibmc", "dogpile.cache.bmemcached", "dogpile.cache.pymemcache"};
+    for (auto client : kMemcachedClients) {
+      if (name == client) {
+        return ". It is Python dogpile.cache's backend for one memcached client library; "
+               "dogpile-cpp's memcached backend is dogpile.cache.memcached (libmemcached), "
+               "which takes the same url";
+      }
+    }
+    constexpr std::string_view kNotYet[] = {"dogpile.cache.dbm", "dogpile.cache.redis_sentinel",
+                                            "dogpile.cache.redis_cluster", "dogpile.cache.valkey"};
+    for (auto backend : kNotYet) {
+      if (name == backend) {
+        return ". It is a Python dogpile.cache backend this version of dogpile-cpp does not "
+               "provide";
+      }
+    }
+    return {};
+  }
+
   [[noreturn]] void not_found(std::string_view name) {
     std::string paths;
     for (const auto& p : search_path()) paths += (paths.empty() ? "" : ", ") + p.string();
     std::string names = joined_names(index);
     if (!registered.empty()) names += "; registered: " + joined_names(registered);
     throw PluginNotFound("Couldn't find cache plugin to load: " + std::string(name) +
-                         " (searched: " + paths + "; available: " + names + ")");
+                         " (searched: " + paths + "; available: " + names + ")" +
+                         python_only_hint(name));
   }
 
   // Why a plugin built for `abi` with `tag` cannot be used here; empty when it can.

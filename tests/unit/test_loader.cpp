@@ -116,6 +116,24 @@ BOOST_AUTO_TEST_CASE(a_plugin_whose_constructor_throws_anything_is_a_dogpile_err
   }
 }
 
+BOOST_AUTO_TEST_CASE(python_backend_names_not_provided_say_so) {
+  PluginLoader loader;
+  for (const std::string name :
+       {"dogpile.cache.pylibmc", "dogpile.cache.bmemcached", "dogpile.cache.pymemcache"}) {
+    auto message =
+        error_of<dogpile::PluginNotFound>([&] { loader.make_backend(name, Arguments()); });
+    BOOST_TEST(message.find("dogpile-cpp's memcached backend is dogpile.cache.memcached") !=
+                   std::string::npos,
+               message);
+  }
+  for (const std::string name : {"dogpile.cache.dbm", "dogpile.cache.redis_sentinel"}) {
+    auto message =
+        error_of<dogpile::PluginNotFound>([&] { loader.make_backend(name, Arguments()); });
+    BOOST_TEST(message.find("this version of dogpile-cpp does not provide") != std::string::npos,
+               message);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(the_build_tag_carries_nlohmann_jsons_abi_tags_not_macro_names) {
   const std::string tag = DOGPILE_BUILD_TAG;
   BOOST_TEST(tag.find("-json_abi") != std::string::npos, tag);
