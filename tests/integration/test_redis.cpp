@@ -170,9 +170,15 @@ BOOST_AUTO_TEST_CASE(a_unix_socket_url_and_the_db_argument_choose_the_database) 
   over_tcp->configure("dogpile.cache.redis",
                       {.arguments = {{"host", "127.0.0.1"}, {"port", redis.port()}, {"db", 5}}});
   over_tcp->set("k", 8);
+  auto db_in_query = dogpile::make_region();  // redis-py's ?db=N on a redis:// URL
+  db_in_query->configure(
+      "dogpile.cache.redis",
+      {.arguments = {{"url", "redis://127.0.0.1:" + std::to_string(redis.port()) + "?db=6"}}});
+  db_in_query->set("k", 9);
   const std::string keyspace = raw(redis, "INFO keyspace");
   BOOST_TEST(keyspace.find("db3:keys=1") != std::string::npos);
   BOOST_TEST(keyspace.find("db5:keys=1") != std::string::npos);
+  BOOST_TEST(keyspace.find("db6:keys=1") != std::string::npos);
   BOOST_TEST(keyspace.find("db0:") == std::string::npos);
 }
 
@@ -331,6 +337,12 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
           {{{"prot", 1}}, "unknown argument cache.redis.arguments.prot"},
           {{{"url", "http://x"}}, "cache.redis.arguments.url is not a Redis URL"},
           {{{"url", "unix:///tmp/r.sock?db=x"}}, "the database is not a number"},
+          {{{"url", "rediss://localhost:6380/0"}},
+           "cache.redis.arguments.url: rediss:// is "
+           "Redis over TLS, which this build cannot speak"},
+          {{{"url", "redis://localhost:6379/0?socket_timeout=1"}},
+           "query option 'socket_timeout' is not read from the URL here; give it as the argument "
+           "socket_timeout"},
           {{{"connection_pool_size", 0}}, "cache.redis.arguments.connection_pool_size"},
           {{{"ssl", true}}, "cache.redis.arguments.ssl is not supported"},
           {{{"port", 70000}}, "cache.redis.arguments.port must be between 1 and 65535"},

@@ -44,28 +44,47 @@ struct Settings {
   }
 };
 
-// Applies redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N].
+// Applies redis://[[user]:password@]host[:port][/db][?db=N] or unix:///path[?db=N].
 void apply_url(Settings& s, const std::string& url, const std::string& key) {
   auto fail = [&](const char* why) {
     throw ValidationError(key + " is not a Redis URL (" + why +
                           "): expected redis://[[user]:password@]host:port/db or unix:///path");
   };
-  if (url.starts_with("unix://")) {
-    std::string rest = url.substr(7);
-    if (auto q = rest.find("?db="); q != std::string::npos) {
-      const std::string db = rest.substr(q + 4);
+  if (url.starts_with("rediss://")) {
+    throw ValidationError(key +
+                          ": rediss:// is Redis over TLS, which this build cannot speak "
+                          "(Debian's hiredis 0.14 has no TLS); use redis:// on a network you "
+                          "trust, or a TLS tunnel");
+  }
+  // The query: db=N, as redis-py reads it; other redis-py query options are arguments here.
+  std::string_view without_query = url;
+  if (auto q = url.find('?'); q != std::string::npos) {
+    without_query = std::string_view(url).substr(0, q);
+    std::string_view query = std::string_view(url).substr(q + 1);
+    while (!query.empty()) {
+      const std::string_view item = query.substr(0, query.find('&'));
+      query.remove_prefix(std::min(query.size(), item.size() + 1));
+      const std::string_view name = item.substr(0, item.find('='));
+      if (name != "db") {
+        throw ValidationError(key + ": the URL's query option '" + std::string(name) +
+                              "' is not read from the URL here; give it as the argument " +
+                              std::string(name) + " beside url");
+      }
+      const std::string_view db = item.substr(std::min(item.size(), name.size() + 1));
       auto [end, ec] = std::from_chars(db.data(), db.data() + db.size(), s.db);
       if (db.empty() || ec != std::errc() || end != db.data() + db.size()) {
         fail("the database is not a number");
       }
-      rest.resize(q);
     }
+  }
+  if (without_query.starts_with("unix://")) {
+    std::string rest(without_query.substr(7));
     if (rest.empty() || rest.front() != '/') fail("no socket path");
     s.unix_socket = rest;
     return;
   }
-  if (!url.starts_with("redis://")) fail("unknown scheme");
-  std::string rest = url.substr(8);
+  if (!without_query.starts_with("redis://")) fail("unknown scheme");
+  std::string rest(without_query.substr(8));
   if (auto at = rest.rfind('@'); at != std::string::npos) {
     const std::string credentials = rest.substr(0, at);
     rest = rest.substr(at + 1);
