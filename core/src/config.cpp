@@ -224,7 +224,10 @@ ConfigFile load_config_file(const fs::path& path) {
 
 // Regions ------------------------------------------------------------------------------
 
-std::vector<RegionSpec> find_regions(const ConfigFile& file) {
+namespace {
+
+// Every region in the file, wherever it is named.
+std::vector<RegionSpec> all_regions(const ConfigFile& file) {
   std::vector<RegionSpec> regions;
   for (const auto& section : file.sections) {
     for (const auto& [key, value] : section.values) {
@@ -238,6 +241,15 @@ std::vector<RegionSpec> find_regions(const ConfigFile& file) {
       }
     }
   }
+  return regions;
+}
+
+}  // namespace
+
+std::vector<RegionSpec> find_regions(const ConfigFile& file, std::string_view region_prefix) {
+  std::vector<RegionSpec> regions = all_regions(file);
+  std::erase_if(regions,
+                [&](const RegionSpec& spec) { return !spec.name.starts_with(region_prefix); });
   return regions;
 }
 
@@ -322,10 +334,11 @@ void apply_settings(const ConfigFile& file) {
 
 }  // namespace
 
-std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(const ConfigFile& file) {
+std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(
+    const ConfigFile& file, std::string_view region_prefix) {
   apply_settings(file);
   std::map<std::string, std::shared_ptr<CacheRegion>> regions;
-  for (const auto& spec : find_regions(file)) {
+  for (const auto& spec : find_regions(file, region_prefix)) {
     if (regions.count(spec.name) != 0) {
       throw ConfigError("region " + spec.name + " is configured twice (" +
                         file.where(*spec.section, spec.prefix + "backend") + ")");
@@ -341,15 +354,20 @@ std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(const Conf
     regions.emplace(spec.name, std::move(region));
   }
   if (regions.empty()) {
-    throw ConfigError(file.path.string() +
-                      ": no region found (a region needs a key such as "
-                      "cache.local.backend)");
+    std::string ignored;
+    for (const auto& spec : all_regions(file)) ignored += " " + spec.prefix + "backend";
+    throw ConfigError(
+        file.path.string() + ": no region found under '" + std::string(region_prefix) +
+        "' (a region needs a key such as " + std::string(region_prefix) + "local.backend" +
+        (ignored.empty() ? std::string() : "; keys ignored, not under that prefix:" + ignored) +
+        ")");
   }
   return regions;
 }
 
-std::map<std::string, std::shared_ptr<CacheRegion>> load_regions(const fs::path& path) {
-  return configure_regions(load_config_file(path));
+std::map<std::string, std::shared_ptr<CacheRegion>> load_regions(const fs::path& path,
+                                                                 std::string_view region_prefix) {
+  return configure_regions(load_config_file(path), region_prefix);
 }
 
 }  // namespace dogpile

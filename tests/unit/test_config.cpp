@@ -2,7 +2,6 @@
 // regions from them, with errors that name the key, file and line.
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
-
 #include <dogpile/dogpile.hpp>
 
 #include "helpers.hpp"
@@ -22,13 +21,19 @@ BOOST_AUTO_TEST_CASE(strings_are_coerced_as_dogpile_does) {
     json expected;
   };
   const Case cases[] = {
-      {"1", 1},         {"-5", -5},          {"+3", 3},          {"  42  ", 42},
-      {"007", 7},       {"1.5", 1.5},        {".5", 0.5},        {"5.", 5.0},
-      {"1e5", 1e5},     {"-1.5e-3", -1.5e-3}, {"+2E2", 200.0},   {"true", true},
-      {"FALSE", false}, {"True", true},      {"None", nullptr},  {"none", "none"},
-      {"NONE", "NONE"}, {"abc", "abc"},      {"1.2.3", "1.2.3"}, {"0x10", "0x10"},
-      {"", ""},         {"  padded  ", "padded"}, {"e5", "e5"},  {"1e", "1e"},
-      {"5m", "5m"},     {"-", "-"},
+      {"1", 1},           {"-5", -5},
+      {"+3", 3},          {"  42  ", 42},
+      {"007", 7},         {"1.5", 1.5},
+      {".5", 0.5},        {"5.", 5.0},
+      {"1e5", 1e5},       {"-1.5e-3", -1.5e-3},
+      {"+2E2", 200.0},    {"true", true},
+      {"FALSE", false},   {"True", true},
+      {"None", nullptr},  {"none", "none"},
+      {"NONE", "NONE"},   {"abc", "abc"},
+      {"1.2.3", "1.2.3"}, {"0x10", "0x10"},
+      {"", ""},           {"  padded  ", "padded"},
+      {"e5", "e5"},       {"1e", "1e"},
+      {"5m", "5m"},       {"-", "-"},
   };
   for (const auto& c : cases) {
     const json got = dogpile::coerce_string_value(c.text);
@@ -218,13 +223,15 @@ BOOST_AUTO_TEST_CASE(wrap_names_proxy_plugins) {
   BOOST_TEST_REQUIRE(inner != nullptr);
   BOOST_TEST(inner->proxied() == region->actual_backend());
 
-  ConfigDict bad{{"backend", "dogpile.cache.memory"}, {"wrap", json::array({"dogpile.cache.memory"})}};
+  ConfigDict bad{{"backend", "dogpile.cache.memory"},
+                 {"wrap", json::array({"dogpile.cache.memory"})}};
   auto other = dogpile::make_region();
   try {
     other->configure_from_config(bad, "");
     BOOST_FAIL("expected ConfigError");
   } catch (const dogpile::ConfigError& e) {
-    BOOST_TEST(message_contains(e, "wrap names dogpile.cache.memory, which is a backend, not a proxy"));
+    BOOST_TEST(
+        message_contains(e, "wrap names dogpile.cache.memory, which is a backend, not a proxy"));
   }
 }
 
@@ -275,9 +282,9 @@ BOOST_AUTO_TEST_CASE(json_and_ini_files_give_the_same_configuration) {
 
 BOOST_AUTO_TEST_CASE(the_shipped_example_configs_load) {
   const fs::path source = std::getenv("DOGPILE_SOURCE_DIR");
-  for (const char* name : {"configs/example.json", "configs/example.ini", "configs/demo.json",
-                           "configs/redis.json", "configs/redis.ini", "configs/memcached.json",
-                           "configs/memcached.ini"}) {
+  for (const char* name :
+       {"configs/example.json", "configs/example.ini", "configs/demo.json", "configs/redis.json",
+        "configs/redis.ini", "configs/memcached.json", "configs/memcached.ini"}) {
     BOOST_TEST_INFO(name);
     BOOST_TEST(!dogpile::load_regions(source / name).empty());
   }
@@ -314,7 +321,8 @@ BOOST_AUTO_TEST_CASE(settings_set_the_log_level_and_reject_unknown_names) {
   BOOST_TEST((dogpile::log_level() == dogpile::LogLevel::error));
   dogpile::set_log_level(dogpile::LogLevel::warning);
 
-  TempFile bad_level("bad.ini", "[dogpile]\nlog_level = loud\n[cache.a]\nbackend = dogpile.cache.null\n");
+  TempFile bad_level("bad.ini",
+                     "[dogpile]\nlog_level = loud\n[cache.a]\nbackend = dogpile.cache.null\n");
   try {
     dogpile::load_regions(bad_level.path);
     BOOST_FAIL("expected ValidationError");
@@ -331,9 +339,32 @@ BOOST_AUTO_TEST_CASE(a_file_without_regions_is_a_config_error) {
   BOOST_CHECK_THROW(dogpile::load_regions(empty.path), dogpile::ConfigError);
 }
 
+BOOST_AUTO_TEST_CASE(only_regions_under_the_region_prefix_are_taken) {
+  // A Pyramid file holds other *.backend keys: they are not regions.
+  TempFile pyramid("app.ini",
+                   "[app:main]\ncelery.result.backend = redis://localhost/1\n"
+                   "cache.a.backend = dogpile.cache.memory\n");
+  auto regions = dogpile::load_regions(pyramid.path);
+  BOOST_TEST(regions.size() == 1u);
+  BOOST_TEST(regions.count("cache.a") == 1u);
+
+  TempFile elsewhere("elsewhere.json",
+                     R"({"myapp": {"users": {"backend": "dogpile.cache.null"}}})");
+  try {
+    dogpile::load_regions(elsewhere.path);
+    BOOST_FAIL("expected ConfigError");
+  } catch (const dogpile::ConfigError& e) {
+    BOOST_TEST(message_contains(e, "no region found under 'cache.'"));
+    BOOST_TEST(message_contains(e, "keys ignored, not under that prefix: myapp.users.backend"));
+  }
+  BOOST_TEST(dogpile::load_regions(elsewhere.path, "myapp.").count("myapp.users") == 1u);
+  BOOST_TEST(dogpile::load_regions(elsewhere.path, "").count("myapp.users") == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_region_configured_twice_in_a_file_is_an_error) {
   TempFile twice("twice.ini",
-                 "[app:main]\ncache.a.backend = dogpile.cache.null\n[cache.a]\nbackend = dogpile.cache.null\n");
+                 "[app:main]\ncache.a.backend = dogpile.cache.null\n[cache.a]\nbackend = "
+                 "dogpile.cache.null\n");
   BOOST_CHECK_THROW(dogpile::load_regions(twice.path), dogpile::ConfigError);
 }
 
@@ -350,7 +381,8 @@ BOOST_AUTO_TEST_SUITE_END()
 namespace {
 
 // Collects the "dogpile" channel's records.
-class Collector : public boost::log::sinks::basic_sink_backend<boost::log::sinks::synchronized_feeding> {
+class Collector
+    : public boost::log::sinks::basic_sink_backend<boost::log::sinks::synchronized_feeding> {
  public:
   void consume(const boost::log::record_view& record) {
     auto channel = boost::log::extract<std::string>("Channel", record);
@@ -377,7 +409,8 @@ BOOST_AUTO_TEST_CASE(logging_is_quiet_by_default_and_follows_the_configured_leve
   BOOST_TEST((collector->records[0].first == boost::log::trivial::warning));
   BOOST_TEST(collector->records[0].second.find("kept") != std::string::npos);
 
-  TempFile debug("debug.ini", "[dogpile]\nlog_level = DEBUG\n[cache.a]\nbackend = dogpile.cache.memory\n");
+  TempFile debug("debug.ini",
+                 "[dogpile]\nlog_level = DEBUG\n[cache.a]\nbackend = dogpile.cache.memory\n");
   dogpile::load_regions(debug.path);
   BOOST_TEST(dogpile::log_enabled(dogpile::LogLevel::debug));
   bool configured_logged = false;

@@ -69,14 +69,22 @@ struct RegionSpec {
   const ConfigSection* section = nullptr;
 };
 
-// Every region in the file: every `<prefix>backend` key outside "dogpile.".
-DOGPILE_API std::vector<RegionSpec> find_regions(const ConfigFile& file);
+// Where regions are looked for by default: `cache.<name>.backend` (JSON {"cache": {...}}, INI
+// `cache.local.backend = …` or a section [cache.local]), so that other `*.backend` keys of an
+// application's file (`celery.result.backend`) are not taken for regions.
+inline constexpr std::string_view kDefaultRegionPrefix = "cache.";
 
-// Applies the file's "dogpile." settings, then makes and configures every region found.
-// Errors name the file (and line, for INI) of the key at fault.
+// Every region in the file whose name starts with `region_prefix` ("" for every
+// `<name>.backend` key outside "dogpile.").
+DOGPILE_API std::vector<RegionSpec> find_regions(
+    const ConfigFile& file, std::string_view region_prefix = kDefaultRegionPrefix);
+
+// Applies the file's "dogpile." settings, then makes and configures every region found under
+// `region_prefix`. Errors name the file (and line, for INI) of the key at fault; a file with no
+// region there is a ConfigError naming the prefix and the `*.backend` keys it ignored.
 DOGPILE_API std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(
-    const ConfigFile& file);
+    const ConfigFile& file, std::string_view region_prefix = kDefaultRegionPrefix);
 DOGPILE_API std::map<std::string, std::shared_ptr<CacheRegion>> load_regions(
-    const std::filesystem::path& path);
+    const std::filesystem::path& path, std::string_view region_prefix = kDefaultRegionPrefix);
 
 }  // namespace dogpile
