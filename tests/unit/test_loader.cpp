@@ -116,6 +116,14 @@ BOOST_AUTO_TEST_CASE(a_plugin_whose_constructor_throws_anything_is_a_dogpile_err
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_plugin_linked_with_gc_sections_keeps_its_manifest) {
+  PluginLoader loader;
+  bool listed = false;
+  for (const auto& e : loader.list()) listed |= e.name == "test.cache.gc_sections";
+  BOOST_TEST(listed);
+  BOOST_TEST(loader.make_backend("test.cache.gc_sections", Arguments()) != nullptr);
+}
+
 BOOST_AUTO_TEST_CASE(python_backend_names_not_provided_say_so) {
   PluginLoader loader;
   for (const std::string name :

@@ -49,6 +49,17 @@ struct PluginDescriptor {
 
 #define DOGPILE_ENTRY_POINT_SYMBOL_PREFIX "dogpile_entry_point_"
 
+// The manifest must survive a link with --gc-sections, which drops unreferenced sections
+// even when their contents are `used`: `retain` (SHF_GNU_RETAIN) keeps it.
+#if defined(__has_attribute)
+#if __has_attribute(retain)
+#define DOGPILE_MANIFEST_ATTRIBUTES_ section("dogpile_manifest"), used, retain
+#endif
+#endif
+#ifndef DOGPILE_MANIFEST_ATTRIBUTES_
+#define DOGPILE_MANIFEST_ATTRIBUTES_ section("dogpile_manifest"), used
+#endif
+
 // The general form; the ABI version and build tag are parameters only so that tests can build
 // a deliberately mismatched plugin. Use the two macros below.
 #define DOGPILE_DECLARE_ENTRY_POINT(id, abi, tag, kind_text, kind, name, version, description,   \
@@ -56,7 +67,7 @@ struct PluginDescriptor {
   extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id;             \
   extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id = {          \
       abi, tag, name, kind, version, description, backend_factory, proxy_factory};               \
-  __attribute__((section("dogpile_manifest"), used)) static const char dogpile_manifest_##id[] = \
+  __attribute__((DOGPILE_MANIFEST_ATTRIBUTES_)) static const char dogpile_manifest_##id[] =      \
       "name=" name "\nkind=" kind_text                                                           \
       "\nabi=" DOGPILE_STRINGIFY(abi) "\nbuild=" tag "\nversion=" version                        \
                                       "\ndescription=" description                               \
