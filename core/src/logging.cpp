@@ -2,10 +2,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/core/null_deleter.hpp>
+#include <boost/log/attributes/constant.hpp>
+#include <boost/log/core.hpp>
+#include <boost/log/expressions.hpp>
+#include <boost/log/sinks/sync_frontend.hpp>
+#include <boost/log/sinks/text_ostream_backend.hpp>
 #include <boost/log/sources/record_ostream.hpp>
 #include <boost/log/sources/severity_channel_logger.hpp>
 #include <boost/log/trivial.hpp>
+#include <boost/make_shared.hpp>
 #include <cctype>
+#include <iostream>
 #include <string>
 
 namespace dogpile {
@@ -59,6 +67,35 @@ Logger& logger() {
   return instance;
 }
 
+// The attribute that sends a record to the library's own sink, and nowhere else.
+const char* const kFallback = "DogpileFallback";
+
+// The library's own sink: records no application sink took, on stderr. Registered on first
+// use; being a sink, it also keeps Boost.Log's default sink (stdout, where a program's output
+// goes) from ever writing dogpile's records.
+void register_stderr_sink() {
+  static const bool registered = [] {
+    auto backend = boost::make_shared<boost::log::sinks::text_ostream_backend>();
+    backend->add_stream(boost::shared_ptr<std::ostream>(&std::clog, boost::null_deleter()));
+    backend->auto_flush(true);
+    auto sink = boost::make_shared<
+        boost::log::sinks::synchronous_sink<boost::log::sinks::text_ostream_backend>>(backend);
+    sink->set_filter(boost::log::expressions::has_attr<bool>(kFallback));
+    sink->set_formatter(boost::log::expressions::stream << "[" << trivial::severity << "] "
+                                                        << boost::log::expressions::smessage);
+    boost::log::core::get()->add_sink(sink);
+    return true;
+  }();
+  (void)registered;
+}
+
+// Whether an application sink would take a record on the dogpile channel at all: one at the
+// highest severity is the likeliest to pass its filters.
+bool application_sink_exists() {
+  Logger probe(boost::log::keywords::channel = "dogpile");
+  return static_cast<bool>(probe.open_record(boost::log::keywords::severity = trivial::fatal));
+}
+
 }  // namespace
 
 void set_log_level(LogLevel level) noexcept { g_level.store(static_cast<int>(level)); }
@@ -84,7 +121,24 @@ std::optional<LogLevel> parse_log_level(std::string_view text) {
 
 void log(LogLevel level, std::string_view component, std::string_view message) {
   if (!log_enabled(level)) return;
-  BOOST_LOG_SEV(logger(), to_boost(level)) << "dogpile[" << component << "] " << message;
+  register_stderr_sink();
+  Logger& source = logger();
+  auto record = source.open_record(boost::log::keywords::severity = to_boost(level));
+  if (!record) {
+    // No application sink took it: stderr, unless the application has sinks that filtered
+    // it out on purpose.
+    if (application_sink_exists()) return;
+    boost::log::attribute_set fallback;
+    fallback.insert(kFallback, boost::log::attributes::constant<bool>(true));
+    fallback.insert("Severity",
+                    boost::log::attributes::constant<trivial::severity_level>(to_boost(level)));
+    record = boost::log::core::get()->open_record(fallback);
+    if (!record) return;
+  }
+  boost::log::record_ostream stream(record);
+  stream << "dogpile[" << component << "] " << message;
+  stream.flush();
+  boost::log::core::get()->push_record(std::move(record));
 }
 
 }  // namespace dogpile

@@ -64,6 +64,15 @@ grep -q "^dogpile.cache.memory " <<<"$out" || fail "plugins lists dogpile.cache.
 grep -A3 "^dogpile.test.wrong_build " <<<"$out" | grep -q "NOT USABLE: built with .*cxx11abi0" ||
   fail "plugins marks a plugin built for another toolchain, with why"
 
+# A warning (an argument accepted for Python's sake and ignored) goes to stderr, never into
+# the tool's output.
+echo '{"cache": {"a": {"backend": "dogpile.cache.memory", "arguments": {"cache_dict": {}}}}}' \
+  >"$work/warns.json"
+run check "$work/warns.json"
+[ "$status" -eq 0 ] || fail "check of a config with an ignored argument exits 0: $err"
+grep -q "cache_dict" <<<"$err" || fail "the warning about cache_dict is on stderr: $err"
+grep -q "warning" <<<"$out" && fail "stdout carries only the result, no log record: $out"
+
 echo '{"cache": {"broken": ' >"$work/broken.json"
 run check "$work/broken.json"
 [ "$status" -eq 1 ] || fail "check of a malformed file exits 1, not $status"

@@ -1,8 +1,12 @@
 // Configuration: coerce_string_conf, expiration times, JSON and INI files, and configuring
 // regions from them, with errors that name the key, file and line.
 #define BOOST_TEST_MODULE config
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
+#include <cstdio>
 #include <dogpile/dogpile.hpp>
+#include <iostream>
 
 #include "helpers.hpp"
 
@@ -396,6 +400,42 @@ class Collector
 };
 
 }  // namespace
+
+// What `emit` writes to file descriptor 2.
+template <class Emit>
+std::string stderr_of(Emit&& emit) {
+  int fds[2];
+  BOOST_TEST_REQUIRE(::pipe(fds) == 0);
+  const int saved = ::dup(2);
+  ::dup2(fds[1], 2);
+  emit();
+  std::clog.flush();
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(fds[1]);
+  std::string out;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) out.append(buffer, n);
+  ::close(fds[0]);
+  return out;
+}
+
+BOOST_AUTO_TEST_CASE(records_go_to_stderr_unless_an_application_sink_takes_them) {
+  const std::string alone =
+      stderr_of([] { dogpile::log(dogpile::LogLevel::warning, "test", "nobody listens"); });
+  BOOST_TEST(alone.find("[warning] dogpile[test] nobody listens") != std::string::npos, alone);
+
+  auto collector = boost::make_shared<Collector>();
+  auto sink = boost::make_shared<boost::log::sinks::synchronous_sink<Collector>>(collector);
+  boost::log::core::get()->add_sink(sink);
+  const std::string with_sink =
+      stderr_of([] { dogpile::log(dogpile::LogLevel::warning, "test", "the application's"); });
+  boost::log::core::get()->remove_sink(sink);
+  BOOST_TEST(with_sink.empty(), with_sink);
+  BOOST_TEST_REQUIRE(collector->records.size() == 1u);
+  BOOST_TEST(collector->records[0].second.find("the application's") != std::string::npos);
+}
 
 BOOST_AUTO_TEST_CASE(logging_is_quiet_by_default_and_follows_the_configured_level) {
   auto collector = boost::make_shared<Collector>();

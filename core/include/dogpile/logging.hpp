@@ -1,7 +1,8 @@
 // Logging: Boost.Log records on the "dogpile" channel. Quiet by default: records below
 // `warning` are dropped before they are formatted. Applications add their own Boost.Log sinks
 // as usual; the channel attribute is "Channel" (value "dogpile") and the severity attribute
-// "Severity" (a boost::log::trivial::severity_level).
+// "Severity" (a boost::log::trivial::severity_level). A record no application sink takes goes
+// to stderr, through a sink of the library's own, never to Boost.Log's default sink (stdout).
 #pragma once
 
 #include <optional>
