@@ -92,8 +92,7 @@ void register_stderr_sink() {
 // Whether an application sink would take a record on the dogpile channel at all: one at the
 // highest severity is the likeliest to pass its filters.
 bool application_sink_exists() {
-  Logger probe(boost::log::keywords::channel = "dogpile");
-  return static_cast<bool>(probe.open_record(boost::log::keywords::severity = trivial::fatal));
+  return static_cast<bool>(logger().open_record(boost::log::keywords::severity = trivial::fatal));
 }
 
 }  // namespace

@@ -159,7 +159,9 @@ void the_mutex_expires(Fixture& f) {
   expect(dead_holder->acquire(true), "the lock is taken");
   auto waiter = f.backend().get_mutex(key);
   const auto start = Clock::now();
-  // The holder never releases: the lock must expire by itself. Polled, within 60 s.
+  // The holder never releases: the lock must expire by itself, on the server's clock, which
+  // nothing here can advance; so the waiter polls without blocking (a lock that never expires
+  // must fail the check, not hang the kit), for at most 60 s.
   while (!waiter->acquire(false)) {
     expect(Clock::now() - start < std::chrono::seconds(60),
            "a lock whose holder never released it did not expire within 60 s");

@@ -222,13 +222,17 @@ requires(!std::is_same_v<T, std::string> && !std::is_same_v<T, Bytes> &&
          (std::is_arithmetic_v<T> || JsonConvertible<T>)) struct Codec<T> {
   static std::string encode(const T& value) { return python_json::dumps(nlohmann::json(value)); }
   static T decode(std::string_view bytes) {
-    const nlohmann::json json = python_json::loads(bytes);
-    std::string why;
-    if (!detail::json_fits<T>(json, why)) throw ValueTypeError(why);
-    try {
-      return json.template get<T>();
-    } catch (const nlohmann::json::exception& e) {
-      throw ValueTypeError(std::string("does not convert: ") + e.what());
+    nlohmann::json json = python_json::loads(bytes);
+    if constexpr (std::is_same_v<T, nlohmann::json>) {
+      return json;  // moved, not copied by get<>
+    } else {
+      std::string why;
+      if (!detail::json_fits<T>(json, why)) throw ValueTypeError(why);
+      try {
+        return json.template get<T>();
+      } catch (const nlohmann::json::exception& e) {
+        throw ValueTypeError(std::string("does not convert: ") + e.what());
+      }
     }
   }
 };

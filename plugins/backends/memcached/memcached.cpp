@@ -308,6 +308,7 @@ class MemcachedBackend final : public BytesBackend {
   }
 
   void set_serialized(const std::string& key, std::string_view value) override {
+    check_value_size(value, capabilities().max_value_size, "dogpile.cache.memcached");
     auto lease = pool_->lease();
     store(lease, key, value);
   }
@@ -345,8 +346,8 @@ class MemcachedBackend final : public BytesBackend {
  private:
   const Settings& settings() const { return pool_->settings(); }
 
+  // REQUIRES: check_value_size passed for `value`.
   void store(Pool::Lease& lease, const std::string& key, std::string_view value) {
-    check_value_size(value, capabilities().max_value_size, "dogpile.cache.memcached");
     const memcached_return_t rc = memcached_set(lease.get(), key.data(), key.size(), value.data(),
                                                 value.size(), settings().memcached_expire_time, 0);
     if (memcached_failed(rc)) fail(lease.get(), rc, settings(), "set");

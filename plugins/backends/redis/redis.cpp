@@ -452,6 +452,7 @@ class RedisBackend final : public BytesBackend {
   }
 
   void set_serialized(const std::string& key, std::string_view value) override {
+    check_value_size(value, capabilities().max_value_size, "dogpile.cache.redis");
     auto lease = pool_->lease();
     send_set(lease, key, value);
     lease.reply();
@@ -489,8 +490,8 @@ class RedisBackend final : public BytesBackend {
   BackendCapabilities capabilities() const override { return {.max_value_size = 512u << 20}; }
 
  private:
+  // REQUIRES: check_value_size passed for `value` (a refusal must not cut a pipeline short).
   void send_set(Pool::Lease& lease, std::string_view key, std::string_view value) {
-    check_value_size(value, capabilities().max_value_size, "dogpile.cache.redis");
     const long long ttl = pool_->settings().redis_expiration_time;
     if (ttl > 0) {
       lease.send({"SET", key, value, "EX", std::to_string(ttl)});
