@@ -117,13 +117,15 @@ std::string ConfigFile::where(const ConfigSection& section, std::string_view key
 
 namespace {
 
-void flatten(const nlohmann::json& node, const std::string& prefix, ConfigDict& out) {
+// Read in the file's order (ordered_json), so that `order` tells which region comes first.
+void flatten(const nlohmann::ordered_json& node, const std::string& prefix, ConfigSection& out) {
   if (node.is_object() && (!node.empty() || prefix.empty())) {
     for (const auto& item : node.items()) {
       flatten(item.value(), prefix.empty() ? item.key() : prefix + "." + item.key(), out);
     }
   } else {
-    out[prefix] = node;
+    if (out.values.count(prefix) == 0) out.order.push_back(prefix);
+    out.values[prefix] = nlohmann::json(node);
   }
 }
 
@@ -136,14 +138,17 @@ int line_of_offset(std::string_view text, std::size_t offset) {
 }  // namespace
 
 ConfigFile parse_json_config(std::string_view text, const fs::path& path) {
-  nlohmann::json root;
+  nlohmann::ordered_json root;
   try {
-    root = nlohmann::json::parse(text);
+    root = nlohmann::ordered_json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     // e.byte is one past the offending character.
     throw ConfigError(path.string() + ":" +
                       std::to_string(line_of_offset(text, e.byte == 0 ? 0 : e.byte - 1)) +
                       ": malformed JSON: " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // e.g. out_of_range 406, a number too large for a double (1e400).
+    throw ConfigError(path.string() + ": malformed JSON: " + e.what());
   }
   if (!root.is_object()) {
     throw ConfigError(path.string() + ":1: a config file must hold a JSON object");
@@ -151,7 +156,7 @@ ConfigFile parse_json_config(std::string_view text, const fs::path& path) {
   ConfigFile file;
   file.path = path;
   ConfigSection section;
-  flatten(root, "", section.values);
+  flatten(root, "", section);
   file.sections.push_back(std::move(section));
   return file;
 }
@@ -190,8 +195,8 @@ ConfigFile parse_ini_config(std::string_view text, const fs::path& path) {
       for (const auto& existing : file.sections) {
         if (existing.name == name) fail("section [" + name + "] appears twice");
       }
-      file.sections.push_back(ConfigSection{name, {}, {}});
-      section = &file.sections.back();
+      section = &file.sections.emplace_back();
+      section->name = name;
       continue;
     }
     auto separator = content.find_first_of("=:");
@@ -203,6 +208,7 @@ ConfigFile parse_ini_config(std::string_view text, const fs::path& path) {
     if (section->values.count(key) != 0) {
       fail("key " + key + " appears twice in section [" + section->name + "]");
     }
+    if (section->values.count(key) == 0) section->order.push_back(key);
     section->values[key] = std::string(trim(content.substr(separator + 1)));
     section->lines[key] = line_number;
     last_key = key;
@@ -230,7 +236,14 @@ namespace {
 std::vector<RegionSpec> all_regions(const ConfigFile& file) {
   std::vector<RegionSpec> regions;
   for (const auto& section : file.sections) {
+    // The file's order; keys a program added to the section without it come last.
+    std::vector<std::string> keys = section.order;
     for (const auto& [key, value] : section.values) {
+      if (std::find(section.order.begin(), section.order.end(), key) == section.order.end()) {
+        keys.push_back(key);
+      }
+    }
+    for (const auto& key : keys) {
       if (key.starts_with(kSettingsPrefix)) continue;
       if (key == "backend") {
         if (section.name.empty()) continue;
@@ -301,7 +314,7 @@ void apply_settings(const ConfigFile& file) {
                                 " must be one of trace, debug, info, warning, error, off, not " +
                                 value.dump() + where);
         }
-        set_log_level(*level);
+        if (!environment_log_level()) set_log_level(*level);
       } else if (name == "plugin_path") {
         std::vector<std::string> dirs;
         if (value.is_array()) {

@@ -79,8 +79,14 @@ struct PluginLoader::Impl {
       log(LogLevel::warning, "loader", std::string("skipping ") + e.what());
       return;
     }
+    if (entries.empty()) {
+      log(LogLevel::debug, "loader", "skipping " + file.string() + ": no dogpile manifest");
+    }
     for (auto& entry : entries) {
       entry.incompatible = incompatibility(entry.abi_version, entry.build_tag);
+      log(LogLevel::debug, "loader",
+          "found " + entry.name + " (" + kind_name(entry.kind) + ") in " + file.string() +
+              (entry.incompatible.empty() ? "" : "; not usable: " + entry.incompatible));
       auto [it, inserted] = index.try_emplace(entry.name, entry);
       if (!inserted && it->second.file != file) {
         it->second.shadowed.push_back(file);
@@ -96,7 +102,11 @@ struct PluginLoader::Impl {
     index.clear();
     for (const auto& directory : search_path()) {
       std::error_code ec;
-      if (!fs::is_directory(directory, ec)) continue;
+      if (!fs::is_directory(directory, ec)) {
+        log(LogLevel::debug, "loader", "skipping " + directory.string() + ": no such directory");
+        continue;
+      }
+      log(LogLevel::debug, "loader", "scanning " + directory.string());
       std::vector<fs::path> files;
       fs::recursive_directory_iterator it(directory, fs::directory_options::skip_permission_denied,
                                           ec);
@@ -202,6 +212,7 @@ struct PluginLoader::Impl {
       throw PluginLoadError("cannot load plugin " + name + " from " + file.string() + ": " +
                             reason(e));
     }
+    log(LogLevel::debug, "loader", "loaded " + file.string() + " for " + name);
     libraries.emplace(file, lib);
     return lib;
   }

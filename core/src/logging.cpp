@@ -13,6 +13,8 @@
 #include <boost/log/trivial.hpp>
 #include <boost/make_shared.hpp>
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -20,7 +22,21 @@ namespace dogpile {
 
 namespace {
 
-std::atomic<int> g_level{static_cast<int>(LogLevel::warning)};
+const char* const kLevelVariable = "DOGPILE_LOG_LEVEL";
+
+// The level a program starts with: DOGPILE_LOG_LEVEL's, else warning. A variable that names
+// no level is said on stderr at once (no sink may exist yet, and no record may ever come).
+int initial_level() {
+  const char* text = std::getenv(kLevelVariable);
+  if (text != nullptr && *text != '\0' && !parse_log_level(text)) {
+    std::fprintf(stderr,
+                 "dogpile: %s=%s is not a level (trace, debug, info, warning, error, off): "
+                 "using warning\n",
+                 kLevelVariable, text);
+  }
+  return static_cast<int>(environment_log_level().value_or(LogLevel::warning));
+}
+std::atomic<int> g_level{initial_level()};
 
 const char* level_name(LogLevel level) {
   switch (level) {
@@ -96,6 +112,11 @@ bool application_sink_exists() {
 }
 
 }  // namespace
+
+std::optional<LogLevel> environment_log_level() {
+  const char* text = std::getenv(kLevelVariable);
+  return text != nullptr ? parse_log_level(text) : std::nullopt;
+}
 
 void set_log_level(LogLevel level) noexcept { g_level.store(static_cast<int>(level)); }
 

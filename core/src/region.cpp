@@ -10,6 +10,7 @@
 
 #include "dogpile/loader.hpp"
 #include "dogpile/sdk/log.hpp"
+#include "registry.hpp"
 
 namespace dogpile {
 
@@ -196,9 +197,11 @@ CacheRegion::CacheRegion(RegionOptions options)
   if (!function_key_generator_ || !function_multi_key_generator_) {
     throw ValidationError("make_region: the function key generators must not be empty");
   }
+  detail::RegionRegistry::instance().add(this);
 }
 
 CacheRegion::~CacheRegion() {
+  detail::RegionRegistry::instance().remove(this);
   // Background regenerations use this region: finish them while it is still whole.
   for (auto& state : states_) {
     if (state->pool) state->pool->shutdown();

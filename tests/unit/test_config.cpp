@@ -162,6 +162,27 @@ BOOST_AUTO_TEST_CASE(regions_are_found_in_both_ini_styles) {
   BOOST_TEST(regions[1].prefix == "");
 }
 
+BOOST_AUTO_TEST_CASE(regions_come_in_the_files_order) {
+  auto json = dogpile::parse_json_config(
+      R"({"cache": {"zeta": {"backend": "dogpile.cache.memory"},
+                    "mid": {"expiration_time": 1, "backend": "dogpile.cache.null"},
+                    "alpha": {"backend": "dogpile.cache.memory"}}})",
+      "x.json");
+  auto ini = dogpile::parse_ini_config(
+      "[cache.zeta]\nbackend = dogpile.cache.memory\n[app:main]\ncache.mid.backend = "
+      "dogpile.cache.null\ncache.alpha.backend = dogpile.cache.memory\n",
+      "x.ini");
+  for (const auto* file : {&json, &ini}) {
+    std::vector<std::string> names;
+    for (const auto& spec : dogpile::find_regions(*file)) names.push_back(spec.name);
+    BOOST_TEST(names == (std::vector<std::string>{"cache.zeta", "cache.mid", "cache.alpha"}),
+               boost::test_tools::per_element());
+  }
+  // Keys a program adds to a parsed file come after the file's own.
+  json.sections[0].values["cache.added.backend"] = "dogpile.cache.null";
+  BOOST_TEST(dogpile::find_regions(json).back().name == "cache.added");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(configure_from_config)

@@ -343,6 +343,47 @@ BOOST_AUTO_TEST_CASE(the_prometheus_text_parses_back) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(metrics_text_shows_every_live_region_with_stats) {
+  const auto stats = dogpile::ConfigureOptions{.wrap = {dogpile::ProxySpec("dogpile.proxy.stats")}};
+  auto first = dogpile::make_region("cache.first");
+  first->configure("dogpile.cache.memory", stats);
+  auto twin_a = dogpile::make_region("cache.twin");
+  twin_a->configure("dogpile.cache.memory", stats);
+  auto twin_b = dogpile::make_region("cache.twin");
+  twin_b->configure("dogpile.cache.memory", stats);
+  auto plain = dogpile::make_region("cache.plain");
+  plain->configure("dogpile.cache.memory");
+  auto unconfigured = dogpile::make_region("cache.unconfigured");
+  first->get<int>("a");
+  twin_a->get<int>("a");
+  twin_b->set("a", 1);
+  twin_b->get<int>("a");
+
+  auto count = [](const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  std::string text = dogpile::metrics_text();
+  // Each family is declared once, whatever the number of regions.
+  BOOST_TEST(count(text, "# TYPE dogpile_cache_gets_total counter\n") == 1u);
+  BOOST_TEST(count(text, "# TYPE dogpile_cache_operation_duration_seconds histogram\n") == 1u);
+  BOOST_TEST(count(text, "\ndogpile_cache_gets_total{region=\"cache.first\"} 1\n") == 1u);
+  // Regions sharing a name add up: two lookups, one hit.
+  BOOST_TEST(count(text, "\ndogpile_cache_gets_total{region=\"cache.twin\"} 2\n") == 1u);
+  BOOST_TEST(count(text, "\ndogpile_cache_hits_total{region=\"cache.twin\"} 1\n") == 1u);
+  BOOST_TEST(count(text, "cache.plain") == 0u);
+  BOOST_TEST(count(text, "cache.unconfigured") == 0u);
+  // The text is the same as prometheus_text's for a region alone.
+  twin_a.reset();
+  twin_b.reset();
+  text = dogpile::metrics_text();
+  BOOST_TEST(count(text, "cache.twin") == 0u);
+  BOOST_TEST(text == dogpile::prometheus_text(*first->stats(), "cache.first"));
+  first.reset();
+  BOOST_TEST(dogpile::metrics_text() == "");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // The logging proxy ------------------------------------------------------------------------

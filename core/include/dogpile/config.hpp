@@ -46,6 +46,7 @@ struct ConfigSection {
   std::string name;  // "" for a JSON file
   ConfigDict values;
   std::map<std::string, int, std::less<>> lines;
+  std::vector<std::string> order;  // the keys of `values` in the order the file gives them
 };
 
 struct DOGPILE_API ConfigFile {
@@ -74,7 +75,8 @@ struct RegionSpec {
 // application's file (`celery.result.backend`) are not taken for regions.
 inline constexpr std::string_view kDefaultRegionPrefix = "cache.";
 
-// Every region in the file whose name starts with `region_prefix` ("" for every
+// Every region in the file, in the file's order, whose name starts with `region_prefix` ("" for
+// every
 // `<name>.backend` key outside "dogpile.").
 DOGPILE_API std::vector<RegionSpec> find_regions(
     const ConfigFile& file, std::string_view region_prefix = kDefaultRegionPrefix);

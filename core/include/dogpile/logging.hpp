@@ -12,10 +12,14 @@
 
 namespace dogpile {
 
+// The level starts as the environment variable DOGPILE_LOG_LEVEL names (an operator's
+// override, which also wins over a config file's dogpile.log_level), else warning.
 DOGPILE_API void set_log_level(LogLevel level) noexcept;
 DOGPILE_API LogLevel log_level() noexcept;
 
 // "trace", "debug", "info", "warning" (or "warn"), "error", "off", any case.
 DOGPILE_API std::optional<LogLevel> parse_log_level(std::string_view text);
+// The level DOGPILE_LOG_LEVEL names; nullopt when it is unset or names none.
+DOGPILE_API std::optional<LogLevel> environment_log_level();
 
 }  // namespace dogpile
