@@ -22,10 +22,38 @@ run --help
 grep -q "^usage:" <<<"$out" || fail "--help prints the usage on stdout"
 [ -z "$err" ] || fail "--help writes nothing on stderr: $err"
 
-run get somekey
+run frobnicate somekey
 [ "$status" -eq 2 ] || fail "an unknown command exits 2, not $status"
-grep -q "unknown command 'get'" <<<"$err" || fail "an unknown command is named on stderr: $err"
+grep -q "unknown command 'frobnicate'" <<<"$err" || fail "an unknown command is named on stderr: $err"
 [ -z "$out" ] || fail "an unknown command writes nothing on stdout"
+
+for command in demo plugins check ping get set delete bench stats version; do
+  run "$command" --help
+  [ "$status" -eq 0 ] || fail "$command --help exits 0, not $status"
+  grep -q "^usage: dogpile .*$command" <<<"$out" || fail "$command --help shows its usage: $out"
+  grep -q "^exit status: 0 done" <<<"$out" || fail "$command --help documents the exit status"
+done
+run help get
+grep -q "get KEY \[--raw\]" <<<"$out" || fail "help COMMAND shows the command's usage: $out"
+
+run get --colour key
+[ "$status" -eq 2 ] || fail "an unknown option exits 2, not $status"
+grep -q "unknown option --colour for get" <<<"$err" || fail "the option is named: $err"
+grep -q "^usage: dogpile .* get KEY" <<<"$err" || fail "with the command's usage: $err"
+run set onlykey
+[ "$status" -eq 2 ] || fail "a missing operand exits 2, not $status"
+run bench --threads many
+[ "$status" -eq 2 ] || fail "a bad number exits 2, not $status"
+grep -q "\-\-threads takes a number, not 'many'" <<<"$err" || fail "and says which: $err"
+
+run get nothing-here
+[ "$status" -eq 3 ] || fail "get of a key with no value exits 3, not $status"
+grep -q "nothing-here: no value in region cache.demo" <<<"$err" || fail "get says so: $err"
+
+run version
+[ "$status" -eq 0 ] || fail "version exits 0"
+grep -Eq "^dogpile [0-9]+\.[0-9]+\.[0-9]+ \(SDK ABI [0-9]+, build .+\)$" <<<"$out" ||
+  fail "version shows the version, SDK ABI and build tag: $out"
 
 for config in "$src"/configs/example.ini "$src"/configs/example.json; do
   run demo "$config"
@@ -42,8 +70,28 @@ grep -q "^region cache.serialized on dogpile.cache.memory_pickle" <<<"$out" ||
 
 run demo "$src/configs/example.json" cache.nowhere
 [ "$status" -eq 1 ] || fail "demo on a region that does not exist exits 1, not $status"
-grep -q "has no region cache.nowhere; its regions: cache.disabled" <<<"$err" ||
+grep -q "has no region cache.nowhere; its regions: cache.local cache.serialized cache.disabled" <<<"$err" ||
   fail "demo names the regions there are: $err"
+
+# "The first region" is the file's first, not the first by name.
+echo '{"cache": {"zeta": {"backend": "dogpile.cache.memory"}, "alpha": {"backend": "dogpile.cache.memory"}}}' \
+  >"$work/order.json"
+run demo "$work/order.json"
+grep -q "^region cache.zeta on" <<<"$out" || fail "demo runs on the JSON file's first region: $out"
+printf '[cache.zeta]\nbackend = dogpile.cache.memory\n[cache.alpha]\nbackend = dogpile.cache.memory\n' \
+  >"$work/order.ini"
+run --config "$work/order.ini" demo
+grep -q "^region cache.zeta on" <<<"$out" || fail "demo runs on the INI file's first region: $out"
+run check "$work/order.json"
+[ "$(head -1 <<<"$out")" = "cache.zeta: dogpile.cache.memory, expiration never" ] ||
+  fail "check lists regions in the file's order: $out"
+
+echo '{"cache": {"big": {"backend": "dogpile.cache.memory", "expiration_time": 1e400}}}' \
+  >"$work/huge.json"
+run check "$work/huge.json"
+[ "$status" -eq 1 ] || fail "a number too large for a double is a config error, not $status"
+grep -q "^dogpile: .*huge.json: malformed JSON: .*number overflow" <<<"$err" ||
+  fail "naming the file: $err"
 
 echo '{"cache": {"off": {"backend": "dogpile.cache.null"}}}' >"$work/null.json"
 run demo "$work/null.json"
@@ -57,6 +105,35 @@ run demo "$work/hour.json"
 [ "$status" -eq 0 ] || fail "demo on a region expiring after an hour exits 0: $err"
 [ $(($(date +%s) - start)) -lt 60 ] || fail "demo does not wait an hour for values to expire"
 grep -q "longer than the demo waits" <<<"$out" || fail "demo says it does not wait"
+
+run plugins --json
+[ "$status" -eq 0 ] || fail "plugins --json exits 0, not $status: $err"
+python3 - "$work/out" <<'PY' || fail "plugins --json lists name, kind, version, file, compatibility"
+import json, sys
+plugins = {p["name"]: p for p in json.load(open(sys.argv[1]))}
+memory = plugins["dogpile.cache.memory"]
+assert memory["kind"] == "backend" and memory["compatible"] and memory["why_not"] is None, memory
+assert memory["version"] and memory["file"].endswith(".so"), memory
+assert plugins["dogpile.proxy.stats"]["kind"] == "proxy"
+wrong = plugins["dogpile.test.wrong_build"]
+assert not wrong["compatible"] and "cxx11abi0" in wrong["why_not"], wrong
+PY
+
+DOGPILE_LOG_LEVEL=debug run plugins
+grep -q "^\[debug\] dogpile\[loader\] found dogpile.cache.memory (backend) in .*\.so" <<<"$err" ||
+  fail "DOGPILE_LOG_LEVEL=debug logs each plugin the loader finds: $err"
+grep -q "skipping .*: no such directory" <<<"$err" || fail "and each place it skips: $err"
+grep -q "^dogpile.cache.memory " <<<"$out" || fail "the log stays out of stdout"
+DOGPILE_LOG_LEVEL=chatty run plugins
+grep -q "DOGPILE_LOG_LEVEL=chatty is not a level" <<<"$err" || fail "a bad level is reported: $err"
+run plugins
+[ -z "$err" ] || fail "the loader says nothing at the default level: $err"
+# The operator's variable wins over the file's dogpile.log_level.
+echo '{"dogpile": {"log_level": "error"}, "cache": {"a": {"backend": "dogpile.cache.memory"}}}' \
+  >"$work/quiet.json"
+DOGPILE_LOG_LEVEL=debug run check "$work/quiet.json"
+grep -q "loaded .*dogpile-memory.so for dogpile.cache.memory" <<<"$err" ||
+  fail "DOGPILE_LOG_LEVEL wins over the file's log_level: $err"
 
 run plugins
 [ "$status" -eq 0 ] || fail "plugins exits 0, not $status: $err"

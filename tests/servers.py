@@ -1,0 +1,83 @@
+"""Real redis-server and memcached processes for tests: on a free 127.0.0.1 port, in a scratch
+directory, ready once they say they listen (no polling), stopped by their PID.
+
+    with running_server("redis") as server:
+        server.port, server.arguments   # the backend's arguments to reach it
+"""
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(process, ready_text):
+    """Reads the process's output until a line holds `ready_text`. A process that exits first,
+    or says nothing for 10 s (then killed), fails the test. The rest of its output is drained
+    by a thread, so that it never blocks writing it."""
+    timer = threading.Timer(10, process.kill)
+    timer.start()
+    try:
+        for line in process.stdout:
+            if ready_text in line:
+                threading.Thread(target=process.stdout.read, daemon=True).start()
+                return
+    finally:
+        timer.cancel()
+    raise SystemExit("%s did not start" % process.args[0])
+
+
+class Server:
+    def __init__(self, kind, port, scratch):
+        self.kind, self.port, self.scratch = kind, port, scratch
+        if kind == "redis":
+            self.backend = "dogpile.cache.redis"
+            self.command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", scratch]
+            self.ready_text = "Ready to accept connections"
+            self.arguments = {"host": "127.0.0.1", "port": port}
+        elif kind == "memcached":
+            # 2 MiB items, so that 1 MiB values fit.
+            self.backend = "dogpile.cache.memcached"
+            self.command = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0",
+                            "-I", "2m", "-vv"]
+            if os.geteuid() == 0:
+                self.command += ["-u", "root"]
+            self.ready_text = "server listening"
+            self.arguments = {"url": "127.0.0.1:%d" % port, "item_size_max": 2 * 1024 * 1024}
+        else:
+            raise ValueError("no server of kind %r" % kind)
+        self.process = None
+
+    def start(self):
+        # memcached's -vv goes to stderr: both streams are read.
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, cwd=self.scratch, text=True,
+                                        errors="replace")
+        wait_until_ready(self.process, self.ready_text)
+
+    def stop(self):
+        if self.process:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@contextlib.contextmanager
+def running_server(kind):
+    scratch = tempfile.mkdtemp(prefix="dogpile-%s-" % kind)
+    server = Server(kind, free_port(), scratch)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
