@@ -1,6 +1,7 @@
 // Proxy chains from config and code, and the shipped proxies dogpile.proxy.stats and
 // dogpile.proxy.logging.
 #define BOOST_TEST_MODULE proxies
+#include <atomic>
 #include <boost/log/attributes/value_extraction.hpp>
 #include <boost/log/core.hpp>
 #include <boost/log/sinks/basic_sink_backend.hpp>
@@ -12,6 +13,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "helpers.hpp"
 
@@ -381,6 +383,30 @@ BOOST_AUTO_TEST_CASE(metrics_text_shows_every_live_region_with_stats) {
   BOOST_TEST(count(text, "cache.twin") == 0u);
   BOOST_TEST(text == dogpile::prometheus_text(*first->stats(), "cache.first"));
   first.reset();
+  BOOST_TEST(dogpile::metrics_text() == "");
+}
+
+BOOST_AUTO_TEST_CASE(metrics_text_is_safe_while_regions_come_and_go) {
+  // Run under TSan: regions made, used and destroyed on two threads while a third renders.
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) dogpile::metrics_text();
+  });
+  std::vector<std::thread> makers;
+  for (int t = 0; t < 2; ++t) {
+    makers.emplace_back([t] {
+      for (int i = 0; i < 200; ++i) {
+        auto region = dogpile::make_region("cache.churn" + std::to_string(t));
+        region->configure("dogpile.cache.memory",
+                          {.wrap = {dogpile::ProxySpec("dogpile.proxy.stats")}});
+        region->set("k", i);
+        region->get<int>("k");
+      }
+    });
+  }
+  for (auto& maker : makers) maker.join();
+  done = true;
+  reader.join();
   BOOST_TEST(dogpile::metrics_text() == "");
 }
 
