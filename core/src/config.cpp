@@ -208,7 +208,7 @@ ConfigFile parse_ini_config(std::string_view text, const fs::path& path) {
     if (section->values.count(key) != 0) {
       fail("key " + key + " appears twice in section [" + section->name + "]");
     }
-    if (section->values.count(key) == 0) section->order.push_back(key);
+    section->order.push_back(key);
     section->values[key] = std::string(trim(content.substr(separator + 1)));
     section->lines[key] = line_number;
     last_key = key;

@@ -75,9 +75,8 @@ struct RegionSpec {
 // application's file (`celery.result.backend`) are not taken for regions.
 inline constexpr std::string_view kDefaultRegionPrefix = "cache.";
 
-// Every region in the file, in the file's order, whose name starts with `region_prefix` ("" for
-// every
-// `<name>.backend` key outside "dogpile.").
+// Every region in the file whose name starts with `region_prefix` ("" for every
+// `<name>.backend` key outside "dogpile."), in the file's order.
 DOGPILE_API std::vector<RegionSpec> find_regions(
     const ConfigFile& file, std::string_view region_prefix = kDefaultRegionPrefix);
 
