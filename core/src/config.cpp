@@ -312,7 +312,7 @@ void apply_settings(const ConfigFile& file) {
         if (!level) {
           throw ValidationError(key +
                                 " must be one of trace, debug, info, warning, error, off, not " +
-                                value.dump() + where);
+                                shown_value(key, value) + where);
         }
         if (!environment_log_level()) set_log_level(*level);
       } else if (name == "plugin_path") {

@@ -222,6 +222,11 @@ namespace {
 
 std::optional<double> normalized_expiration(std::optional<double> seconds) {
   if (!seconds || *seconds == -1) return std::nullopt;
+  if (*seconds > kLongestDuration) {
+    throw ValidationError("expiration_time must be at most " + python_float_repr(kLongestDuration) +
+                          " seconds (about 31 years; -1 means never), not " +
+                          python_float_repr(*seconds));
+  }
   if (!std::isfinite(*seconds) || *seconds < 0) {
     throw ValidationError(
         "expiration_time must be -1 (never) or a non-negative number of "
@@ -318,7 +323,7 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
   if (backend == coerced.end()) throw ConfigError("missing required key " + p + "backend");
   if (!backend->second.is_string()) {
     throw ValidationError(p + "backend must be the name of a backend plugin, not " +
-                          backend->second.dump());
+                          shown_value(p + "backend", backend->second));
   }
 
   const std::string wrap_arguments_prefix = p + "wrap_arguments.";
@@ -352,12 +357,14 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
       } else if (value.is_array()) {
         for (const auto& item : value) {
           if (!item.is_string()) {
-            throw ValidationError(key + " must list proxy plugin names, not " + item.dump());
+            throw ValidationError(key + " must list proxy plugin names, not " +
+                                  shown_value(key, item));
           }
           options.wrap.emplace_back(item.get<std::string>());
         }
       } else if (!value.is_null()) {
-        throw ValidationError(key + " must be a list of proxy plugin names, not " + value.dump());
+        throw ValidationError(key + " must be a list of proxy plugin names, not " +
+                              shown_value(key, value));
       }
     } else if (name == "async_creation_runner") {
       if (value.is_null()) continue;
@@ -365,23 +372,23 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
         throw ValidationError(key +
                               " must be thread_pool (the ready-made background runner), "
                               "not " +
-                              value.dump());
+                              shown_value(key, value));
       }
       if (options.async_thread_pool == 0) options.async_thread_pool = 2;
     } else if (name == "async_creation_runner_threads" || name == "async_creation_runner_queue") {
       if (!value.is_number_integer() || value.get<long long>() <= 0) {
-        throw ValidationError(key + " must be a positive integer, not " + value.dump());
+        throw ValidationError(key + " must be a positive integer, not " + shown_value(key, value));
       }
       (name == "async_creation_runner_threads" ? options.async_thread_pool
                                                : options.async_queue_limit) =
           value.get<std::size_t>();
     } else if (name == "key_mangler") {
       if (!value.is_string())
-        throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + value.dump());
+        throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + shown_value(key, value));
       options.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
     } else if (name == "replace_existing_backend" || name == "raise_on_undecodable") {
       if (!value.is_boolean())
-        throw ValidationError(key + " must be true or false, not " + value.dump());
+        throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
       (name == "raise_on_undecodable" ? options.raise_on_undecodable
                                       : options.replace_existing_backend) = value.get<bool>();
     } else {

@@ -1,6 +1,7 @@
 #include "dogpile/sdk/arguments.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -9,6 +10,7 @@
 
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/log.hpp"
+#include "dogpile/sdk/value.hpp"
 
 namespace dogpile {
 
@@ -18,7 +20,7 @@ Arguments::Arguments(nlohmann::json values, std::string key_prefix)
   if (!values_.is_object()) {
     throw ValidationError("arguments" +
                           (key_prefix_.empty() ? std::string() : " (" + key_prefix_ + "*)") +
-                          " must be a mapping of names to values, not " + values_.dump());
+                          " must be a mapping of names to values, not a " + values_.type_name());
   }
 }
 
@@ -40,7 +42,7 @@ namespace {
 template <class T>
 T convert(const nlohmann::json& value, const std::string& key) {
   auto fail = [&](const char* what) -> T {
-    throw ValidationError(key + " must be " + what + ", not " + value.dump());
+    throw ValidationError(key + " must be " + what + ", not " + shown_value(key, value));
   };
   if constexpr (std::is_same_v<T, bool>) {
     if (value.is_boolean()) return value.get<bool>();
@@ -136,7 +138,7 @@ DOGPILE_INSTANTIATE_ARGUMENT(std::string)
 DOGPILE_INSTANTIATE_ARGUMENT(std::vector<std::string>)
 #undef DOGPILE_INSTANTIATE_ARGUMENT
 
-std::optional<double> Arguments::find_seconds(std::string_view name) const {
+std::optional<double> Arguments::find_seconds(std::string_view name, double resolution) const {
   const nlohmann::json* value = lookup(name);
   if (value == nullptr) return std::nullopt;
   auto seconds = parse_duration_seconds(*value);
@@ -144,7 +146,16 @@ std::optional<double> Arguments::find_seconds(std::string_view name) const {
     throw ValidationError(key(name) +
                           " must be a non-negative number of seconds or a duration such as "
                           "\"250ms\", \"90s\", \"5m\", \"2h\", \"1d\", not " +
-                          value->dump());
+                          shown_value(key(name), *value));
+  }
+  if (*seconds > kLongestDuration) {
+    throw ValidationError(key(name) + " must be at most " + python_float_repr(kLongestDuration) +
+                          " seconds (about 31 years), not " + shown_value(key(name), *value));
+  }
+  if (*seconds > 0 && *seconds < resolution) {
+    throw ValidationError(key(name) + " is " + python_float_repr(*seconds) +
+                          " seconds, below its resolution of " + python_float_repr(resolution) +
+                          " seconds, where it would round to zero");
   }
   return seconds;
 }
@@ -204,7 +215,9 @@ void Arguments::reject_unknown(std::string_view plugin_name) const {
   }
 }
 
-std::optional<double> parse_duration_seconds(const nlohmann::json& value) {
+namespace {
+
+std::optional<double> duration_seconds(const nlohmann::json& value) {
   if (value.is_number()) return value.get<double>();
   if (!value.is_string()) return std::nullopt;
   const std::string& text = value.get_ref<const std::string&>();
@@ -220,6 +233,40 @@ std::optional<double> parse_duration_seconds(const nlohmann::json& value) {
   if (unit == "h") return number * 3600.0;
   if (unit == "d") return number * 86400.0;
   return std::nullopt;
+}
+
+bool may_hold_secret(std::string_view key) {
+  std::string last(key.substr(key.rfind('.') == std::string_view::npos ? 0 : key.rfind('.') + 1));
+  std::transform(last.begin(), last.end(), last.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (std::string_view word : {"url", "password", "username", "secret", "token", "kwargs"}) {
+    if (last.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<double> parse_duration_seconds(const nlohmann::json& value) {
+  auto seconds = duration_seconds(value);
+  if (seconds && !std::isfinite(*seconds)) return std::nullopt;
+  return seconds;
+}
+
+std::string shown_value(std::string_view key, const nlohmann::json& value) {
+  if (may_hold_secret(key)) {
+    return std::string("a value of type ") + value.type_name() +
+           " (not shown: it may hold a secret)";
+  }
+  constexpr std::size_t kLongest = 80;
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (text.size() > kLongest) {
+    // Cut on a character boundary: never in the middle of a UTF-8 sequence.
+    std::size_t cut = kLongest;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut) + "... (" + std::to_string(text.size()) + " characters)";
+  }
+  return text;
 }
 
 }  // namespace dogpile

@@ -73,8 +73,18 @@ class ServerProcess {
   }
 
   // A server that accepts connections but never answers, until resume().
-  void pause() { ::kill(pid_, SIGSTOP); }
-  void resume() { ::kill(pid_, SIGCONT); }
+  // Return once the server has stopped or runs again: kill() only queues the signal, and a
+  // request sent meanwhile could still be answered.
+  void pause() {
+    ::kill(pid_, SIGSTOP);
+    int status = 0;
+    ::waitpid(pid_, &status, WUNTRACED);
+  }
+  void resume() {
+    ::kill(pid_, SIGCONT);
+    int status = 0;
+    ::waitpid(pid_, &status, WCONTINUED);
+  }
 
   void stop() {
     if (pid_ <= 0) return;

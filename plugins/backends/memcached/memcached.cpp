@@ -33,7 +33,7 @@ struct Settings {
   std::vector<Server> servers;
   std::string where;  // "host:port, …" for messages
   bool distributed_lock = false;
-  time_t lock_timeout = 0;  // seconds; 0: the lock never expires
+  time_t lock_timeout = 30;  // seconds; 0: the lock never expires
   time_t memcached_expire_time = 0;
   double dead_retry = 30;
   double socket_timeout = 3;
@@ -70,7 +70,8 @@ Settings read_settings(const Arguments& a) {
   }
   if (s.servers.empty()) throw ValidationError(a.key("url") + " names no server");
   s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
-  const double lock_timeout = a.find_seconds("lock_timeout").value_or(0);
+  const double lock_timeout =
+      a.find_seconds("lock_timeout").value_or(static_cast<double>(s.lock_timeout));
   const double expire = a.find_seconds("memcached_expire_time").value_or(0);
   // memcached reads an expiry of more than 30 days as a point in time (a Unix timestamp).
   constexpr double kThirtyDays = 30 * 24 * 3600;
@@ -83,7 +84,7 @@ Settings read_settings(const Arguments& a) {
   }
   s.lock_timeout = whole_seconds(lock_timeout);
   s.memcached_expire_time = whole_seconds(expire);
-  s.dead_retry = a.find_seconds("dead_retry").value_or(s.dead_retry);
+  s.dead_retry = a.find_seconds("dead_retry", 1).value_or(s.dead_retry);
   s.socket_timeout = a.find_seconds("socket_timeout").value_or(s.socket_timeout);
   if (s.socket_timeout <= 0) throw ValidationError(a.key("socket_timeout") + " must be positive");
   if (s.dead_retry < 0) throw ValidationError(a.key("dead_retry") + " must not be negative");

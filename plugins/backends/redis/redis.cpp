@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
 #include <mutex>
@@ -25,12 +26,12 @@ struct Settings {
   long db = 0;
   std::string username;
   std::string password;
-  std::optional<double> socket_timeout;
+  double socket_timeout = 5;  // redis-py's default is none: a stalled server blocks for ever
   std::optional<double> socket_connect_timeout;
   bool socket_keepalive = false;
   long long redis_expiration_time = 0;  // seconds; 0: no server-side expiry
   bool distributed_lock = false;
-  std::optional<double> lock_timeout;
+  double lock_timeout = 30;  // seconds; 0: the lock never expires
   double lock_sleep = 0.1;
   bool lock_blocking = true;
   std::optional<double> lock_blocking_timeout;
@@ -120,15 +121,16 @@ Settings read_settings(const Arguments& a) {
   s.db = a.get("db", s.db);
   s.username = a.get("username", s.username);
   s.password = a.get("password", s.password);
-  s.socket_timeout = a.find_seconds("socket_timeout");
-  s.socket_connect_timeout = a.find_seconds("socket_connect_timeout");
+  // hiredis takes timeouts in microseconds, Redis' PX milliseconds.
+  s.socket_timeout = a.find_seconds("socket_timeout", 1e-6).value_or(s.socket_timeout);
+  s.socket_connect_timeout = a.find_seconds("socket_connect_timeout", 1e-6);
   s.socket_keepalive = a.get("socket_keepalive", s.socket_keepalive);
   s.redis_expiration_time = a.get("redis_expiration_time", s.redis_expiration_time);
   s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
-  s.lock_timeout = a.find_seconds("lock_timeout");
-  s.lock_sleep = a.find_seconds("lock_sleep").value_or(s.lock_sleep);
+  s.lock_timeout = a.find_seconds("lock_timeout", 1e-3).value_or(s.lock_timeout);
+  s.lock_sleep = a.find_seconds("lock_sleep", 1e-6).value_or(s.lock_sleep);
   s.lock_blocking = a.get("lock_blocking", s.lock_blocking);
-  s.lock_blocking_timeout = a.find_seconds("lock_blocking_timeout");
+  s.lock_blocking_timeout = a.find_seconds("lock_blocking_timeout", 1e-6);
   s.thread_local_lock = a.get("thread_local_lock", s.thread_local_lock);
   s.lock_prefix = a.get("lock_prefix", s.lock_prefix);
   s.pool_size = a.get("connection_pool_size", s.pool_size);
@@ -155,6 +157,15 @@ Settings read_settings(const Arguments& a) {
     throw ValidationError(a.key("lock_prefix") + " must be a non-empty string without spaces");
   }
   if (s.lock_sleep <= 0) throw ValidationError(a.key("lock_sleep") + " must be positive");
+  for (auto [name, seconds] :
+       {std::pair{"socket_timeout", s.socket_timeout},
+        std::pair{"socket_connect_timeout", s.socket_connect_timeout.value_or(1)}}) {
+    if (seconds <= 0) {
+      throw ValidationError(a.key(name) +
+                            " must be positive (a command or connection that may "
+                            "wait for ever is not offered)");
+    }
+  }
   if (s.distributed_lock && s.thread_local_lock) {
     log(LogLevel::warning, "dogpile.cache.redis",
         a.key("thread_local_lock") +
@@ -289,7 +300,7 @@ class Pool {
  private:
   Context connect() {
     const double connect_seconds =
-        settings_.socket_connect_timeout.value_or(settings_.socket_timeout.value_or(5.0));
+        settings_.socket_connect_timeout.value_or(settings_.socket_timeout);
     Context context(settings_.unix_socket.empty()
                         ? redisConnectWithTimeout(settings_.host.c_str(), settings_.port,
                                                   to_timeval(connect_seconds))
@@ -299,9 +310,7 @@ class Pool {
       throw BackendUnavailable("cannot connect to Redis at " + settings_.where() + ": " +
                                (context ? context->errstr : "out of memory"));
     }
-    if (settings_.socket_timeout) {
-      redisSetTimeout(context.get(), to_timeval(*settings_.socket_timeout));
-    }
+    redisSetTimeout(context.get(), to_timeval(settings_.socket_timeout));
     if (settings_.socket_keepalive) redisEnableKeepAlive(context.get());
     auto run = [&](const std::vector<std::string_view>& args) {
       append(context.get(), args, settings_);
@@ -406,8 +415,8 @@ class RedisMutex final : public CacheMutex {
     const Settings& s = pool_->settings();
     auto lease = pool_->lease();
     Reply reply;
-    if (s.lock_timeout) {
-      const auto ms = std::to_string(static_cast<long long>(*s.lock_timeout * 1000.0));
+    if (s.lock_timeout > 0) {
+      const auto ms = std::to_string(static_cast<long long>(std::ceil(s.lock_timeout * 1000.0)));
       reply = lease.command({"SET", name_, token, "NX", "PX", ms});
     } else {
       reply = lease.command({"SET", name_, token, "NX"});
@@ -483,7 +492,7 @@ class RedisBackend final : public BytesBackend {
   }
 
   bool has_lock_timeout() const override {
-    return pool_->settings().distributed_lock && pool_->settings().lock_timeout.has_value();
+    return pool_->settings().distributed_lock && pool_->settings().lock_timeout > 0;
   }
 
   // Redis' own limit on a string (proto-max-bulk-len).

@@ -47,7 +47,10 @@ class DOGPILE_API Arguments {
   T require(std::string_view name) const;
 
   // A duration in seconds: a number, or a string such as "90s", "5m", "2h", "1d", "250ms".
-  std::optional<double> find_seconds(std::string_view name) const;
+  // Refused with ValidationError naming the key: negative, not finite, longer than
+  // kLongestDuration, or above zero but below `resolution` (the finest time the argument is
+  // used at, where it would round to zero).
+  std::optional<double> find_seconds(std::string_view name, double resolution = 1e-3) const;
 
   bool contains(std::string_view name) const;
 
@@ -75,7 +78,16 @@ class DOGPILE_API Arguments {
 };
 
 // Parses a duration: a number of seconds, or a string "<number><unit>" with unit ms, s, m,
-// h or d. Returns nullopt for anything else.
+// h or d. Returns nullopt for anything else, and for a result that is not finite.
 DOGPILE_API std::optional<double> parse_duration_seconds(const nlohmann::json& value);
+
+// The longest duration an argument or expiration time takes: about 31 years. Longer ones are
+// refused instead of overflowing a timeout or meaning "never" by accident (-1 says never).
+inline constexpr double kLongestDuration = 1e9;
+
+// How messages show a config or argument value: as JSON (bytes that are not UTF-8 replaced),
+// at most about 80 characters; the value of a key that may hold a secret (its last part names
+// a url, password, username, secret, token or *_kwargs) is never shown, only its type.
+DOGPILE_API std::string shown_value(std::string_view key, const nlohmann::json& value);
 
 }  // namespace dogpile
