@@ -1,12 +1,18 @@
 // dogpile.cache.redis against a real redis-server started for the test.
 #define BOOST_TEST_MODULE redis
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <csignal>
 #include <cstdio>
 #include <dogpile/dogpile.hpp>
 #include <fstream>
+#include <future>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -418,3 +424,37 @@ BOOST_AUTO_TEST_CASE(while_python_holds_the_lock_cpp_waits_instead_of_creating) 
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A server that answers one command, then closes the connection: the next write on it fails
+// with EPIPE, which raises SIGPIPE. The application's SIGPIPE is left at its default (which
+// kills the process): the write must fail as BackendUnavailable, and the process live on.
+BOOST_AUTO_TEST_CASE(a_server_gone_during_a_large_write_raises_no_sigpipe) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), size) == 0);
+  BOOST_TEST_REQUIRE(::listen(listener, 1) == 0);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size);
+  std::promise<void> closed;
+  std::thread server([&] {
+    const int connection = ::accept(listener, nullptr, nullptr);
+    char buffer[4096];
+    [[maybe_unused]] const auto n = ::read(connection, buffer, sizeof buffer);  // SET small 1
+    [[maybe_unused]] const auto w = ::write(connection, "+OK\r\n", 5);
+    ::close(connection);  // everything was read: a FIN, then a RST for what comes next
+    closed.set_value();
+  });
+  const auto previous = std::signal(SIGPIPE, SIG_DFL);
+  auto region = dogpile::make_region("gone");
+  region->configure("dogpile.cache.redis", {.arguments = {{"host", "127.0.0.1"},
+                                                          {"port", ntohs(address.sin_port)},
+                                                          {"connection_pool_size", 1}}});
+  region->set("small", 1);
+  closed.get_future().wait();
+  BOOST_CHECK_THROW(region->set("big", std::string(8 << 20, 'x')), dogpile::BackendUnavailable);
+  std::signal(SIGPIPE, previous);
+  server.join();
+  ::close(listener);
+}

@@ -1,10 +1,16 @@
 // What a config file or a cache's contents may hold must not crash, hang or mislead the
 // application: hostile bytes, numbers out of range, secrets in the wrong place.
 #define BOOST_TEST_MODULE hardening
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
+#include <dogpile/sdk/sigpipe.hpp>
 #include <string>
 
 #include "helpers.hpp"
@@ -157,6 +163,34 @@ BOOST_AUTO_TEST_CASE(numbers_out_of_range_or_inexact_are_type_errors) {
   store_bytes(*region, "n", R"({"ct": 1795570724.65, "v": 2}|300)");
   BOOST_CHECK_THROW(region->get<std::int8_t>("n"), dogpile::ValueTypeError);
   BOOST_TEST(*region->get<int>("n") == 300);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(signals)
+
+BOOST_AUTO_TEST_CASE(no_sigpipe_keeps_a_write_to_a_closed_peer_from_killing_the_process) {
+  int pair[2];
+  BOOST_TEST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == 0);
+  ::close(pair[1]);
+  const auto previous = std::signal(SIGPIPE, SIG_DFL);
+  ssize_t written = 0;
+  int error = 0;
+  {
+    const dogpile::NoSigpipe guard;
+    written = ::write(pair[0], "x", 1);
+    error = errno;
+  }
+  std::signal(SIGPIPE, previous);
+  BOOST_TEST(written == -1);
+  BOOST_TEST(error == EPIPE);
+  sigset_t pending;
+  sigpending(&pending);
+  BOOST_TEST(sigismember(&pending, SIGPIPE) == 0);  // consumed, not left for later
+  sigset_t mask;
+  pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  BOOST_TEST(sigismember(&mask, SIGPIPE) == 0);  // the thread's mask is as it was
+  ::close(pair[0]);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
+#include <dogpile/sdk/sigpipe.hpp>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -213,11 +214,16 @@ void append(redisContext* context, const std::vector<std::string_view>& args, co
   }
 }
 
-// Reads the next reply; throws BackendUnavailable on a connection error and Error on an error
-// reply.
+// Reads the next reply, after writing what is queued; throws BackendUnavailable on a
+// connection error and Error on an error reply.
 Reply read_reply(redisContext* context, const Settings& s) {
   void* raw = nullptr;
-  if (redisGetReply(context, &raw) != REDIS_OK || raw == nullptr) unavailable(context, s);
+  int status;
+  {
+    const NoSigpipe guard;  // hiredis writes with write(2): a server gone would raise SIGPIPE
+    status = redisGetReply(context, &raw);
+  }
+  if (status != REDIS_OK || raw == nullptr) unavailable(context, s);
   Reply reply(static_cast<redisReply*>(raw));
   if (reply->type == REDIS_REPLY_ERROR) {
     throw Error("Redis at " + s.where() + " answered: " + std::string(reply->str, reply->len));
