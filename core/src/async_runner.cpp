@@ -9,8 +9,17 @@ namespace dogpile {
 ThreadPoolRunner::ThreadPoolRunner(std::size_t threads, std::size_t max_queued)
     : max_queued_(max_queued) {
   if (threads == 0) throw ValidationError("a ThreadPoolRunner needs at least one thread");
-  workers_.reserve(threads);
-  for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  try {
+    workers_.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  } catch (const std::exception& e) {
+    // No destructor runs for a constructor that throws: stop the threads already started,
+    // else their std::thread objects would terminate the program.
+    const std::size_t started = workers_.size();
+    shutdown();
+    throw Error("a ThreadPoolRunner could not start " + std::to_string(threads) +
+                " threads (it started " + std::to_string(started) + "): " + e.what());
+  }
 }
 
 ThreadPoolRunner::~ThreadPoolRunner() { shutdown(); }

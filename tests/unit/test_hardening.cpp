@@ -1,7 +1,9 @@
 // What a config file or a cache's contents may hold must not crash, hang or mislead the
 // application: hostile bytes, numbers out of range, secrets in the wrong place.
 #define BOOST_TEST_MODULE hardening
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
@@ -11,6 +13,7 @@
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
 #include <dogpile/sdk/sigpipe.hpp>
+#include <fstream>
 #include <string>
 
 #include "helpers.hpp"
@@ -191,6 +194,43 @@ BOOST_AUTO_TEST_CASE(no_sigpipe_keeps_a_write_to_a_closed_peer_from_killing_the_
   pthread_sigmask(SIG_SETMASK, nullptr, &mask);
   BOOST_TEST(sigismember(&mask, SIGPIPE) == 0);  // the thread's mask is as it was
   ::close(pair[0]);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(threads)
+
+BOOST_AUTO_TEST_CASE(a_pool_that_cannot_start_its_threads_is_an_error_not_a_terminate) {
+  BOOST_CHECK_EXCEPTION(dogpile::ThreadPoolRunner(SIZE_MAX / 2), dogpile::Error,
+                        [](const auto& e) { return message_contains(e, "could not start"); });
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // Under an address-space limit a few threads start, then one fails: the started ones must be
+  // stopped (a joinable std::thread destroyed terminates the program). In a child process, as
+  // the limit is the process's; sanitizers need more address space than any such limit.
+  const pid_t child = ::fork();
+  BOOST_TEST_REQUIRE(child >= 0);
+  if (child == 0) {
+    long pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    const rlim_t limit = static_cast<rlim_t>(pages) * ::sysconf(_SC_PAGESIZE) + (48u << 20);
+    const rlimit tight{limit, limit};
+    ::setrlimit(RLIMIT_AS, &tight);
+    try {
+      auto region = dogpile::make_region("x");
+      region->configure("dogpile.cache.memory", {.async_thread_pool = 2000});
+      ::_exit(1);  // 2000 threads of 8 MiB stacks cannot fit
+    } catch (const dogpile::Error& e) {
+      ::_exit(std::string(e.what()).find("could not start 2000 threads") != std::string::npos ? 0
+                                                                                              : 3);
+    } catch (...) {
+      ::_exit(2);
+    }
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);  // 1: no error, 2: another type, 3: another message
+#endif
 }
 
 BOOST_AUTO_TEST_SUITE_END()
