@@ -111,6 +111,23 @@ bool application_sink_exists() {
   return static_cast<bool>(logger().open_record(boost::log::keywords::severity = trivial::fatal));
 }
 
+// The message with control characters written as \xNN: a key or a server's text holding a
+// newline cannot forge a record.
+std::string printable(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (const unsigned char c : message) {
+    if (c < 0x20 || c == 0x7f) {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::optional<LogLevel> environment_log_level() {
@@ -156,7 +173,7 @@ void log(LogLevel level, std::string_view component, std::string_view message) {
     if (!record) return;
   }
   boost::log::record_ostream stream(record);
-  stream << "dogpile[" << component << "] " << message;
+  stream << "dogpile[" << component << "] " << printable(message);
   stream.flush();
   boost::log::core::get()->push_record(std::move(record));
 }

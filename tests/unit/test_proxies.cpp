@@ -472,6 +472,19 @@ BOOST_AUTO_TEST_CASE(each_operation_is_logged_without_values) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_key_with_a_newline_cannot_forge_a_record) {
+  dogpile::set_log_level(dogpile::LogLevel::info);
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory",
+                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "info"}})}});
+  region->set("a\n[error] dogpile.proxy.logging forged\r\x1b[2J", 1);
+  BOOST_TEST_REQUIRE(collector->lines.size() == 1u);
+  const std::string& line = collector->lines[0];
+  BOOST_TEST(line.find_first_of("\n\r\x1b") == std::string::npos);
+  BOOST_TEST(line.find("set a\\x0a[error] dogpile.proxy.logging forged\\x0d\\x1b[2J") !=
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(keys_can_be_hashed_or_truncated) {
   dogpile::set_log_level(dogpile::LogLevel::debug);
   auto hashed = dogpile::make_region();
