@@ -91,6 +91,54 @@ BOOST_AUTO_TEST_CASE(keys_memcached_cannot_take_are_mangled_by_default) {
   BOOST_TEST(raw.get("plain:key").has_value());  // readable keys stay as they are
 }
 
+BOOST_AUTO_TEST_CASE(keys_beyond_ascii_are_mangled_and_no_key_reads_anothers_value) {
+  auto region = memcached_region(memcached);
+  region->set("cl\u00e9:caf\u00e9", 1);  // libmemcached once refused it: "A BAD KEY"
+  BOOST_TEST(*region->get<int>("cl\u00e9:caf\u00e9") == 1);
+  Raw raw(memcached);
+  BOOST_TEST(raw.get(dogpile::sha1_mangle_key("cl\u00e9:caf\u00e9")).has_value());
+  // A key that is another key's SHA-1 must not read that key's value.
+  const std::string spaced = "user profile 8";
+  region->set(spaced, 8);
+  BOOST_TEST(region->get<int>(dogpile::sha1_mangle_key(spaced)) == nullptr);
+  region->set(dogpile::sha1_mangle_key(spaced), 9);
+  BOOST_TEST(*region->get<int>(spaced) == 8);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_that_is_not_there_is_named_without_addresses) {
+  test::MemcachedServer gone;
+  const std::string url = gone.url();
+  gone.stop();
+  auto region = dogpile::make_region("gone");
+  region->configure("dogpile.cache.memcached", {.arguments = {{"url", url}}});
+  try {
+    region->get<int>("k");
+    BOOST_ERROR("a get from a stopped server succeeded");
+  } catch (const dogpile::BackendUnavailable& e) {
+    const std::string text = e.what();
+    BOOST_TEST_INFO(text);
+    BOOST_TEST(text.find(url) != std::string::npos);
+    BOOST_TEST(text.find("0x") == std::string::npos);
+    BOOST_TEST(text.find(" -> ") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_value_the_server_refuses_says_why_without_addresses) {
+  // The server's items are 1 MiB; the argument claims 4 MiB, so the server refuses.
+  auto region = memcached_region(memcached, {{"item_size_max", 4 << 20}});
+  try {
+    region->set("big", std::string(2 << 20, 'x'));
+    BOOST_ERROR("a 2 MiB value on a 1 MiB server was accepted");
+  } catch (const dogpile::Error& e) {
+    const std::string text = e.what();
+    BOOST_TEST_INFO(text);
+    BOOST_TEST(text.find("refused set") != std::string::npos);
+    BOOST_TEST(text.find("SUCCESS") == std::string::npos);
+    BOOST_TEST(text.find("0x") == std::string::npos);
+    BOOST_TEST(text.find(" -> ") == std::string::npos);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(the_distributed_mutex_excludes_and_reports_locked) {
   auto region = memcached_region(memcached, {{"distributed_lock", true}});
   auto mutex = region->actual_backend()->get_mutex("k");

@@ -111,8 +111,18 @@ using Client = std::unique_ptr<memcached_st, ClientDeleter>;
 // time out), Error otherwise (a value too big, a bad key).
 [[noreturn]] void fail(memcached_st* client, memcached_return_t rc, const Settings& s,
                        std::string_view what) {
-  const std::string why =
-      client != nullptr ? memcached_last_error_message(client) : memcached_strerror(nullptr, rc);
+  // The text of `rc`, with the client's detail when it is about this failure ("CONNECTION
+  // FAILURE(Connection refused), host: …"), without the heap address libmemcached puts first
+  // ("(0x55fc…) ") and the source location it appends (" -> ./src/libmemcached/key.cc:73").
+  std::string why = memcached_strerror(client, rc);
+  if (client != nullptr && memcached_last_error(client) == rc) {
+    std::string detail = memcached_last_error_message(client);
+    if (detail.starts_with("(0x") && detail.find(") ") != std::string::npos) {
+      detail.erase(0, detail.find(") ") + 2);
+    }
+    detail = detail.substr(0, detail.find(" -> "));
+    if (detail.starts_with(why)) why = detail;
+  }
   if (memcached_fatal(rc) && rc != MEMCACHED_BAD_KEY_PROVIDED && rc != MEMCACHED_KEY_TOO_BIG) {
     throw BackendUnavailable("memcached at " + s.where + " is unavailable (" + std::string(what) +
                              "): " + why);
@@ -245,14 +255,18 @@ class MemcachedMutex final : public CacheMutex {
   const std::string name_;
 };
 
-// Keys memcached can take as they are stay readable; others (too long, or with spaces or
-// control characters) become their SHA-1.
+// Keys memcached can take as they are stay readable; others (too long, with spaces, control
+// characters or bytes beyond ASCII) become their SHA-1 in hex. A key that already looks like
+// one (40 lowercase hex digits) is mangled too, so that it never reads another key's value.
 std::string mangle_for_memcached(std::string_view key) {
   const bool fits = key.size() <= kMaxKey && std::none_of(key.begin(), key.end(), [](char c) {
                       const auto u = static_cast<unsigned char>(c);
-                      return u <= 0x20 || u == 0x7f;
+                      return u <= 0x20 || u >= 0x7f;
                     });
-  return fits ? std::string(key) : sha1_mangle_key(key);
+  const bool looks_mangled = key.size() == 40 && std::all_of(key.begin(), key.end(), [](char c) {
+                               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                             });
+  return fits && !looks_mangled ? std::string(key) : sha1_mangle_key(key);
 }
 
 class MemcachedBackend final : public BytesBackend {
