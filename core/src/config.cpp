@@ -318,8 +318,13 @@ void apply_settings(const ConfigFile& file) {
       } else if (name == "plugin_path") {
         std::vector<std::string> dirs;
         if (value.is_array()) {
-          for (const auto& item : value)
-            dirs.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+          for (const auto& item : value) {
+            if (!item.is_string()) {
+              throw ValidationError(key + " must list directories, not " + shown_value(key, item) +
+                                    where);
+            }
+            dirs.push_back(item.get<std::string>());
+          }
         } else if (value.is_string()) {
           std::string_view rest = value.get_ref<const std::string&>();
           while (!rest.empty()) {
@@ -332,6 +337,9 @@ void apply_settings(const ConfigFile& file) {
           throw ValidationError(key + " must be a list of directories" + where);
         }
         for (const auto& dir : dirs) {
+          if (dir.empty()) {
+            throw ValidationError(key + " holds an empty directory name" + where);
+          }
           fs::path p(dir);
           // Relative directories are relative to the config file, as a user reading it expects.
           if (p.is_relative()) p = file.path.parent_path() / p;

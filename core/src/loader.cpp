@@ -71,6 +71,21 @@ struct PluginLoader::Impl {
     return paths;
   }
 
+  // Why code in `file` could have been put there by any user of the machine (the file or its
+  // directory is writable by others), as other plugin hosts refuse; empty when it could not.
+  static std::string writable_by_anyone(const fs::path& file) {
+    std::error_code ec;
+    auto writable = [&](const fs::path& p) {
+      return (fs::status(p, ec).permissions() & fs::perms::others_write) != fs::perms::none;
+    };
+    if (writable(file)) return "it is writable by every user (chmod o-w to use it)";
+    if (writable(file.parent_path())) {
+      return "its directory " + file.parent_path().string() +
+             " is writable by every user (chmod o-w to use it)";
+    }
+    return {};
+  }
+
   void scan_file(const fs::path& file) {
     std::vector<EntryPointInfo> entries;
     try {
@@ -113,6 +128,10 @@ struct PluginLoader::Impl {
       for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (it.depth() >= kScanDepth) it.disable_recursion_pending();
         if (it->is_regular_file(ec) && looks_like_shared_object(it->path())) {
+          if (const std::string why = writable_by_anyone(it->path()); !why.empty()) {
+            log(LogLevel::warning, "loader", "skipping " + it->path().string() + ": " + why);
+            continue;
+          }
           files.push_back(it->path());
         }
       }

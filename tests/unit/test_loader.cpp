@@ -280,6 +280,40 @@ BOOST_AUTO_TEST_CASE(files_that_are_not_plugins_are_skipped) {
   for (const auto& e : loader.list()) BOOST_TEST(e.file.parent_path() != dir.path);
 }
 
+BOOST_AUTO_TEST_CASE(plugins_anyone_could_have_written_are_not_loaded) {
+  const std::string saved = std::getenv("DOGPILE_PLUGIN_PATH");
+  ::unsetenv("DOGPILE_PLUGIN_PATH");
+  for (const bool open_directory : {true, false}) {
+    TempDir dir;
+    const auto file = dir.path / "planted-memory.so";
+    fs::copy_file(memory_plugin(), file);
+    fs::permissions(open_directory ? dir.path : file, fs::perms::others_write,
+                    fs::perm_options::add);
+    PluginLoader loader;
+    loader.add_search_path(dir.path);
+    BOOST_CHECK_THROW(loader.make_backend("dogpile.cache.memory", Arguments()),
+                      dogpile::PluginNotFound);
+    fs::permissions(open_directory ? dir.path : file, fs::perms::others_write,
+                    fs::perm_options::remove);
+    loader.rescan();
+    BOOST_TEST(loader.make_backend("dogpile.cache.memory", Arguments()) != nullptr);
+  }
+  ::setenv("DOGPILE_PLUGIN_PATH", saved.c_str(), 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_plugin_path_entry_is_a_config_error) {
+  for (
+      const char* text :
+      {R"({"dogpile": {"plugin_path": [""]}, "cache": {"a": {"backend": "dogpile.cache.memory"}}})",
+       R"({"dogpile": {"plugin_path": [7]}, "cache": {"a": {"backend": "dogpile.cache.memory"}}})"}) {
+    BOOST_TEST_INFO(text);
+    auto file = dogpile::parse_json_config(text, "p.json");
+    BOOST_CHECK_EXCEPTION(
+        dogpile::configure_regions(file), dogpile::ValidationError,
+        [](const auto& e) { return test::message_contains(e, "dogpile.plugin_path"); });
+  }
+}
+
 BOOST_AUTO_TEST_CASE(plugins_are_found_through_paths_added_by_the_application) {
   TempDir dir;
   fs::copy_file(test_plugin("counting-proxy.so"), dir.path / "renamed-proxy.so");
