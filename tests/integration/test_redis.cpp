@@ -458,3 +458,20 @@ BOOST_AUTO_TEST_CASE(a_server_gone_during_a_large_write_raises_no_sigpipe) {
   server.join();
   ::close(listener);
 }
+
+BOOST_FIXTURE_TEST_SUITE(foreign_types, Server)
+
+// get, get_multi and get_or_create once disagreed on a key holding a list: WRONGTYPE, a miss,
+// and an overwrite.
+BOOST_AUTO_TEST_CASE(a_key_holding_another_type_is_a_miss_for_every_read_and_a_write_replaces_it) {
+  auto region = redis_region(redis);
+  raw(redis, "RPUSH listed a b");
+  BOOST_TEST(region->get<int>("listed") == nullptr);
+  BOOST_TEST(region->get_multi<int>({"listed"}).at(0) == nullptr);
+  BOOST_TEST(region->get_value_metadata("listed") == nullptr);
+  BOOST_TEST(*region->get_or_create("listed", [] { return 5; }) == 5);
+  BOOST_TEST(raw(redis, "TYPE listed") == "string");
+  BOOST_TEST(*region->get<int>("listed") == 5);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -214,6 +214,11 @@ void append(redisContext* context, const std::vector<std::string_view>& args, co
   }
 }
 
+// A key that holds another type than a string (a list, a hash).
+struct WrongType : Error {
+  using Error::Error;
+};
+
 // Reads the next reply, after writing what is queued; throws BackendUnavailable on a
 // connection error and Error on an error reply.
 Reply read_reply(redisContext* context, const Settings& s) {
@@ -226,7 +231,10 @@ Reply read_reply(redisContext* context, const Settings& s) {
   if (status != REDIS_OK || raw == nullptr) unavailable(context, s);
   Reply reply(static_cast<redisReply*>(raw));
   if (reply->type == REDIS_REPLY_ERROR) {
-    throw Error("Redis at " + s.where() + " answered: " + std::string(reply->str, reply->len));
+    const std::string text(reply->str, reply->len);
+    if (text.starts_with("WRONGTYPE"))
+      throw WrongType("Redis at " + s.where() + " answered: " + text);
+    throw Error("Redis at " + s.where() + " answered: " + text);
   }
   return reply;
 }
@@ -451,7 +459,13 @@ class RedisBackend final : public BytesBackend {
       : pool_(std::make_shared<Pool>(read_settings(arguments))) {}
 
   std::optional<std::string> get_serialized(std::string_view key) override {
-    return string_of(*pool_->lease().command({"GET", key}));
+    // A key holding another type (a list an application pushed there) reads as a miss, as MGET
+    // reads it; the next set replaces it.
+    try {
+      return string_of(*pool_->lease().command({"GET", key}));
+    } catch (const WrongType&) {
+      return std::nullopt;
+    }
   }
 
   SerializedValues get_serialized_multi(const Keys& keys) override {
