@@ -82,7 +82,9 @@ Settings read_settings(const Arguments& a) {
                             " must be between 0 and 2592000 seconds (30 days, memcached's limit)");
     }
   }
-  s.lock_timeout = whole_seconds(lock_timeout);
+  // memcached's clock ticks once a second, so an item given N seconds may go after N-1: one
+  // second more keeps the lock at least lock_timeout.
+  s.lock_timeout = lock_timeout > 0 ? whole_seconds(lock_timeout) + 1 : 0;
   s.memcached_expire_time = whole_seconds(expire);
   s.dead_retry = a.find_seconds("dead_retry", 1).value_or(s.dead_retry);
   s.socket_timeout = a.find_seconds("socket_timeout").value_or(s.socket_timeout);
