@@ -162,21 +162,7 @@ int bench(const Invocation& invocation) {
     keys.push_back(scratch_key("dogpile-bench", std::to_string(i)));
   }
   const std::string value(value_size, 'x');
-  struct RemoveKeys {
-    dogpile::CacheRegion& region;
-    const dogpile::Keys& keys;
-    ~RemoveKeys() {
-      try {
-        for (std::size_t i = 0; i < keys.size(); i += 1000) {
-          region.remove_multi(dogpile::Keys(
-              keys.begin() + static_cast<std::ptrdiff_t>(i),
-              keys.begin() + static_cast<std::ptrdiff_t>(std::min(i + 1000, keys.size()))));
-        }
-      } catch (const std::exception& e) {
-        std::cerr << "dogpile: could not remove the benchmark's keys: " << e.what() << "\n";
-      }
-    }
-  } cleanup{region, keys};
+  RemoveOnExit cleanup{region, "the benchmark's keys", keys};
 
   std::vector<Result> results;
   results.push_back(measure("set", threads, seconds, key_count,

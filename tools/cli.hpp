@@ -51,6 +51,14 @@ Regions load(const std::optional<std::string>& config_path);
 // touches nothing else.
 std::string scratch_key(const std::string& what, const std::string& suffix);
 
+// Removes `keys` from `region` when it goes, in batches; a failure is said on stderr.
+struct RemoveOnExit {
+  dogpile::CacheRegion& region;
+  std::string what;  // "the demo's keys", for the message
+  dogpile::Keys keys;
+  ~RemoveOnExit();
+};
+
 int bench(const Invocation& invocation);
 int stats(const Invocation& invocation);
 

@@ -271,17 +271,7 @@ int demo(const Invocation& invocation) {
   auto& region = regions.pick(region_name);
   // Keys of its own, removed at the end: the demo may run against a production cache.
   const std::string prefix = scratch_key("dogpile-demo", "");
-  struct RemoveKeys {
-    dogpile::CacheRegion& region;
-    dogpile::Keys keys;
-    ~RemoveKeys() {
-      try {
-        region.remove_multi(keys);
-      } catch (const std::exception& e) {
-        std::cerr << "dogpile: could not remove the demo's keys: " << e.what() << "\n";
-      }
-    }
-  } cleanup{region, {}};
+  RemoveOnExit cleanup{region, "the demo's keys", {}};
   std::printf("region %s on %s, values expire after %s (%zu region(s) in the config)\n",
               region.name().c_str(), region.backend_name().c_str(), expiration_text(region).c_str(),
               regions.order.size());
@@ -385,8 +375,12 @@ int plugins(const Invocation& invocation) {
 
 // check, ping --------------------------------------------------------------------------
 
-double elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+// How long `call` took, in milliseconds.
+template <class Call>
+double timed_ms(Call&& call) {
+  const auto start = std::chrono::steady_clock::now();
+  call();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
 
@@ -399,20 +393,14 @@ bool probe(dogpile::CacheRegion& region) {
       std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   try {
     if (!region.backend()->capabilities().stores_values) {
-      auto start = std::chrono::steady_clock::now();
-      region.get<std::string>(key);
-      std::printf("ok, stores no values (get %.2f ms)\n", elapsed_ms(start));
+      const double get_ms = timed_ms([&] { region.get<std::string>(key); });
+      std::printf("ok, stores no values (get %.2f ms)\n", get_ms);
       return true;
     }
-    auto start = std::chrono::steady_clock::now();
-    region.set(key, token);
-    const double set_ms = elapsed_ms(start);
-    start = std::chrono::steady_clock::now();
-    auto read = region.get<std::string>(key);
-    const double get_ms = elapsed_ms(start);
-    start = std::chrono::steady_clock::now();
-    region.remove(key);
-    const double delete_ms = elapsed_ms(start);
+    std::shared_ptr<const std::string> read;
+    const double set_ms = timed_ms([&] { region.set(key, token); });
+    const double get_ms = timed_ms([&] { read = region.get<std::string>(key); });
+    const double delete_ms = timed_ms([&] { region.remove(key); });
     if (read == nullptr || *read != token) {
       std::printf("FAILED: the probe key read back %s\n",
                   read == nullptr ? "nothing" : "another value");
@@ -660,6 +648,19 @@ std::vector<dogpile::CacheRegion*> Regions::selected(const std::optional<std::st
 
 std::string scratch_key(const std::string& what, const std::string& suffix) {
   return what + ":" + std::to_string(::getpid()) + ":" + suffix;
+}
+
+RemoveOnExit::~RemoveOnExit() {
+  constexpr std::size_t kBatch = 1000;
+  try {
+    for (std::size_t i = 0; i < keys.size(); i += kBatch) {
+      const auto first = keys.begin() + static_cast<std::ptrdiff_t>(i);
+      region.remove_multi(dogpile::Keys(
+          first, first + static_cast<std::ptrdiff_t>(std::min(kBatch, keys.size() - i))));
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "dogpile: could not remove " << what << ": " << e.what() << "\n";
+  }
 }
 
 }  // namespace tool

@@ -27,14 +27,14 @@ const char* const kLevelVariable = "DOGPILE_LOG_LEVEL";
 // The level a program starts with: DOGPILE_LOG_LEVEL's, else warning. A variable that names
 // no level is said on stderr at once (no sink may exist yet, and no record may ever come).
 int initial_level() {
-  const char* text = std::getenv(kLevelVariable);
-  if (text != nullptr && *text != '\0' && !parse_log_level(text)) {
+  const auto level = environment_log_level();
+  if (const char* text = std::getenv(kLevelVariable); !level && text != nullptr && *text != '\0') {
     std::fprintf(stderr,
                  "dogpile: %s=%s is not a level (trace, debug, info, warning, error, off): "
                  "using warning\n",
                  kLevelVariable, text);
   }
-  return static_cast<int>(environment_log_level().value_or(LogLevel::warning));
+  return static_cast<int>(level.value_or(LogLevel::warning));
 }
 std::atomic<int> g_level{initial_level()};
 
@@ -111,21 +111,19 @@ bool application_sink_exists() {
   return static_cast<bool>(logger().open_record(boost::log::keywords::severity = trivial::fatal));
 }
 
-// The message with control characters written as \xNN: a key or a server's text holding a
-// newline cannot forge a record.
-std::string printable(std::string_view message) {
-  std::string out;
-  out.reserve(message.size());
-  for (const unsigned char c : message) {
-    if (c < 0x20 || c == 0x7f) {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-      out += escaped;
-    } else {
-      out += static_cast<char>(c);
-    }
+// Writes the message with control characters as \xNN, so that a key or a server's text
+// holding a newline cannot forge a record; clean runs are written as they are, uncopied.
+void write_printable(boost::log::record_ostream& stream, std::string_view message) {
+  std::size_t clean_from = 0;
+  for (std::size_t i = 0; i < message.size(); ++i) {
+    const auto c = static_cast<unsigned char>(message[i]);
+    if (c >= 0x20 && c != 0x7f) continue;
+    char escaped[5];
+    std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+    stream << message.substr(clean_from, i - clean_from) << escaped;
+    clean_from = i + 1;
   }
-  return out;
+  stream << message.substr(clean_from);
 }
 
 }  // namespace
@@ -173,7 +171,8 @@ void log(LogLevel level, std::string_view component, std::string_view message) {
     if (!record) return;
   }
   boost::log::record_ostream stream(record);
-  stream << "dogpile[" << component << "] " << printable(message);
+  stream << "dogpile[" << component << "] ";
+  write_printable(stream, message);
   stream.flush();
   boost::log::core::get()->push_record(std::move(record));
 }

@@ -38,26 +38,26 @@ using Figures = std::map<std::string, StatsSnapshot>;  // by region name
 // Every family once (HELP, TYPE), with one series per region of `figures`.
 std::string exposition(const Figures& figures) {
   std::string out;
-  const std::pair<const char*, const char*> counters[] = {
-      {"gets", "Keys looked up."},   {"hits", "Keys found."},
-      {"misses", "Keys not found."}, {"sets", "Keys stored."},
-      {"deletes", "Keys removed."},  {"errors", "Backend calls that failed."},
+  struct Counter {
+    const char* name;
+    std::uint64_t StatsSnapshot::*value;
+    const char* help;
   };
-  auto counter_value = [](const StatsSnapshot& s, std::string_view name) {
-    if (name == "gets") return s.gets;
-    if (name == "hits") return s.hits;
-    if (name == "misses") return s.misses;
-    if (name == "sets") return s.sets;
-    if (name == "deletes") return s.deletes;
-    return s.errors;
+  const Counter counters[] = {
+      {"gets", &StatsSnapshot::gets, "Keys looked up."},
+      {"hits", &StatsSnapshot::hits, "Keys found."},
+      {"misses", &StatsSnapshot::misses, "Keys not found."},
+      {"sets", &StatsSnapshot::sets, "Keys stored."},
+      {"deletes", &StatsSnapshot::deletes, "Keys removed."},
+      {"errors", &StatsSnapshot::errors, "Backend calls that failed."},
   };
-  for (const auto& [name, help] : counters) {
+  for (const auto& [name, value, help] : counters) {
     const std::string metric = std::string("dogpile_cache_") + name + "_total";
     out += "# HELP " + metric + " " + help + "\n";
     out += "# TYPE " + metric + " counter\n";
     for (const auto& [region, stats] : figures) {
-      out += metric + "{region=\"" + label_value(region) + "\"} " +
-             std::to_string(counter_value(stats, name)) + "\n";
+      out += metric + "{region=\"" + label_value(region) + "\"} " + std::to_string(stats.*value) +
+             "\n";
     }
   }
   const std::string histogram = "dogpile_cache_operation_duration_seconds";

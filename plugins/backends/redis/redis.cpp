@@ -158,14 +158,10 @@ Settings read_settings(const Arguments& a) {
     throw ValidationError(a.key("lock_prefix") + " must be a non-empty string without spaces");
   }
   if (s.lock_sleep <= 0) throw ValidationError(a.key("lock_sleep") + " must be positive");
-  for (auto [name, seconds] :
-       {std::pair{"socket_timeout", s.socket_timeout},
-        std::pair{"socket_connect_timeout", s.socket_connect_timeout.value_or(1)}}) {
-    if (seconds <= 0) {
-      throw ValidationError(a.key(name) +
-                            " must be positive (a command or connection that may "
-                            "wait for ever is not offered)");
-    }
+  // A command or connection that may wait for ever is not offered.
+  if (s.socket_timeout <= 0) throw ValidationError(a.key("socket_timeout") + " must be positive");
+  if (s.socket_connect_timeout && *s.socket_connect_timeout <= 0) {
+    throw ValidationError(a.key("socket_connect_timeout") + " must be positive");
   }
   if (s.distributed_lock && s.thread_local_lock) {
     log(LogLevel::warning, "dogpile.cache.redis",
