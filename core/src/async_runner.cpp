@@ -1,10 +1,16 @@
 #include "dogpile/async_runner.hpp"
 
 #include "dogpile/lock.hpp"
-#include "dogpile/region.hpp"
 #include "dogpile/sdk/log.hpp"
+#include "pool_thread.hpp"
 
 namespace dogpile {
+
+namespace {
+thread_local bool t_on_pool_thread = false;
+}  // namespace
+
+bool detail::on_pool_thread() noexcept { return t_on_pool_thread; }
 
 ThreadPoolRunner::ThreadPoolRunner(std::size_t threads, std::size_t max_queued)
     : max_queued_(max_queued) {
@@ -35,6 +41,7 @@ void ThreadPoolRunner::shutdown() {
 }
 
 void ThreadPoolRunner::work() {
+  t_on_pool_thread = true;
   for (;;) {
     std::function<void()> job;
     {
@@ -76,6 +83,15 @@ AsyncCreationRunner ThreadPoolRunner::runner() {
       release_logged(*mutex);
     };
     submit(std::move(job), mutex);
+  };
+}
+
+AsyncCreationRunner ThreadPoolRunner::owning_runner(std::size_t threads, std::size_t max_queued) {
+  auto pool = std::make_shared<ThreadPoolRunner>(threads, max_queued);
+  return [pool, run = pool->runner()](CacheRegion& region, const std::string& key,
+                                      std::function<CachedValuePtr()> creator,
+                                      std::shared_ptr<CacheMutex> mutex) {
+    run(region, key, std::move(creator), std::move(mutex));
   };
 }
 

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "dogpile/async_runner.hpp"
 #include "dogpile/loader.hpp"
 #include "dogpile/logging.hpp"
 #include "dogpile/region.hpp"
@@ -389,6 +390,126 @@ std::map<std::string, std::shared_ptr<CacheRegion>> configure_regions(
 std::map<std::string, std::shared_ptr<CacheRegion>> load_regions(const fs::path& path,
                                                                  std::string_view region_prefix) {
   return configure_regions(load_config_file(path), region_prefix);
+}
+
+// CacheRegion::configure_from_config: the region's keys of a flat dictionary, read into
+// ConfigureOptions and the settings a file may give the region.
+CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::string_view prefix) {
+  const std::string p(prefix);
+  const std::string arguments_prefix = p + "arguments.";
+  ConfigDict coerced = coerce_string_conf(config);
+
+  auto backend = coerced.find(p + "backend");
+  if (backend == coerced.end()) throw ConfigError("missing required key " + p + "backend");
+  if (!backend->second.is_string()) {
+    throw ValidationError(p + "backend must be the name of a backend plugin, not " +
+                          shown_value(p + "backend", backend->second));
+  }
+
+  const std::string wrap_arguments_prefix = p + "wrap_arguments.";
+  ConfigureOptions options;
+  options.config_prefix = p;
+  detail::RegionSettings settings;
+  std::size_t pool_threads = 0;  // async_creation_runner = thread_pool
+  std::size_t pool_queue = 1024;
+  std::vector<std::pair<std::string, const nlohmann::json*>> wrap_arguments;
+  for (const auto& [key, value] : coerced) {
+    if (key.compare(0, p.size(), p) != 0) continue;
+    const std::string_view name = std::string_view(key).substr(p.size());
+    if (name == "backend") {
+      continue;
+    } else if (name == "expiration_time") {
+      options.expiration_time = parse_expiration_time(value);
+    } else if (key.compare(0, arguments_prefix.size(), arguments_prefix) == 0 &&
+               key.size() > arguments_prefix.size()) {
+      options.arguments[key.substr(arguments_prefix.size())] = value;
+    } else if (key.compare(0, wrap_arguments_prefix.size(), wrap_arguments_prefix) == 0) {
+      wrap_arguments.emplace_back(key, &value);
+    } else if (name == "wrap") {
+      if (value.is_string()) {
+        std::string names = value.get<std::string>();
+        for (char& c : names) {
+          if (c == ',') c = ' ';
+        }
+        std::size_t pos = 0;
+        while ((pos = names.find_first_not_of(" \t\n", pos)) != std::string::npos) {
+          auto end = names.find_first_of(" \t\n", pos);
+          options.wrap.emplace_back(names.substr(pos, end - pos));
+          pos = end;
+        }
+      } else if (value.is_array()) {
+        for (const auto& item : value) {
+          if (!item.is_string()) {
+            throw ValidationError(key + " must list proxy plugin names, not " +
+                                  shown_value(key, item));
+          }
+          options.wrap.emplace_back(item.get<std::string>());
+        }
+      } else if (!value.is_null()) {
+        throw ValidationError(key + " must be a list of proxy plugin names, not " +
+                              shown_value(key, value));
+      }
+    } else if (name == "async_creation_runner") {
+      if (value.is_null()) continue;
+      if (value != "thread_pool") {
+        throw ValidationError(key +
+                              " must be thread_pool (the ready-made background runner), "
+                              "not " +
+                              shown_value(key, value));
+      }
+      if (pool_threads == 0) pool_threads = 2;
+    } else if (name == "async_creation_runner_threads" || name == "async_creation_runner_queue") {
+      if (!value.is_number_integer() || value.get<long long>() <= 0) {
+        throw ValidationError(key + " must be a positive integer, not " + shown_value(key, value));
+      }
+      (name == "async_creation_runner_threads" ? pool_threads : pool_queue) =
+          value.get<std::size_t>();
+    } else if (name == "key_mangler") {
+      if (!value.is_string())
+        throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + shown_value(key, value));
+      settings.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
+    } else if (name == "replace_existing_backend" || name == "raise_on_undecodable") {
+      if (!value.is_boolean())
+        throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
+      (name == "raise_on_undecodable" ? options.raise_on_undecodable
+                                      : options.replace_existing_backend) = value.get<bool>();
+    } else {
+      throw ValidationError(
+          "unknown config key " + key +
+          " (a region takes backend, expiration_time, arguments.<name>, wrap, "
+          "wrap_arguments.<proxy>.<name>, "
+          "replace_existing_backend, key_mangler, raise_on_undecodable, async_creation_runner, "
+          "async_creation_runner_threads, async_creation_runner_queue)");
+    }
+  }
+  // <prefix>wrap_arguments.<proxy name>.<argument>: the longest proxy name in wrap that fits.
+  for (const auto& [key, value] : wrap_arguments) {
+    const std::string_view rest = std::string_view(key).substr(wrap_arguments_prefix.size());
+    ProxySpec* target = nullptr;
+    for (auto& wrapper : options.wrap) {
+      auto& spec = std::get<ProxySpec>(wrapper);
+      if (rest.size() > spec.name.size() + 1 && rest.starts_with(spec.name) &&
+          rest[spec.name.size()] == '.' && (!target || spec.name.size() > target->name.size())) {
+        target = &spec;
+      }
+    }
+    if (!target) {
+      throw ValidationError(key + " names no proxy of " + p + "wrap");
+    }
+    const std::string argument(rest.substr(target->name.size() + 1));
+    for (auto& wrapper : options.wrap) {
+      auto& spec = std::get<ProxySpec>(wrapper);
+      if (spec.name == target->name) spec.arguments[argument] = *value;
+    }
+  }
+  if (pool_threads > 0 && coerced.count(p + "async_creation_runner") == 0) {
+    throw ValidationError(p + "async_creation_runner_threads is set but " + p +
+                          "async_creation_runner is not thread_pool");
+  }
+  if (pool_threads > 0) {
+    settings.async_creation_runner = ThreadPoolRunner::owning_runner(pool_threads, pool_queue);
+  }
+  return configure_with(backend->second.get<std::string>(), std::move(options), settings);
 }
 
 }  // namespace dogpile

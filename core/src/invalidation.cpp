@@ -2,14 +2,19 @@
 
 #include <cmath>
 
-#include "dogpile/sdk/value.hpp"
+#include "dogpile/sdk/errors.hpp"
 
 namespace dogpile {
 
 RegionInvalidationStrategy::~RegionInvalidationStrategy() = default;
 
+DefaultInvalidationStrategy::DefaultInvalidationStrategy(std::shared_ptr<const Clock> clock)
+    : clock_(std::move(clock)) {
+  if (!clock_) throw ValidationError("DefaultInvalidationStrategy: the clock must not be null");
+}
+
 void DefaultInvalidationStrategy::invalidate(bool hard) {
-  const double now = now_seconds();
+  const double now = clock_->now();
   stamp_.store(hard ? now : -now, std::memory_order_release);
 }
 

@@ -2,16 +2,16 @@
 // region, message checks and scratch directories.
 #pragma once
 
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
-
+#include <chrono>
 #include <dogpile/dogpile.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 namespace test {
 
@@ -24,6 +24,18 @@ inline std::shared_ptr<dogpile::CacheRegion> region_on(const std::string& backen
   auto region = dogpile::make_region("test");
   region->configure(backend, std::move(options));
   return region;
+}
+
+// Waits (yielding) until `condition()` holds, at most 10 s: a bound that turns a broken lock
+// into a failure, not a hang. Returns whether it held.
+template <class Condition>
+bool wait_until(Condition&& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
 }
 
 // Whether the exception's message contains `text`; logs the message when it does not.

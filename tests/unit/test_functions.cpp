@@ -143,50 +143,72 @@ BOOST_AUTO_TEST_CASE(results_are_cached_per_argument_tuple) {
 }
 
 BOOST_AUTO_TEST_CASE(results_are_recomputed_after_expiry) {
-  auto region = memory_region({.expiration_time = 0.1});
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = memory_region({.expiration_time = 10}, {.clock = clock});
   int calls = 0;
   auto cached = region->cache_on_arguments("test:count", [&calls](int x) { return x + ++calls; });
   BOOST_TEST(cached(1) == 2);
+  clock->advance(9.9);
   BOOST_TEST(cached(1) == 2);
-  std::this_thread::sleep_for(200ms);
+  clock->advance(0.2);
   BOOST_TEST(cached(1) == 3);
 }
 
 BOOST_AUTO_TEST_CASE(the_functions_expiration_overrides_the_regions) {
-  auto region = memory_region({.expiration_time = 0.1});
+  // The region's expiry is short and the function's long: only the function's keeps the value.
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = memory_region({.expiration_time = 1}, {.clock = clock});
   int calls = 0;
   auto long_lived = region->cache_on_arguments("test:long", [&calls] { return ++calls; },
                                                {.expiration_time = 60});
   BOOST_TEST(long_lived() == 1);
-  std::this_thread::sleep_for(200ms);
+  clock->advance(30);
   BOOST_TEST(long_lived() == 1);
+  clock->advance(31);
+  BOOST_TEST(long_lived() == 2);
+}
 
+BOOST_AUTO_TEST_CASE(expiration_time_fn_is_asked_on_every_call) {
+  // The region never expires values: only the function's expiration can.
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = memory_region({}, {.clock = clock});
   double expiration = 60;
   int dynamic_calls = 0;
   auto dynamic =
       region->cache_on_arguments("test:dynamic", [&dynamic_calls] { return ++dynamic_calls; },
                                  {.expiration_time_fn = [&expiration] { return expiration; }});
   BOOST_TEST(dynamic() == 1);
+  clock->advance(30);
   BOOST_TEST(dynamic() == 1);
-  expiration = 0;  // evaluated on every call: 0 recomputes every time, however quick
+  expiration = 20;  // the value is 30 s old now
   BOOST_TEST(dynamic() == 2);
+  BOOST_TEST(dynamic() == 2);
+  expiration = 0;  // 0 recomputes every time, however quick
   BOOST_TEST(dynamic() == 3);
   BOOST_TEST(dynamic() == 4);
+}
 
-  // Durations as well as seconds.
+BOOST_AUTO_TEST_CASE(expirations_may_be_durations) {
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = memory_region({}, {.clock = clock});
   int timed_calls = 0;
   auto timed = region->cache_on_arguments("test:timed", [&timed_calls] { return ++timed_calls; },
                                           {.expiration_time = std::chrono::minutes(1)});
   BOOST_TEST(timed() == 1);
-  std::this_thread::sleep_for(200ms);
+  clock->advance(59);
   BOOST_TEST(timed() == 1);
+  clock->advance(2);
+  BOOST_TEST(timed() == 2);
+
   std::chrono::milliseconds dynamic_expiration = 50ms;
   int short_calls = 0;
   auto short_lived =
       region->cache_on_arguments("test:short", [&short_calls] { return ++short_calls; },
                                  {.expiration_time_fn = [&] { return dynamic_expiration; }});
   BOOST_TEST(short_lived() == 1);
-  std::this_thread::sleep_for(100ms);
+  clock->advance(0.04);
+  BOOST_TEST(short_lived() == 1);
+  clock->advance(0.02);
   BOOST_TEST(short_lived() == 2);
 }
 
@@ -283,7 +305,9 @@ BOOST_AUTO_TEST_CASE(a_function_object_with_state_is_called_as_itself) {
 
 BOOST_AUTO_TEST_CASE(a_cached_function_works_with_an_async_runner) {
   dogpile::ThreadPoolRunner pool(1);
-  auto region = memory_region({.expiration_time = 0.1}, {.async_creation_runner = pool.runner()});
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = memory_region({.expiration_time = 10},
+                              {.async_creation_runner = pool.runner(), .clock = clock});
   std::atomic<int> calls{0};
   auto cached = region->cache_on_arguments(
       "test:async", [&calls](std::string s) { return s + std::to_string(++calls); });
@@ -291,7 +315,7 @@ BOOST_AUTO_TEST_CASE(a_cached_function_works_with_an_async_runner) {
     std::string argument = "a";
     BOOST_TEST(cached(argument) == "a1");
   }
-  std::this_thread::sleep_for(150ms);
+  clock->advance(11);
   // The argument is gone when the background regeneration runs; its copy is used.
   BOOST_TEST(cached(std::string("a")) == "a1");
   pool.shutdown();

@@ -216,8 +216,7 @@ BOOST_AUTO_TEST_CASE(a_pool_that_cannot_start_its_threads_is_an_error_not_a_term
     const rlimit tight{limit, limit};
     ::setrlimit(RLIMIT_AS, &tight);
     try {
-      auto region = dogpile::make_region("x");
-      region->configure("dogpile.cache.memory", {.async_thread_pool = 2000});
+      auto runner = dogpile::ThreadPoolRunner::owning_runner(2000);
       ::_exit(1);  // 2000 threads of 8 MiB stacks cannot fit
     } catch (const dogpile::Error& e) {
       ::_exit(std::string(e.what()).find("could not start 2000 threads") != std::string::npos ? 0

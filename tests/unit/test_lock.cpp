@@ -2,6 +2,7 @@
 // get_or_create_multi, invalidation and background regeneration.
 #define BOOST_TEST_MODULE lock
 #include <atomic>
+#include <barrier>
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
@@ -20,11 +21,19 @@ using dogpile::Timestamped;
 using namespace std::chrono_literals;
 using test::kStoringBackends;
 using test::region_on;
+using test::wait_until;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+// A region on `backend` whose time is `clock`'s.
+std::shared_ptr<CacheRegion> region_with_clock(const std::string& backend,
+                                               std::shared_ptr<dogpile::ManualClock> clock,
+                                               dogpile::ConfigureOptions options = {},
+                                               dogpile::AsyncCreationRunner runner = {}) {
+  auto region = dogpile::make_region(
+      {.name = "test", .async_creation_runner = std::move(runner), .clock = std::move(clock)});
+  region->configure(backend, std::move(options));
+  return region;
 }
 
 // A mutex that counts what is done to it.
@@ -375,14 +384,18 @@ BOOST_AUTO_TEST_SUITE(herds)
 BOOST_DATA_TEST_CASE(thirty_two_threads_on_a_cold_key_run_the_creator_once,
                      data::make(kStoringBackends), backend) {
   auto region = region_on(std::string(backend), {.expiration_time = 60});
+  constexpr int kThreads = 32;
   std::atomic<int> calls{0};
   std::atomic<int> right{0};
+  std::atomic<int> calling{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < 32; ++t) {
+  for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
+      ++calling;
       auto v = region->get_or_create("cold", [&] {
         ++calls;
-        std::this_thread::sleep_for(50ms);
+        // Holds the lock until every thread has called: the others wait for it meanwhile.
+        BOOST_TEST(wait_until([&] { return calling == kThreads; }));
         return std::string("made");
       });
       if (v && *v == "made") ++right;
@@ -390,64 +403,86 @@ BOOST_DATA_TEST_CASE(thirty_two_threads_on_a_cold_key_run_the_creator_once,
   }
   for (auto& t : threads) t.join();
   BOOST_TEST(calls == 1);
-  BOOST_TEST(right == 32);
+  BOOST_TEST(right == kThreads);
 }
 
 BOOST_DATA_TEST_CASE(with_a_stale_value_others_return_it_without_waiting,
                      data::make(kStoringBackends), backend) {
-  auto region = region_on(std::string(backend), {.expiration_time = 1});
-  region->set_value("k", CacheRegion::make_value(std::string("old"), dogpile::now_seconds() - 5));
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = region_with_clock(std::string(backend), clock, {.expiration_time = 1});
+  region->set("k", std::string("old"));
+  clock->advance(5);
+  constexpr int kOthers = 15;
   std::atomic<int> calls{0};
-  std::atomic<bool> creator_done{false};
   std::atomic<bool> creator_started{false};
+  std::atomic<bool> creator_done{false};
+  std::atomic<int> others_returned{0};
   std::atomic<int> stale_before_done{0};
-  std::atomic<int> got_new{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 16; ++t) {
-    threads.emplace_back([&] {
+  std::string creator_got;
+  std::thread creator_thread([&] {
+    creator_got = *region->get_or_create("k", [&] {
+      ++calls;
+      creator_started = true;
+      // Runs until every other caller has returned: none of them waits for it.
+      BOOST_TEST(wait_until([&] { return others_returned == kOthers; }));
+      creator_done = true;
+      return std::string("new");
+    });
+  });
+  BOOST_TEST_REQUIRE(wait_until([&] { return creator_started.load(); }));
+  std::vector<std::thread> others;
+  for (int t = 0; t < kOthers; ++t) {
+    others.emplace_back([&] {
       auto v = region->get_or_create("k", [&] {
         ++calls;
-        creator_started = true;
-        std::this_thread::sleep_for(300ms);
-        creator_done = true;
-        return std::string("new");
+        return std::string("other");
       });
       if (*v == "old" && !creator_done) ++stale_before_done;
-      if (*v == "new") ++got_new;
+      ++others_returned;
     });
-    if (t == 0) {
-      while (!creator_started) std::this_thread::yield();
-    }
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : others) t.join();
+  creator_thread.join();
   BOOST_TEST(calls == 1);
-  BOOST_TEST(got_new == 1);             // the creator's caller
-  BOOST_TEST(stale_before_done == 15);  // everyone else, before the creator finished
+  BOOST_TEST(creator_got == "new");
+  BOOST_TEST(stale_before_done == kOthers);
 }
 
 BOOST_DATA_TEST_CASE(creators_of_one_key_never_overlap_and_generations_advance,
                      data::make(kStoringBackends), backend) {
-  auto region = region_on(std::string(backend), {.expiration_time = 0.05});
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = region_with_clock(std::string(backend), clock, {.expiration_time = 1});
+  constexpr int kThreads = 10;
+  constexpr int kRounds = 5;
   std::atomic<int> running{0};
   std::atomic<int> overlaps{0};
   std::atomic<int> generations{0};
+  std::atomic<int> returned{0};
+  // Each round starts with the value expired; everyone calls at once.
+  std::barrier round_start(kThreads, [&]() noexcept {
+    clock->advance(2);
+    returned = 0;
+  });
   std::vector<std::thread> threads;
-  for (int t = 0; t < 10; ++t) {
+  for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
-      for (int round = 0; round < 5; ++round) {
-        region->get_or_create("k", [&] {
+      for (int round = 0; round < kRounds; ++round) {
+        round_start.arrive_and_wait();
+        region->get_or_create("k", [&, round] {
           if (++running > 1) ++overlaps;
-          std::this_thread::sleep_for(30ms);
+          // After the first round a stale value is there: everyone else returns it at once,
+          // and this creator runs until they all have.
+          if (round > 0) BOOST_TEST(wait_until([&] { return returned == kThreads - 1; }));
           --running;
           return ++generations;
         });
-        std::this_thread::sleep_for(40ms);
+        ++returned;
       }
     });
   }
   for (auto& t : threads) t.join();
   BOOST_TEST(overlaps == 0);
-  BOOST_TEST(generations > 2);
+  BOOST_TEST(generations == kRounds);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -564,15 +599,19 @@ BOOST_AUTO_TEST_CASE(hard_and_soft_invalidation_apply_to_multi) {
 
 BOOST_AUTO_TEST_CASE(concurrent_multi_calls_create_each_key_once) {
   auto region = region_on("dogpile.cache.memory", {.expiration_time = 60});
+  constexpr int kThreads = 8;
   std::mutex m;
   std::map<std::string, int> created;
+  std::atomic<int> calling{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
+  for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       dogpile::Keys keys = {"k1", "k2", "k3", "k4"};
       std::rotate(keys.begin(), keys.begin() + t % 4, keys.end());
+      ++calling;
       region->get_or_create_multi(keys, [&](const dogpile::Keys& missing) {
-        std::this_thread::sleep_for(20ms);
+        // Creates only once every thread has called, so the calls overlap.
+        BOOST_TEST(wait_until([&] { return calling == kThreads; }));
         std::lock_guard g(m);
         for (const auto& k : missing) ++created[k];
         return std::vector<int>(missing.size(), 1);
@@ -606,25 +645,26 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
       mutex->release();
     });
   };
-  auto region = dogpile::make_region("async", {}, runner);
-  region->configure(std::string(backend), {.expiration_time = 0.2});
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = region_with_clock(std::string(backend), clock, {.expiration_time = 10}, runner);
   std::atomic<int> calls{0};
-  auto creator = [&calls] {
-    std::this_thread::sleep_for(100ms);
+  std::atomic<bool> gate_open{false};
+  auto creator = [&calls, &gate_open] {
+    // The first call creates in the caller; later ones, in the background, wait for the gate.
+    if (calls > 0) BOOST_TEST(wait_until([&] { return gate_open.load(); }));
     return ++calls;
   };
   // The first call has no value to serve: it creates in the caller.
   BOOST_TEST(*region->get_or_create("k", creator) == 1);
   BOOST_TEST(runner_calls == 0);
-  std::this_thread::sleep_for(300ms);
-  // Expired: the stale value comes back at once and the runner regenerates.
-  const auto start = std::chrono::steady_clock::now();
+  clock->advance(11);
+  // Expired: the stale value comes back while the regeneration is still held at the gate.
   BOOST_TEST(*region->get_or_create("k", creator) == 1);
-  BOOST_TEST(seconds_since(start) < 0.09);
   BOOST_TEST(runner_calls == 1);
   BOOST_TEST(region->key_is_locked("k"));                 // held by the runner
   BOOST_TEST(*region->get_or_create("k", creator) == 1);  // still stale, still being made
   BOOST_TEST(runner_calls == 1);
+  gate_open = true;
   for (auto& t : background) t.join();
   BOOST_TEST(!region->key_is_locked("k"));
   BOOST_TEST(*region->get_or_create("k", creator) == 2);
@@ -632,21 +672,23 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
 }
 
 BOOST_AUTO_TEST_CASE(the_thread_pool_runner_is_selected_from_config) {
-  auto region = dogpile::make_region("pool");
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = dogpile::make_region({.name = "pool", .clock = clock});
   region->configure_from_config({{"cache.p.backend", "dogpile.cache.memory"},
-                                 {"cache.p.expiration_time", "0.2"},
+                                 {"cache.p.expiration_time", "10"},
                                  {"cache.p.async_creation_runner", "thread_pool"},
                                  {"cache.p.async_creation_runner_threads", "3"}},
                                 "cache.p.");
-  std::atomic<int> calls{0};
-  auto creator = [&calls] { return ++calls; };
-  BOOST_TEST(*region->get_or_create("k", creator) == 1);
-  std::this_thread::sleep_for(300ms);
-  BOOST_TEST(*region->get_or_create("k", creator) == 1);  // stale, refreshed in the background
-  const auto start = std::chrono::steady_clock::now();
-  while (calls < 2 && seconds_since(start) < 10) std::this_thread::sleep_for(5ms);
-  while (region->key_is_locked("k") && seconds_since(start) < 10) std::this_thread::sleep_for(5ms);
-  BOOST_TEST(*region->get_or_create("k", creator) == 2);
+  auto creator = [] { return std::this_thread::get_id(); };
+  const auto caller = std::this_thread::get_id();
+  BOOST_TEST((*region->get_or_create("k", creator) == caller));
+  clock->advance(11);
+  BOOST_TEST((*region->get_or_create("k", creator) == caller));  // stale; refreshed behind
+  // The regeneration ran on another thread and stored its value.
+  BOOST_TEST_REQUIRE(wait_until([&] {
+    auto v = region->get<std::thread::id>("k");
+    return v && *v != caller;
+  }));
 }
 
 BOOST_AUTO_TEST_CASE(bad_runner_settings_are_errors_naming_the_key) {
@@ -669,10 +711,11 @@ BOOST_AUTO_TEST_CASE(bad_runner_settings_are_errors_naming_the_key) {
 
 BOOST_AUTO_TEST_CASE(a_full_pool_drops_the_job_and_releases_the_lock) {
   dogpile::ThreadPoolRunner pool(1, 1);
-  auto region = dogpile::make_region("full", {}, pool.runner());
-  region->configure("dogpile.cache.memory", {.expiration_time = 0.01});
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region =
+      region_with_clock("dogpile.cache.memory", clock, {.expiration_time = 10}, pool.runner());
   for (const char* key : {"a", "b", "c"}) region->get_or_create(key, [] { return 1; });
-  std::this_thread::sleep_for(50ms);  // all three are stale now
+  clock->advance(11);  // all three are stale now
 
   std::mutex gate;
   gate.lock();
@@ -684,7 +727,7 @@ BOOST_AUTO_TEST_CASE(a_full_pool_drops_the_job_and_releases_the_lock) {
     std::lock_guard g(gate);
     return 2;
   });
-  while (!a_running) std::this_thread::yield();
+  BOOST_TEST_REQUIRE(wait_until([&] { return a_running.load(); }));
   region->get_or_create("b", [] { return 2; });  // queued: the queue holds one
   region->get_or_create("c", [&] {               // dropped: the queue is full
     c_ran = true;

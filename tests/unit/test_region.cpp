@@ -20,6 +20,7 @@ using nlohmann::json;
 using test::kStoringBackends;
 using test::message_contains;
 using test::region_on;
+using test::wait_until;
 
 namespace {
 
@@ -74,6 +75,42 @@ BOOST_AUTO_TEST_CASE(replace_existing_backend_swaps_the_backend) {
   region->set("k", 1);
   region->configure("dogpile.cache.null", {.replace_existing_backend = true});
   BOOST_TEST(region->backend_name() == "dogpile.cache.null");
+  BOOST_TEST(region->get<int>("k") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(a_replaced_backend_is_freed_when_no_call_uses_it) {
+  auto region = region_on("dogpile.cache.memory");
+  std::weak_ptr<dogpile::CacheBackend> first = region->actual_backend();
+  region->configure("dogpile.cache.memory", {.replace_existing_backend = true});
+  BOOST_TEST(first.expired());
+  for (int i = 0; i < 5; ++i) {
+    region->configure("dogpile.cache.memory", {.replace_existing_backend = true});
+  }
+  std::weak_ptr<dogpile::CacheBackend> last = region->actual_backend();
+  BOOST_TEST(!last.expired());
+}
+
+BOOST_AUTO_TEST_CASE(a_replaced_backend_lives_until_the_calls_on_it_end) {
+  auto region = region_on("dogpile.cache.memory");
+  std::weak_ptr<dogpile::CacheBackend> first = region->actual_backend();
+  std::atomic<bool> creating{false};
+  std::atomic<bool> replaced{false};
+  std::thread caller([&] {
+    region->get_or_create("k", [&] {
+      creating = true;
+      BOOST_TEST(wait_until([&] { return replaced.load(); }));
+      return 1;  // stored in the first backend, which this call still uses
+    });
+  });
+  BOOST_TEST_REQUIRE(wait_until([&] { return creating.load(); }));
+  region->configure("dogpile.cache.memory", {.replace_existing_backend = true});
+  BOOST_TEST(!first.expired());  // the call above still runs on it
+  // Calls that start now use the new backend, and do not keep the old one.
+  BOOST_TEST(region->get<int>("k") == nullptr);
+  BOOST_TEST(!first.expired());
+  replaced = true;
+  caller.join();
+  BOOST_TEST(first.expired());  // freed by the call that left it last
   BOOST_TEST(region->get<int>("k") == nullptr);
 }
 

@@ -1,11 +1,4 @@
-// Regenerating stale values in the background.
-//
-// A region's async creation runner is called by get_or_create when a value is stale and this
-// caller won the dogpile lock: the caller returns the stale value at once and the runner
-// regenerates. It receives the region, the (unmangled) key, a creator and the held mutex, and
-// must, now or later: call `creator()`, store its result with `region.set_value(key, value)`
-// unless it is null (should_cache_fn said no), and release the mutex, whatever happens.
-// The first call for a key (no value at all) never uses the runner: it creates in the caller.
+// The ready-made AsyncCreationRunner (see region.hpp): a bounded pool of background threads.
 #pragma once
 
 #include <condition_variable>
@@ -14,21 +7,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <vector>
 
+#include "dogpile/region.hpp"
 #include "dogpile/sdk/export.hpp"
-#include "dogpile/sdk/mutex.hpp"
-#include "dogpile/sdk/value.hpp"
 
 namespace dogpile {
-
-class CacheRegion;
-
-using AsyncCreationRunner =
-    std::function<void(CacheRegion& region, const std::string& key,
-                       std::function<CachedValuePtr()> creator, std::shared_ptr<CacheMutex> mutex)>;
 
 // A bounded pool of background threads that regenerates values: the ready-made runner.
 // At most `max_queued` regenerations wait; when the queue is full the job is dropped and its
@@ -49,6 +34,11 @@ class DOGPILE_API ThreadPoolRunner {
   void shutdown();
 
   std::size_t threads() const noexcept { return workers_.size(); }
+
+  // An AsyncCreationRunner that owns a pool of its own: the pool is shut down when the last
+  // copy of the runner goes (a region drops its copies first thing when it is destroyed).
+  // What a config file's `async_creation_runner = thread_pool` gives a region.
+  static AsyncCreationRunner owning_runner(std::size_t threads = 2, std::size_t max_queued = 1024);
 
  private:
   void submit(std::function<void()> job, const std::shared_ptr<CacheMutex>& mutex);

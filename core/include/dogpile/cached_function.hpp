@@ -1,6 +1,6 @@
 // Cached functions: dogpile.cache's cache_on_arguments and cache_multi_on_arguments
-// decorators in a C++ shape. Included by region.hpp; use CacheRegion::cache_on_arguments and
-// CacheRegion::cache_multi_on_arguments.
+// decorators in a C++ shape, made by CacheRegion::cache_on_arguments and
+// CacheRegion::cache_multi_on_arguments (region.hpp includes this header).
 //
 //   auto load_user = region->cache_on_arguments("myapp.users:load_user", &fetch_user);
 //   User u = load_user(42);        // fetch_user(42) once, then from the cache
@@ -30,13 +30,11 @@
 
 #include "dogpile/codec.hpp"
 #include "dogpile/keys.hpp"
-#include "dogpile/sdk/backend.hpp"
+#include "dogpile/region.hpp"
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/seconds.hpp"
 
 namespace dogpile {
-
-class CacheRegion;
 
 template <class R>
 struct FunctionCacheOptions {
@@ -92,10 +90,10 @@ struct MultiResult<T> {
 };
 
 // What a cached function holds, for both kinds.
-template <class Fn, class ToStr, class Region, class R>
+template <class Fn, class ToStr, class R>
 class CachedFunctionBase {
  public:
-  CachedFunctionBase(Region& region, std::string name, Fn fn, FunctionCacheOptions<R> options,
+  CachedFunctionBase(CacheRegion& region, std::string name, Fn fn, FunctionCacheOptions<R> options,
                      ToStr to_str)
       : region_(&region),
         name_(std::move(name)),
@@ -111,7 +109,7 @@ class CachedFunctionBase {
     return options_.expiration_time;
   }
 
-  Region* region_;
+  CacheRegion* region_;
   std::string name_;
   // Shared with creators an async runner keeps: the one function object every call uses, so
   // a function object with state keeps it from call to call.
@@ -122,10 +120,9 @@ class CachedFunctionBase {
 
 }  // namespace detail
 
-// Region is a parameter only so this header can come before CacheRegion's definition.
-template <class Fn, class ToStr, class Region = CacheRegion>
+template <class Fn, class ToStr>
 class CachedFunction
-    : public detail::CachedFunctionBase<Fn, ToStr, Region,
+    : public detail::CachedFunctionBase<Fn, ToStr,
                                         stored_t<typename detail::FunctionTraits<Fn>::result>> {
  public:
   using traits = detail::FunctionTraits<Fn>;
@@ -133,7 +130,7 @@ class CachedFunction
   static constexpr bool is_member = !std::is_void_v<typename traits::object>;
   static_assert(!std::is_void_v<result_type>, "a cached function must return a value");
 
-  using detail::CachedFunctionBase<Fn, ToStr, Region, result_type>::CachedFunctionBase;
+  using detail::CachedFunctionBase<Fn, ToStr, result_type>::CachedFunctionBase;
 
   // The function's result for `args`: cached, or computed under the dogpile lock.
   template <class... A>
@@ -226,9 +223,9 @@ class CachedFunction
 // fn takes a sequence of arguments (const std::vector<A>&) and returns either a sequence of
 // results aligned with it, or (the asdict form) a map from argument to result that may leave
 // arguments out: those are neither cached nor returned.
-template <class Fn, class ToStr, class Region = CacheRegion>
+template <class Fn, class ToStr>
 class CachedMultiFunction
-    : public detail::CachedFunctionBase<Fn, ToStr, Region,
+    : public detail::CachedFunctionBase<Fn, ToStr,
                                         typename detail::MultiResult<std::remove_cvref_t<
                                             typename detail::FunctionTraits<Fn>::result>>::type> {
  public:
@@ -241,7 +238,7 @@ class CachedMultiFunction
   // What a call returns: a vector aligned with the arguments, or the map.
   using call_result = std::conditional_t<asdict, fn_result, std::vector<result_type>>;
 
-  using detail::CachedFunctionBase<Fn, ToStr, Region, result_type>::CachedFunctionBase;
+  using detail::CachedFunctionBase<Fn, ToStr, result_type>::CachedFunctionBase;
 
   // Only the arguments whose values are missing or expired are passed to the function, in
   // sorted cache-key order, in one call.
@@ -335,5 +332,22 @@ class CachedMultiFunction
     return out;
   }
 };
+
+template <class Fn, class ToStr>
+CachedFunction<std::decay_t<Fn>, ToStr> CacheRegion::cache_on_arguments(
+    std::string name, Fn&& fn,
+    FunctionCacheOptions<typename CachedFunction<std::decay_t<Fn>, ToStr>::result_type> options,
+    ToStr to_str) {
+  return {*this, std::move(name), std::forward<Fn>(fn), std::move(options), std::move(to_str)};
+}
+
+template <class Fn, class ToStr>
+CachedMultiFunction<std::decay_t<Fn>, ToStr> CacheRegion::cache_multi_on_arguments(
+    std::string name, Fn&& fn,
+    FunctionCacheOptions<typename CachedMultiFunction<std::decay_t<Fn>, ToStr>::result_type>
+        options,
+    ToStr to_str) {
+  return {*this, std::move(name), std::forward<Fn>(fn), std::move(options), std::move(to_str)};
+}
 
 }  // namespace dogpile

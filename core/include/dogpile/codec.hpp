@@ -108,6 +108,15 @@ template <class T>
 inline constexpr bool is_optional<std::optional<T>> = true;
 
 template <class T>
+struct unwrap_optional {
+  using type = T;
+};
+template <class T>
+struct unwrap_optional<std::optional<T>> {
+  using type = T;
+};
+
+template <class T>
 concept TupleLike = requires {
   std::tuple_size<T>::value;
 };

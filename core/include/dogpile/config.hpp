@@ -21,13 +21,10 @@
 #include <string_view>
 #include <vector>
 
+#include "dogpile/region.hpp"
 #include "dogpile/sdk/export.hpp"
 
 namespace dogpile {
-
-class CacheRegion;
-
-using ConfigDict = std::map<std::string, nlohmann::json, std::less<>>;
 
 // dogpile.cache's coerce_string_conf for one value: after trimming, `[-+]?\d+` is an integer,
 // a decimal or exponent number (`1.5`, `.5`, `5.`, `1e5`) a float, `true`/`false` in any case a

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 
+#include "dogpile/clock.hpp"
 #include "dogpile/sdk/export.hpp"
 
 namespace dogpile {
@@ -30,10 +32,12 @@ class DOGPILE_API RegionInvalidationStrategy {
   virtual bool was_hard_invalidated() const = 0;
 };
 
-// Thread-safe timestamp strategy: invalidate() records now; values created before it are
-// invalidated.
+// Thread-safe timestamp strategy: invalidate() records `clock`'s now (a region gives its own
+// clock); values created before it are invalidated.
 class DOGPILE_API DefaultInvalidationStrategy : public RegionInvalidationStrategy {
  public:
+  explicit DefaultInvalidationStrategy(
+      std::shared_ptr<const Clock> clock = SystemClock::instance());
   void invalidate(bool hard) override;
   bool is_hard_invalidated(double timestamp) const override;
   bool is_soft_invalidated(double timestamp) const override;
@@ -45,6 +49,7 @@ class DOGPILE_API DefaultInvalidationStrategy : public RegionInvalidationStrateg
   // 0: never invalidated; +t: hard invalidation at t; -t: soft invalidation at t.
   // One lock-free word, read on every get.
   std::atomic<double> stamp_{0.0};
+  std::shared_ptr<const Clock> clock_;
 };
 
 }  // namespace dogpile

@@ -21,6 +21,7 @@
 #include <string>
 #include <utility>
 
+#include "dogpile/clock.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "dogpile/sdk/mutex.hpp"
 #include "dogpile/sdk/value.hpp"
@@ -33,16 +34,17 @@ struct Timestamped {
   double created = 0;  // epoch seconds; <= 0 means "no value"
 };
 
-// Whether a value created at `created` is older than `expiration` seconds (nullopt: never).
-// An expiration of 0 expires every value, even one made within the current tick of the coarse
-// clock: 0 means "recompute on every call".
-inline bool older_than(double created, std::optional<double> expiration) {
-  return expiration && (*expiration <= 0 || coarse_now_seconds() - created > *expiration);
+// Whether a value created at `created` is older than `expiration` seconds (nullopt: never) at
+// `now`. An expiration of 0 expires every value, even one made within the current tick of a
+// coarse clock: 0 means "recompute on every call".
+inline bool older_than(double created, std::optional<double> expiration, double now) {
+  return expiration && (*expiration <= 0 || now - created > *expiration);
 }
 
-// Whether a value created at `created` is missing (<= 0) or expired under `expiration`.
-inline bool dogpile_expired(double created, std::optional<double> expiration) {
-  return created <= 0 || older_than(created, expiration);
+// Whether a value created at `created` is missing (<= 0) or expired under `expiration` at
+// `clock`'s time.
+inline bool dogpile_expired(double created, std::optional<double> expiration, const Clock& clock) {
+  return created <= 0 || older_than(created, expiration, clock.coarse_now());
 }
 
 // Releases `mutex`. A failure (the lock's server gone) is logged, not thrown: the caller's
@@ -66,11 +68,16 @@ inline void release_logged(CacheMutex& mutex) noexcept {
 //   creator():    Timestamped<Value>, creates and stores a new value;
 //   async_creator(std::shared_ptr<CacheMutex>): optional; regenerates in the background and
 //                 releases the mutex. Used only when a stale value exists.
+//   clock:        whose time decides expiry.
 template <class Value, class GetMutex, class Getter, class Creator>
 Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mutex, Getter&& getter,
                    Creator&& creator, std::optional<double> expiration,
-                   const std::function<void(std::shared_ptr<CacheMutex>)>& async_creator = {}) {
-  if (current && !dogpile_expired(current->created, expiration)) return current->value;
+                   const std::function<void(std::shared_ptr<CacheMutex>)>& async_creator = {},
+                   const Clock& clock = *SystemClock::instance()) {
+  auto fresh = [&](const std::optional<Timestamped<Value>>& value) {
+    return value && !dogpile_expired(value->created, expiration, clock);
+  };
+  if (fresh(current)) return current->value;
 
   std::shared_ptr<CacheMutex> mutex = get_mutex();
   bool has_value = current && current->created > 0;
@@ -81,9 +88,9 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
     std::optional<Timestamped<Value>> ready;
     const bool held = mutex->acquire_unless([&] {
       ready = getter();
-      return ready && !dogpile_expired(ready->created, expiration);
+      return fresh(ready);
     });
-    if (ready && !dogpile_expired(ready->created, expiration)) {
+    if (fresh(ready)) {
       if (held) release_logged(*mutex);
       return ready->value;
     }
@@ -100,7 +107,7 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
 
   // Read again now that the lock is ours: a concurrent creator may have just stored a value.
   if (auto reread = getter()) {
-    if (!dogpile_expired(reread->created, expiration)) return reread->value;
+    if (fresh(reread)) return reread->value;
     if (reread->created > 0) {
       current = std::move(reread);
       has_value = true;
