@@ -1,7 +1,6 @@
 #include "dogpile/region.hpp"
 
 #include <algorithm>
-#include <array>
 #include <boost/core/demangle.hpp>
 #include <cmath>
 #include <map>
@@ -11,134 +10,12 @@
 #include "dogpile/sdk/log.hpp"
 #include "guarded_backend.hpp"
 #include "lock_registry.hpp"
-#include "pool_thread.hpp"
 #include "registry.hpp"
+#include "state_keeper.hpp"
 
 namespace dogpile {
 
-// One configuration of a region: what configure() made. Immutable once published.
-struct detail::RegionState {
-  std::string region_name;
-  const Clock* clock = nullptr;  // the region's
-  std::string backend_name;
-  std::shared_ptr<CacheBackend> actual;
-  std::shared_ptr<CacheBackend> outer;
-  std::shared_ptr<CacheBackend> calls;  // outer, guarded: what the region calls
-  std::optional<double> expiration;
-  KeyMangler key_mangler;
-  std::shared_ptr<RegionInvalidationStrategy> invalidator;
-  std::shared_ptr<LockRegistry> locks;
-  AsyncCreationRunner async_runner;
-  bool raise_on_undecodable = false;
-};
 
-// The configurations of a region: the one in effect, and the replaced ones, each freed once no
-// call can still use it. Calls announce themselves on counters, without a lock: a call raises
-// the counter of the current epoch (in a slot of its thread's, on a cache line of its own) and
-// then reads the configuration; a replacement publishes the new one and flips the epoch, and
-// the configurations replaced before the flip are freed once the old epoch's counters are all
-// zero, which they reach because new calls count in the other epoch (as two-epoch RCU). The
-// last call to leave frees them, or the next replacement, or the region's destructor.
-class detail::StateKeeper {
- public:
-  // The configuration in effect, pinned by `pin`; null when there is none.
-  const RegionState* enter(StatePin& pin) {
-    std::atomic<long>* count;
-    for (;;) {
-      const unsigned epoch = epoch_.load();
-      count = &counts_[epoch][slot()].n;
-      count->fetch_add(1);
-      if (epoch_.load() == epoch) break;
-      count->fetch_sub(1);  // flipped meanwhile: count in the new epoch
-    }
-    pin.keeper_ = this;
-    pin.count_ = count;
-    return current_state_.load();
-  }
-
-  void leave(std::atomic<long>& count) noexcept {
-    count.fetch_sub(1);
-    // A pool's worker must not free a configuration that may own its pool.
-    if (retiring_.load() && !on_pool_thread()) {
-      std::unique_lock guard(mutex_, std::try_to_lock);
-      if (guard.owns_lock()) reclaim();
-    }
-  }
-
-  const RegionState* peek() const noexcept { return current_state_.load(); }
-
-  // Makes `next` the configuration in effect; the one it replaces is freed once no call uses it.
-  void publish(std::unique_ptr<RegionState> next) {
-    std::lock_guard guard(mutex_);
-    current_state_.store(next.get());
-    if (current_) {
-      pending_.push_back(std::move(current_));
-      retiring_.store(true);
-    }
-    current_ = std::move(next);
-    reclaim();
-  }
-
-  // Takes the async runners out of every configuration, for the region's destructor.
-  std::vector<AsyncCreationRunner> take_runners() {
-    std::lock_guard guard(mutex_);
-    std::vector<AsyncCreationRunner> runners;
-    for (auto* list : {&draining_, &pending_}) {
-      for (auto& state : *list) runners.push_back(std::move(state->async_runner));
-    }
-    if (current_) runners.push_back(std::move(current_->async_runner));
-    return runners;
-  }
-
-  std::size_t retained() {
-    std::lock_guard guard(mutex_);
-    return draining_.size() + pending_.size();
-  }
-
- private:
-  static constexpr std::size_t kSlots = 16;
-  struct alignas(64) Count {
-    std::atomic<long> n{0};
-  };
-
-  static std::size_t slot() noexcept {
-    static std::atomic<std::size_t> next{0};
-    thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
-    return mine;
-  }
-
-  // Frees what no call can use any more. REQUIRES: mutex_ held.
-  void reclaim() {
-    for (;;) {
-      if (!draining_.empty()) {
-        long in_flight = 0;
-        for (const auto& count : counts_[1 - epoch_.load()]) in_flight += count.n.load();
-        if (in_flight != 0) return;
-        draining_.clear();
-      }
-      if (pending_.empty()) {
-        retiring_.store(false);
-        return;
-      }
-      draining_ = std::move(pending_);
-      pending_.clear();
-      epoch_.store(1 - epoch_.load());
-    }
-  }
-
-  std::array<std::array<Count, kSlots>, 2> counts_{};
-  std::atomic<unsigned> epoch_{0};
-  std::atomic<const RegionState*> current_state_{nullptr};
-  std::atomic<bool> retiring_{false};
-  std::mutex mutex_;
-  std::unique_ptr<RegionState> current_;
-  std::vector<std::unique_ptr<RegionState>> draining_;  // freed when the old epoch drains
-  std::vector<std::unique_ptr<RegionState>> pending_;   // replaced since the last flip
-};
-
-void detail::StatePin::release() noexcept {
-  keeper_->leave(*static_cast<std::atomic<long>*>(count_));
-}
 
 namespace {
 

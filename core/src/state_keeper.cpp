@@ -1,0 +1,77 @@
+#include "state_keeper.hpp"
+
+#include "pool_thread.hpp"
+
+namespace dogpile::detail {
+
+const RegionState* StateKeeper::enter(StatePin& pin) {
+  std::atomic<long>* count;
+  for (;;) {
+    const unsigned epoch = epoch_.load();
+    count = &counts_[epoch][slot()].n;
+    count->fetch_add(1);
+    if (epoch_.load() == epoch) break;
+    count->fetch_sub(1);  // flipped meanwhile: count in the new epoch
+  }
+  pin.keeper_ = this;
+  pin.count_ = count;
+  return current_state_.load();
+}
+
+void StateKeeper::leave(std::atomic<long>& count) noexcept {
+  count.fetch_sub(1);
+  // A pool's worker must not free a configuration that may own its pool.
+  if (retiring_.load() && !on_pool_thread()) {
+    std::unique_lock guard(mutex_, std::try_to_lock);
+    if (guard.owns_lock()) reclaim();
+  }
+}
+
+void StateKeeper::publish(std::unique_ptr<RegionState> next) {
+  std::lock_guard guard(mutex_);
+  current_state_.store(next.get());
+  if (current_) {
+    pending_.push_back(std::move(current_));
+    retiring_.store(true);
+  }
+  current_ = std::move(next);
+  reclaim();
+}
+
+std::vector<AsyncCreationRunner> StateKeeper::take_runners() {
+  std::lock_guard guard(mutex_);
+  std::vector<AsyncCreationRunner> runners;
+  for (auto* list : {&draining_, &pending_}) {
+    for (auto& state : *list) runners.push_back(std::move(state->async_runner));
+  }
+  if (current_) runners.push_back(std::move(current_->async_runner));
+  return runners;
+}
+
+std::size_t StateKeeper::slot() noexcept {
+  static std::atomic<std::size_t> next{0};
+  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
+  return mine;
+}
+
+void StateKeeper::reclaim() {
+  for (;;) {
+    if (!draining_.empty()) {
+      long in_flight = 0;
+      for (const auto& count : counts_[1 - epoch_.load()]) in_flight += count.n.load();
+      if (in_flight != 0) return;
+      draining_.clear();
+    }
+    if (pending_.empty()) {
+      retiring_.store(false);
+      return;
+    }
+    draining_ = std::move(pending_);
+    pending_.clear();
+    epoch_.store(1 - epoch_.load());
+  }
+}
+
+void StatePin::release() noexcept { keeper_->leave(*static_cast<std::atomic<long>*>(count_)); }
+
+}  // namespace dogpile::detail
