@@ -1,7 +1,5 @@
 #include "dogpile/keys.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <charconv>
 
@@ -44,21 +42,6 @@ std::vector<std::string> function_multi_key_generator(
   return keys;
 }
 
-std::string sha1_mangle_key(std::string_view key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_Digest(key.data(), key.size(), digest, &length, EVP_sha1(), nullptr) != 1) {
-    throw Error("SHA-1 is not available from OpenSSL");
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 0xf];
-  }
-  return hex;
-}
 
 KeyMangler length_conditional_mangler(std::size_t length, KeyMangler mangler) {
   return [length, mangler = std::move(mangler)](std::string_view key) {

@@ -1,9 +1,27 @@
 #include "dogpile/sdk/backend.hpp"
 
+#include <openssl/evp.h>
+
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile {
+
+std::string sha1_mangle_key(std::string_view key) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(key.data(), key.size(), digest, &length, EVP_sha1(), nullptr) != 1) {
+    throw Error("SHA-1 is not available from OpenSSL");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 0xf];
+  }
+  return hex;
+}
 
 void check_value_size(std::string_view value, std::size_t limit, std::string_view backend) {
   if (value.size() <= limit) return;

@@ -16,6 +16,7 @@ ConfigError::~ConfigError() = default;
 PluginNotFound::~PluginNotFound() = default;
 PluginLoadError::~PluginLoadError() = default;
 BackendUnavailable::~BackendUnavailable() = default;
+ServerError::~ServerError() = default;
 CantDeserialize::~CantDeserialize() = default;
 CantSerialize::~CantSerialize() = default;
 ValueTypeError::~ValueTypeError() = default;

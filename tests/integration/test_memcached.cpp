@@ -129,7 +129,7 @@ BOOST_AUTO_TEST_CASE(a_value_the_server_refuses_says_why_without_addresses) {
   try {
     region->set("big", std::string(2 << 20, 'x'));
     BOOST_ERROR("a 2 MiB value on a 1 MiB server was accepted");
-  } catch (const dogpile::Error& e) {
+  } catch (const dogpile::ServerError& e) {
     const std::string text = e.what();
     BOOST_TEST_INFO(text);
     BOOST_TEST(text.find("refused set") != std::string::npos);

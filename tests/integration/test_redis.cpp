@@ -248,7 +248,7 @@ BOOST_AUTO_TEST_CASE(an_error_reply_in_a_pipeline_leaves_no_reply_behind) {
     BOOST_FAIL("expected the OOM error");
   } catch (const dogpile::BackendUnavailable&) {
     BOOST_FAIL("an error reply is not an unavailable server");
-  } catch (const dogpile::Error& e) {
+  } catch (const dogpile::ServerError& e) {
     BOOST_TEST(message_contains(e, "OOM"));
   }
   raw(redis, "CONFIG SET maxmemory 0");
@@ -299,7 +299,7 @@ BOOST_AUTO_TEST_CASE(a_username_and_password_authenticate_an_acl_user) {
   try {
     wrong->get<int>("k");
     BOOST_FAIL("expected an error");
-  } catch (const dogpile::Error& e) {
+  } catch (const dogpile::ServerError& e) {
     BOOST_TEST(message_contains(e, "WRONGPASS"));
     BOOST_TEST(std::string(e.what()).find("wrong@") == std::string::npos);
   }

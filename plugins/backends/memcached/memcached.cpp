@@ -129,7 +129,7 @@ using Client = std::unique_ptr<memcached_st, ClientDeleter>;
     throw BackendUnavailable("memcached at " + s.where + " is unavailable (" + std::string(what) +
                              "): " + why);
   }
-  throw Error("memcached at " + s.where + " refused " + std::string(what) + ": " + why);
+  throw ServerError("memcached at " + s.where + " refused " + std::string(what) + ": " + why);
 }
 
 // Clients (one memcached_st each, not thread-safe) shared by the threads: a call takes one for

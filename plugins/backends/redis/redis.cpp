@@ -230,7 +230,7 @@ Reply read_reply(redisContext* context, const Settings& s) {
     const std::string text(reply->str, reply->len);
     if (text.starts_with("WRONGTYPE"))
       throw WrongType("Redis at " + s.where() + " answered: " + text);
-    throw Error("Redis at " + s.where() + " answered: " + text);
+    throw ServerError("Redis at " + s.where() + " answered: " + text);
   }
   return reply;
 }

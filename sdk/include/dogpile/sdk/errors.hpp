@@ -70,6 +70,15 @@ class DOGPILE_API BackendUnavailable : public Error {
   ~BackendUnavailable() override;
 };
 
+// The backend's server answered with an error (a Redis error reply, a memcached refusal): it
+// is reachable but would not do what was asked. The message names host:port and the server's
+// reason, never credentials.
+class DOGPILE_API ServerError : public Error {
+ public:
+  using Error::Error;
+  ~ServerError() override;
+};
+
 // Bytes read from a backend are not a value this library (or dogpile.cache) wrote, or do
 // not decode as the requested type.
 class DOGPILE_API CantDeserialize : public Error {

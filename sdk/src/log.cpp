@@ -1,4 +1,4 @@
-#include "dogpile/logging.hpp"
+#include "dogpile/sdk/log.hpp"
 
 #include <algorithm>
 #include <atomic>
