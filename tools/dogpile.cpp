@@ -362,7 +362,7 @@ int plugins(const Invocation& invocation) {
               << (entry.kind == dogpile::PluginKind::proxy ? "proxy" : "backend")
               << (entry.version.empty() ? "" : " " + entry.version) << ")\n"
               << "    " << entry.description << "\n"
-              << "    " << entry.file.string() << "\n";
+              << "    " << (entry.in_process ? "(no library)" : entry.file.string()) << "\n";
     if (!entry.incompatible.empty()) {
       std::cout << "    NOT USABLE: " << entry.incompatible << "\n";
     }

@@ -51,8 +51,10 @@ struct PluginLoader::Impl {
   mutable std::mutex mutex;
   std::vector<fs::path> extra_paths;
   bool indexed = false;
-  std::map<std::string, EntryPointInfo, std::less<>> index;       // found on the search path
-  std::map<std::string, EntryPointInfo, std::less<>> registered;  // register_backend
+  std::map<std::string, EntryPointInfo, std::less<>> index;              // found on the search path
+  std::map<std::string, EntryPointInfo, std::less<>> registered;         // register_backend
+  std::map<std::string, BackendMaker, std::less<>> backend_factories;  // in process
+  std::map<std::string, ProxyMaker, std::less<>> proxy_factories;
   std::map<fs::path, std::shared_ptr<Library>> libraries;
 
   std::vector<fs::path> search_path() const {
@@ -313,6 +315,44 @@ void PluginLoader::register_backend(std::string_view name, const fs::path& libra
   info.registered = true;
   info.description = "registered at run time";
   std::lock_guard guard(impl_->mutex);
+  impl_->backend_factories.erase(info.name);
+  impl_->proxy_factories.erase(info.name);
+  impl_->registered.insert_or_assign(info.name, std::move(info));
+}
+
+namespace {
+
+EntryPointInfo in_process_entry(std::string_view name, PluginKind kind, std::string description) {
+  if (name.empty()) throw ValidationError("a registered plugin needs a name");
+  EntryPointInfo info;
+  info.name = std::string(name);
+  info.kind = kind;
+  info.registered = true;
+  info.in_process = true;
+  info.description = std::move(description);
+  return info;
+}
+
+}  // namespace
+
+void PluginLoader::register_backend(std::string_view name, BackendMaker factory,
+                                    std::string description) {
+  if (!factory)
+    throw ValidationError("register_backend: an empty factory for " + std::string(name));
+  auto info = in_process_entry(name, PluginKind::backend, std::move(description));
+  std::lock_guard guard(impl_->mutex);
+  impl_->proxy_factories.erase(info.name);
+  impl_->backend_factories.insert_or_assign(info.name, std::move(factory));
+  impl_->registered.insert_or_assign(info.name, std::move(info));
+}
+
+void PluginLoader::register_proxy(std::string_view name, ProxyMaker factory,
+                                  std::string description) {
+  if (!factory) throw ValidationError("register_proxy: an empty factory for " + std::string(name));
+  auto info = in_process_entry(name, PluginKind::proxy, std::move(description));
+  std::lock_guard guard(impl_->mutex);
+  impl_->backend_factories.erase(info.name);
+  impl_->proxy_factories.insert_or_assign(info.name, std::move(factory));
   impl_->registered.insert_or_assign(info.name, std::move(info));
 }
 
@@ -383,6 +423,11 @@ std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>&
 std::shared_ptr<CacheBackend> PluginLoader::make_backend(std::string_view name,
                                                          const Arguments& arguments) {
   std::unique_lock guard(impl_->mutex);
+  if (auto it = impl_->backend_factories.find(name); it != impl_->backend_factories.end()) {
+    BackendMaker factory = it->second;
+    guard.unlock();
+    return make_from<CacheBackend>(factory, nullptr, name, arguments, {});
+  }
   auto [descriptor, lib] = impl_->load(name, PluginKind::backend);
   const auto shadowed = impl_->find(name)->shadowed;
   guard.unlock();
@@ -392,6 +437,11 @@ std::shared_ptr<CacheBackend> PluginLoader::make_backend(std::string_view name,
 std::shared_ptr<ProxyBackend> PluginLoader::make_proxy(std::string_view name,
                                                        const Arguments& arguments) {
   std::unique_lock guard(impl_->mutex);
+  if (auto it = impl_->proxy_factories.find(name); it != impl_->proxy_factories.end()) {
+    ProxyMaker factory = it->second;
+    guard.unlock();
+    return make_from<ProxyBackend>(factory, nullptr, name, arguments, {});
+  }
   auto [descriptor, lib] = impl_->load(name, PluginKind::proxy);
   const auto shadowed = impl_->find(name)->shadowed;
   guard.unlock();
@@ -400,6 +450,14 @@ std::shared_ptr<ProxyBackend> PluginLoader::make_proxy(std::string_view name,
 
 void register_backend(std::string_view name, const fs::path& library, std::string_view symbol) {
   PluginLoader::instance().register_backend(name, library, symbol);
+}
+
+void register_backend(std::string_view name, BackendMaker factory) {
+  PluginLoader::instance().register_backend(name, std::move(factory));
+}
+
+void register_proxy(std::string_view name, ProxyMaker factory) {
+  PluginLoader::instance().register_proxy(name, std::move(factory));
 }
 
 }  // namespace dogpile

@@ -1,11 +1,14 @@
 // The plugin loader: discovery without loading, the errors for each way a plugin can be
 // unusable, run-time registration and the search path.
 #define BOOST_TEST_MODULE loader
+#include <atomic>
 #include <boost/dll/shared_library.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <dogpile/dogpile.hpp>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "helpers.hpp"
@@ -327,4 +330,105 @@ BOOST_AUTO_TEST_CASE(plugins_are_found_through_paths_added_by_the_application) {
   auto backend = loader.make_backend("dogpile.cache.memory", Arguments());
   BOOST_TEST(backend != nullptr);
   ::setenv("DOGPILE_PLUGIN_PATH", saved.c_str(), 1);
+}
+
+// In-process registration ---------------------------------------------------------------
+
+namespace {
+
+// A backend of the application's own, made without any library.
+class MapBackend final : public dogpile::ObjectBackend {
+ public:
+  explicit MapBackend(const Arguments& arguments) : tag_(arguments.get("tag", std::string())) {}
+  dogpile::CachedValuePtr get(std::string_view key) override {
+    std::lock_guard guard(mutex_);
+    auto it = values_.find(tag_ + std::string(key));
+    return it == values_.end() ? nullptr : it->second;
+  }
+  void set(const std::string& key, dogpile::CachedValuePtr value) override {
+    std::lock_guard guard(mutex_);
+    values_[tag_ + key] = std::move(value);
+  }
+  void remove(std::string_view key) override {
+    std::lock_guard guard(mutex_);
+    values_.erase(tag_ + std::string(key));
+  }
+  std::map<std::string, dogpile::CachedValuePtr> values_;
+
+ private:
+  std::string tag_;
+  std::mutex mutex_;
+};
+
+// A proxy of the application's own that counts sets.
+struct CountingSets final : dogpile::ProxyBackend {
+  explicit CountingSets(const Arguments&) {}
+  void set(const std::string& key, dogpile::CachedValuePtr value) override {
+    ++sets;
+    ProxyBackend::set(key, std::move(value));
+  }
+  static inline std::atomic<int> sets{0};
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_backend_and_a_proxy_registered_in_process_serve_a_region) {
+  dogpile::register_backend("test.map",
+                            [](const Arguments& a) { return std::make_unique<MapBackend>(a); });
+  dogpile::register_proxy("test.counting",
+                          [](const Arguments& a) { return std::make_unique<CountingSets>(a); });
+  auto region = dogpile::make_region();
+  region->configure("test.map", {.arguments = {{"tag", "t:"}}, .wrap = {"test.counting"}});
+  region->set("k", 42);
+  BOOST_TEST(*region->get<int>("k") == 42);
+  BOOST_TEST(CountingSets::sets == 1);
+  auto* backend = dynamic_cast<MapBackend*>(region->actual_backend().get());
+  BOOST_TEST_REQUIRE(backend != nullptr);
+  BOOST_TEST(backend->values_.count("t:k") == 1u);
+
+  const auto entries = PluginLoader::instance().list();
+  auto it = std::find_if(entries.begin(), entries.end(),
+                         [](const auto& e) { return e.name == "test.map"; });
+  BOOST_TEST_REQUIRE((it != entries.end()));
+  BOOST_TEST(it->in_process);
+  BOOST_TEST(it->registered);
+  BOOST_TEST(it->file.empty());
+  BOOST_TEST(it->description == "registered in this process");
+}
+
+BOOST_AUTO_TEST_CASE(an_in_process_registration_comes_before_the_search_path) {
+  PluginLoader loader;
+  BOOST_TEST((loader.find("dogpile.cache.null")->file.filename() == "dogpile-null.so"));
+  loader.register_backend("dogpile.cache.null",
+                          [](const Arguments& a) { return std::make_unique<MapBackend>(a); });
+  BOOST_TEST(loader.find("dogpile.cache.null")->in_process);
+  auto made = loader.make_backend("dogpile.cache.null", Arguments(nlohmann::json::object()));
+  BOOST_TEST(dynamic_cast<MapBackend*>(made.get()) != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(an_in_process_factory_is_checked_as_a_plugin_is) {
+  PluginLoader loader;
+  loader.register_backend("test.map",
+                          [](const Arguments& a) { return std::make_unique<MapBackend>(a); });
+  // An argument the factory did not read.
+  const std::string unread = error_of<dogpile::ValidationError>([&] {
+    loader.make_backend("test.map", Arguments({{"tga", "x"}}, "arguments."));
+  });
+  BOOST_TEST(unread.find("arguments.tga") != std::string::npos, unread);
+  loader.register_backend("test.throws",
+                          [](const Arguments&) -> std::unique_ptr<dogpile::CacheBackend> {
+                            throw std::runtime_error("no disk");
+                          });
+  BOOST_TEST(error_of<dogpile::Error>([&] {
+               loader.make_backend("test.throws", Arguments(nlohmann::json::object()));
+             }).find("test.throws failed to start: no disk") != std::string::npos);
+  loader.register_backend(
+      "test.null", [](const Arguments&) { return std::unique_ptr<dogpile::CacheBackend>(); });
+  BOOST_CHECK_THROW(loader.make_backend("test.null", Arguments(nlohmann::json::object())),
+                    dogpile::PluginLoadError);
+  BOOST_CHECK_THROW(loader.register_backend("test.empty", dogpile::BackendMaker()),
+                    dogpile::ValidationError);
+  // A backend asked for as a proxy.
+  BOOST_CHECK_THROW(loader.make_proxy("test.map", Arguments(nlohmann::json::object())),
+                    dogpile::Error);
 }

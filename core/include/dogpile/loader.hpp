@@ -13,6 +13,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,11 +38,17 @@ struct EntryPointInfo {
   std::string description;
   std::filesystem::path file;
   std::string symbol;
-  bool registered = false;                      // by register_backend, not found on the path
+  bool registered = false;  // by register_backend / register_proxy, not found on the path
+  bool in_process = false;  // registered with a factory: no library (file is empty)
   std::vector<std::filesystem::path> shadowed;  // other files providing the same name
   // Why this libdogpile cannot use it (built for another SDK ABI or toolchain); empty if it can.
   std::string incompatible;
 };
+
+// Makes a backend or proxy from its arguments, in this process: what register_backend and
+// register_proxy take instead of a plugin library.
+using BackendMaker = std::function<std::unique_ptr<CacheBackend>(const Arguments&)>;
+using ProxyMaker = std::function<std::unique_ptr<ProxyBackend>(const Arguments&)>;
 
 class DOGPILE_API PluginLoader {
  public:
@@ -68,6 +75,15 @@ class DOGPILE_API PluginLoader {
   void register_backend(std::string_view name, const std::filesystem::path& library,
                         std::string_view symbol);
 
+  // Registers a backend or proxy made in this process by `factory`, as dogpile.cache's
+  // register_backend with a class of the application's: no .so is involved. Registered names
+  // are found before the search path's, and replace any registered entry of that name; the
+  // arguments are checked as a plugin's are (an argument the factory did not read is an error).
+  void register_backend(std::string_view name, BackendMaker factory,
+                        std::string description = "registered in this process");
+  void register_proxy(std::string_view name, ProxyMaker factory,
+                      std::string description = "registered in this process");
+
   // The entry point `name` (registered or on the search path), if any; loads nothing.
   std::optional<EntryPointInfo> find(std::string_view name);
 
@@ -84,9 +100,11 @@ class DOGPILE_API PluginLoader {
   std::unique_ptr<Impl> impl_;
 };
 
-// Shorthand for PluginLoader::instance().register_backend(...).
+// Shorthands for PluginLoader::instance().register_backend(...) and register_proxy(...).
 DOGPILE_API void register_backend(std::string_view name, const std::filesystem::path& library,
                                   std::string_view symbol);
+DOGPILE_API void register_backend(std::string_view name, BackendMaker factory);
+DOGPILE_API void register_proxy(std::string_view name, ProxyMaker factory);
 
 // The installed plugin directory compiled into libdogpile.
 DOGPILE_API std::filesystem::path installed_plugin_dir();
