@@ -51,8 +51,8 @@ struct PluginLoader::Impl {
   mutable std::mutex mutex;
   std::vector<fs::path> extra_paths;
   bool indexed = false;
-  std::map<std::string, EntryPointInfo, std::less<>> index;              // found on the search path
-  std::map<std::string, EntryPointInfo, std::less<>> registered;         // register_backend
+  std::map<std::string, EntryPointInfo, std::less<>> index;            // found on the search path
+  std::map<std::string, EntryPointInfo, std::less<>> registered;       // register_backend
   std::map<std::string, BackendMaker, std::less<>> backend_factories;  // in process
   std::map<std::string, ProxyMaker, std::less<>> proxy_factories;
   std::map<fs::path, std::shared_ptr<Library>> libraries;
@@ -322,38 +322,44 @@ void PluginLoader::register_backend(std::string_view name, const fs::path& libra
 
 namespace {
 
-EntryPointInfo in_process_entry(std::string_view name, PluginKind kind, std::string description) {
+// Registers `factory` under `name` in `own`; the name leaves `other` (the other kind's).
+template <class Maker, class Other>
+void register_in_process(std::mutex& mutex,
+                         std::map<std::string, EntryPointInfo, std::less<>>& registered,
+                         std::map<std::string, Maker, std::less<>>& own,
+                         std::map<std::string, Other, std::less<>>& other, std::string_view name,
+                         PluginKind kind, Maker factory, std::string description) {
   if (name.empty()) throw ValidationError("a registered plugin needs a name");
+  if (!factory) {
+    throw ValidationError("register_" + std::string(kind_name(kind)) + ": an empty factory for " +
+                          std::string(name));
+  }
   EntryPointInfo info;
   info.name = std::string(name);
   info.kind = kind;
   info.registered = true;
   info.in_process = true;
   info.description = std::move(description);
-  return info;
+  std::lock_guard guard(mutex);
+  other.erase(info.name);
+  own.insert_or_assign(info.name, std::move(factory));
+  registered.insert_or_assign(info.name, std::move(info));
 }
 
 }  // namespace
 
 void PluginLoader::register_backend(std::string_view name, BackendMaker factory,
                                     std::string description) {
-  if (!factory)
-    throw ValidationError("register_backend: an empty factory for " + std::string(name));
-  auto info = in_process_entry(name, PluginKind::backend, std::move(description));
-  std::lock_guard guard(impl_->mutex);
-  impl_->proxy_factories.erase(info.name);
-  impl_->backend_factories.insert_or_assign(info.name, std::move(factory));
-  impl_->registered.insert_or_assign(info.name, std::move(info));
+  register_in_process(impl_->mutex, impl_->registered, impl_->backend_factories,
+                      impl_->proxy_factories, name, PluginKind::backend, std::move(factory),
+                      std::move(description));
 }
 
 void PluginLoader::register_proxy(std::string_view name, ProxyMaker factory,
                                   std::string description) {
-  if (!factory) throw ValidationError("register_proxy: an empty factory for " + std::string(name));
-  auto info = in_process_entry(name, PluginKind::proxy, std::move(description));
-  std::lock_guard guard(impl_->mutex);
-  impl_->backend_factories.erase(info.name);
-  impl_->proxy_factories.insert_or_assign(info.name, std::move(factory));
-  impl_->registered.insert_or_assign(info.name, std::move(info));
+  register_in_process(impl_->mutex, impl_->registered, impl_->proxy_factories,
+                      impl_->backend_factories, name, PluginKind::proxy, std::move(factory),
+                      std::move(description));
 }
 
 std::optional<EntryPointInfo> PluginLoader::find(std::string_view name) {

@@ -72,6 +72,6 @@ void StateKeeper::reclaim() {
   }
 }
 
-void StatePin::release() noexcept { keeper_->leave(*static_cast<std::atomic<long>*>(count_)); }
+void StatePin::release() noexcept { keeper_->leave(*count_); }
 
 }  // namespace dogpile::detail

@@ -315,6 +315,10 @@ class DOGPILE_API CacheRegion {
   static CachedValuePtr decode_as(const CachedValuePtr& value);
   template <class T>
   static CachedValuePtr make_value_with(T&& value, ValueMetadata metadata);
+  // value_as for each of `values`, aligned with `keys`.
+  template <class T>
+  static std::vector<std::shared_ptr<const T>> values_as(std::vector<CachedValuePtr> values,
+                                                         const Keys& keys);
   // get / get_multi, decoding with `decode`.
   CachedValuePtr get_decoded(std::string_view key, const GetOptions& options, Decoder decode) const;
   std::vector<CachedValuePtr> get_decoded_multi(const Keys& keys, const GetOptions& options,

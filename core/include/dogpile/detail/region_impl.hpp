@@ -2,6 +2,7 @@
 // region.hpp. Nothing here is part of the public API.
 #pragma once
 
+#include <atomic>
 #include <typeinfo>
 #include <utility>
 
@@ -28,7 +29,7 @@ class DOGPILE_API StatePin {
   void release() noexcept;
 
   StateKeeper* keeper_ = nullptr;
-  void* count_ = nullptr;  // the counter this call raised
+  std::atomic<long>* count_ = nullptr;  // the counter this call raised
 };
 
 // A value the creator made, and whether should_cache_fn lets it be stored.
@@ -135,6 +136,17 @@ std::shared_ptr<const T> CacheRegion::value_as(CachedValuePtr value, std::string
 }
 
 template <class T>
+std::vector<std::shared_ptr<const T>> CacheRegion::values_as(std::vector<CachedValuePtr> values,
+                                                             const Keys& keys) {
+  std::vector<std::shared_ptr<const T>> out;
+  out.reserve(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out.push_back(value_as<T>(std::move(values[i]), keys[i]));
+  }
+  return out;
+}
+
+template <class T>
 std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions& options) const {
   return value_as<T>(get_decoded(key, options, &decode_as<T>), key);
 }
@@ -142,13 +154,7 @@ std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions
 template <class T>
 std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
                                                              const GetOptions& options) const {
-  auto values = get_decoded_multi(keys, options, &decode_as<T>);
-  std::vector<std::shared_ptr<const T>> out;
-  out.reserve(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    out.push_back(value_as<T>(std::move(values[i]), keys[i]));
-  }
-  return out;
+  return values_as<T>(get_decoded_multi(keys, options, &decode_as<T>), keys);
 }
 
 template <class T>
@@ -212,13 +218,7 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
     }
     return out;
   };
-  auto values = get_or_create_values(keys, make, expiration_time, &decode_as<T>);
-  std::vector<std::shared_ptr<const T>> out;
-  out.reserve(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    out.push_back(value_as<T>(std::move(values[i]), keys[i]));
-  }
-  return out;
+  return values_as<T>(get_or_create_values(keys, make, expiration_time, &decode_as<T>), keys);
 }
 
 template <class Mapping>
