@@ -3,7 +3,6 @@
 #include <openssl/evp.h>
 
 #include "dogpile/sdk/errors.hpp"
-#include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile {
 
@@ -126,47 +125,5 @@ void BytesBackend::set_multi(const ValueMapping& mapping) {
   }
   set_serialized_multi(serialized);
 }
-
-// ProxyBackend: everything goes to the next backend in the chain.
-
-void ProxyBackend::wrap(std::shared_ptr<CacheBackend> proxied) {
-  if (!proxied) throw ValidationError("ProxyBackend::wrap: a null backend");
-  if (proxied_) throw ValidationError("ProxyBackend::wrap: this proxy already wraps a backend");
-  proxied_ = std::move(proxied);
-}
-
-CacheBackend& ProxyBackend::next() const {
-  if (!proxied_) throw Error("a ProxyBackend was used before wrap() gave it a backend");
-  return *proxied_;
-}
-
-CachedValuePtr ProxyBackend::get(std::string_view key) { return next().get(key); }
-std::vector<CachedValuePtr> ProxyBackend::get_multi(const Keys& keys) {
-  return next().get_multi(keys);
-}
-void ProxyBackend::set(const std::string& key, CachedValuePtr value) {
-  next().set(key, std::move(value));
-}
-void ProxyBackend::set_multi(const ValueMapping& mapping) { next().set_multi(mapping); }
-std::optional<std::string> ProxyBackend::get_serialized(std::string_view key) {
-  return next().get_serialized(key);
-}
-SerializedValues ProxyBackend::get_serialized_multi(const Keys& keys) {
-  return next().get_serialized_multi(keys);
-}
-void ProxyBackend::set_serialized(const std::string& key, std::string_view value) {
-  next().set_serialized(key, value);
-}
-void ProxyBackend::set_serialized_multi(const SerializedMapping& mapping) {
-  next().set_serialized_multi(mapping);
-}
-void ProxyBackend::remove(std::string_view key) { next().remove(key); }
-void ProxyBackend::remove_multi(const Keys& keys) { next().remove_multi(keys); }
-std::unique_ptr<CacheMutex> ProxyBackend::get_mutex(std::string_view key) {
-  return next().get_mutex(key);
-}
-KeyMangler ProxyBackend::key_mangler() const { return next().key_mangler(); }
-bool ProxyBackend::has_lock_timeout() const { return next().has_lock_timeout(); }
-BackendCapabilities ProxyBackend::capabilities() const { return next().capabilities(); }
 
 }  // namespace dogpile

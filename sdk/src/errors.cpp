@@ -39,6 +39,8 @@ const char* operation_name(CacheOperation operation) noexcept {
       return "remove";
     case CacheOperation::remove_multi:
       return "remove_multi";
+    case CacheOperation::get_mutex:
+      return "get_mutex";
   }
   return "unknown";
 }

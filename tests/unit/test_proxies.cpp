@@ -6,6 +6,7 @@
 #include <boost/log/core.hpp>
 #include <boost/log/sinks/basic_sink_backend.hpp>
 #include <boost/log/sinks/sync_frontend.hpp>
+#include <boost/log/trivial.hpp>
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
@@ -239,6 +240,169 @@ BOOST_AUTO_TEST_CASE(two_instances_of_one_proxy_keep_separate_state) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(intercepting_proxy)
+
+namespace {
+
+// Records each call as "<operation>[ serialized] <keys> hits=<n>", after forwarding it.
+class Recorder final : public dogpile::InterceptingProxy {
+ public:
+  std::vector<std::string> calls;
+
+ protected:
+  void intercept(dogpile::ProxiedCall& call) override {
+    call.proceed();
+    std::string line = dogpile::operation_name(call.operation());
+    if (call.serialized()) line += " serialized";
+    for (std::size_t i = 0; i < call.size(); ++i) line += " " + std::string(call.key(i));
+    calls.push_back(line + " hits=" + std::to_string(call.hits()));
+  }
+};
+
+// Stores every key under "ns:" + key, and refuses (never forwards) keys starting with "skip".
+class Namespacing final : public dogpile::InterceptingProxy {
+ protected:
+  void intercept(dogpile::ProxiedCall& call) override {
+    for (std::size_t i = 0; i < call.size(); ++i) {
+      if (call.key(i).substr(0, 4) == "skip") return;
+    }
+    for (std::size_t i = 0; i < call.size(); ++i) {
+      call.rewrite_key(i, "ns:" + std::string(call.key(i)));
+    }
+    call.proceed();
+  }
+};
+
+// A backend whose mutexes are real, to see get_mutex's key.
+class KeyedMutexes final : public dogpile::ObjectBackend {
+ public:
+  dogpile::CachedValuePtr get(std::string_view) override { return nullptr; }
+  void set(const std::string&, dogpile::CachedValuePtr) override {}
+  void remove(std::string_view) override {}
+  std::unique_ptr<dogpile::CacheMutex> get_mutex(std::string_view key) override {
+    locked.emplace_back(key);
+    return nullptr;
+  }
+  std::vector<std::string> locked;
+};
+
+std::string wire(int n) { return dogpile::serialize_cached_value(*CacheRegion::make_value(n)); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_function_sees_every_call_of_both_families) {
+  auto recorder = std::make_shared<Recorder>();
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory", {.wrap = {recorder}});
+  region->set("a", 1);
+  region->get<int>("a");
+  region->get_multi<int>({"a", "b"});
+  region->set_multi(std::map<std::string, int>{{"b", 2}, {"c", 3}});
+  region->remove("a");
+  region->remove_multi({"b", "c"});
+  region->key_is_locked("a");
+  recorder->set_serialized("x", wire(1));
+  recorder->get_serialized("x");
+  recorder->get_serialized_multi({"x", "y", "x"});
+  recorder->set_serialized_multi({{"y", wire(2)}});
+  const std::vector<std::string> expected = {"set a hits=0",
+                                             "get a hits=1",
+                                             "get_multi a b hits=1",
+                                             "set_multi b c hits=0",
+                                             "remove a hits=0",
+                                             "remove_multi b c hits=0",
+                                             "get_mutex a hits=0",
+                                             "set serialized x hits=0",
+                                             "get serialized x hits=1",
+                                             "get_multi serialized x y x hits=2",
+                                             "set_multi serialized y hits=0"};
+  BOOST_TEST(recorder->calls == expected, boost::test_tools::per_element());
+  BOOST_TEST(*region->get<int>("y") == 2);  // forwarded, not only seen
+}
+
+BOOST_AUTO_TEST_CASE(rewritten_keys_reach_the_backend_in_every_call) {
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory", {.wrap = {std::make_shared<Namespacing>()}});
+  region->set("a", 1);
+  region->set_multi(std::map<std::string, int>{{"b", 2}, {"c", 3}});
+  region->backend()->set_serialized("d", wire(4));
+  region->backend()->set_serialized_multi({{"e", wire(5)}});
+  auto& stored = *region->actual_backend();
+  int n = 1;
+  for (const char* key : {"a", "b", "c", "d", "e"}) {
+    BOOST_TEST(stored.get(std::string("ns:") + key) != nullptr, key);
+    BOOST_TEST(stored.get(key) == nullptr, key);
+    BOOST_TEST(*region->get<int>(key) == n++, key);  // read back through the same rewrite
+  }
+  BOOST_TEST(region->get_multi<int>({"a", "e"}).size() == 2u);
+  BOOST_TEST(*region->get_multi<int>({"a", "e"})[1] == 5);
+  BOOST_TEST(region->backend()->get_serialized_multi({"d"})[0].has_value());
+  region->remove("a");
+  region->remove_multi({"b", "c"});
+  BOOST_TEST(stored.get("ns:a") == nullptr);
+  BOOST_TEST(stored.get("ns:b") == nullptr);
+  BOOST_TEST(stored.get("ns:c") == nullptr);
+
+  auto keyed = std::make_shared<KeyedMutexes>();
+  auto proxy = std::make_shared<Namespacing>();
+  proxy->wrap(keyed);
+  proxy->get_mutex("k");
+  BOOST_TEST(keyed->locked == std::vector<std::string>{"ns:k"}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_call_not_proceeded_has_not_happened) {
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory", {.wrap = {std::make_shared<Namespacing>()}});
+  region->set("skip1", 1);
+  BOOST_TEST(region->actual_backend()->get("skip1") == nullptr);
+  BOOST_TEST(region->actual_backend()->get("ns:skip1") == nullptr);
+  region->actual_backend()->set("skip2", CacheRegion::make_value(2));
+  BOOST_TEST(region->get<int>("skip2") == nullptr);  // a read not proceeded misses
+  auto values = region->get_multi<int>({"skip2", "x"});
+  BOOST_TEST(values.size() == 2u);
+  BOOST_TEST((values[0] == nullptr && values[1] == nullptr));
+  BOOST_TEST(!region->backend()->get_serialized("skip2").has_value());
+  BOOST_TEST(region->backend()->get_serialized_multi({"skip2"}).size() == 1u);
+  region->remove("skip2");  // not removed
+  BOOST_TEST(region->actual_backend()->get("skip2") != nullptr);
+  BOOST_TEST(region->backend()->get_mutex("skip2") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(errors_pass_through_the_hook_and_misuse_is_an_error) {
+  struct Twice final : dogpile::InterceptingProxy {
+    void intercept(dogpile::ProxiedCall& call) override {
+      call.proceed();
+      call.proceed();
+    }
+  };
+  struct LateRewrite final : dogpile::InterceptingProxy {
+    void intercept(dogpile::ProxiedCall& call) override {
+      call.proceed();
+      call.rewrite_key(0, "other");
+    }
+  };
+  struct OutOfRange final : dogpile::InterceptingProxy {
+    void intercept(dogpile::ProxiedCall& call) override { call.key(call.size()); }
+  };
+  for (std::shared_ptr<dogpile::ProxyBackend> proxy :
+       {std::shared_ptr<dogpile::ProxyBackend>(std::make_shared<Twice>()),
+        std::shared_ptr<dogpile::ProxyBackend>(std::make_shared<LateRewrite>()),
+        std::shared_ptr<dogpile::ProxyBackend>(std::make_shared<OutOfRange>())}) {
+    auto region = dogpile::make_region();
+    region->configure("dogpile.cache.memory", {.wrap = {proxy}});
+    BOOST_CHECK_THROW(region->set("k", 1), dogpile::Error);
+  }
+  // The next backend's exception reaches the hook, then the caller.
+  auto recorder = std::make_shared<Recorder>();
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory_pickle", {.wrap = {recorder}});
+  struct NoCodec {};
+  BOOST_CHECK_THROW(region->set("k", NoCodec{}), dogpile::CantSerialize);
+  BOOST_TEST(recorder->calls.empty());  // the hook did not reach its line after proceed()
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(stats_proxy)
 
 BOOST_DATA_TEST_CASE(figures_after_a_known_sequence, data::make(kStoringBackends), backend) {
@@ -421,10 +585,14 @@ class Collector
  public:
   void consume(const boost::log::record_view& record) {
     if (auto message = boost::log::extract<std::string>("Message", record)) {
-      if (message->find("dogpile.proxy.logging") != std::string::npos) lines.push_back(*message);
+      if (message->find("dogpile.proxy.logging") == std::string::npos) return;
+      lines.push_back(*message);
+      auto severity = boost::log::extract<boost::log::trivial::severity_level>("Severity", record);
+      severities.push_back(severity ? *severity : boost::log::trivial::trace);
     }
   }
   std::vector<std::string> lines;
+  std::vector<boost::log::trivial::severity_level> severities;
 };
 
 struct CollectLogs {
@@ -505,6 +673,21 @@ BOOST_AUTO_TEST_CASE(keys_can_be_hashed_or_truncated) {
   BOOST_TEST(lines[1].find("bob@example.com") == std::string::npos);
   BOOST_TEST(lines[1].find("set_multi 1 keys [#") != std::string::npos);
   BOOST_TEST(lines[2].find("set abcde...") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_call_is_logged_as_an_error_and_rethrown) {
+  dogpile::set_log_level(dogpile::LogLevel::info);
+  auto region = dogpile::make_region();
+  region->configure("dogpile.cache.memory_pickle",
+                    {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "info"}})}});
+  struct NoCodec {};
+  BOOST_CHECK_THROW(region->set("k", NoCodec{}), dogpile::CantSerialize);
+  region->backend()->get_serialized_multi({"a", "b"});
+  BOOST_TEST_REQUIRE(collector->lines.size() == 2u);
+  BOOST_TEST(collector->severities[0] == boost::log::trivial::error);
+  BOOST_TEST(collector->lines[0].find("set k failed after") != std::string::npos);
+  BOOST_TEST(collector->lines[1].find("get_serialized_multi 2 keys [a, b] hits=0 misses=2") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(below_the_level_nothing_is_logged) {

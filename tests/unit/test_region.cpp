@@ -227,6 +227,20 @@ BOOST_DATA_TEST_CASE(overwriting_replaces_the_value, data::make(kStoringBackends
   BOOST_TEST(*region->get<int>("k") == 2);
 }
 
+BOOST_DATA_TEST_CASE(a_values_age_is_read_on_the_regions_clock, data::make(kStoringBackends),
+                     backend) {
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  clock->set(1'000'000);
+  auto region = dogpile::make_region({.clock = clock});
+  region->configure(std::string(backend));
+  region->set("k", 1);
+  clock->advance(42.5);
+  auto meta = region->get_value_metadata("k");
+  BOOST_TEST_REQUIRE(meta != nullptr);
+  BOOST_TEST(meta->cached_time() == 1'000'000.0);
+  BOOST_TEST(meta->age(region->clock().now()) == 42.5);
+}
+
 BOOST_AUTO_TEST_CASE(the_memory_backend_returns_the_stored_object_without_copying) {
   auto region = region_on("dogpile.cache.memory");
   region->set("p", Profile{"ann", 7});

@@ -9,6 +9,10 @@
 //   region->set("k", 1);
 //   clock->advance(61);  // "k" is now expired, at once
 //
+// A value's age by the region's clock is `value->age(region->clock().now())`. Lock timeouts are
+// not the core's to decide: the in-process lock has none, and a server's lock (Redis,
+// memcached) expires on the server, by the server's clock.
+//
 // Values carry their creation time, so every process sharing a backend should read the same
 // clock: a ManualClock is for tests and simulations, not for a region shared with others.
 #pragma once

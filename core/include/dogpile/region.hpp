@@ -216,8 +216,8 @@ class DOGPILE_API CacheRegion {
       const Keys& keys, Creator&& creator, Seconds expiration_time = {},
       std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
 
-  // The stored CachedValue (payload and metadata: cached_time(), age()), or null if there is
-  // none or it is expired or invalidated (unless ignore_expiration).
+  // The stored CachedValue (payload and metadata: cached_time(), age(clock().now()) by this
+  // region's clock), or null if there is none or it is expired or invalidated (unless ignore_expiration).
   CachedValuePtr get_value_metadata(std::string_view key, const GetOptions& options = {}) const;
   std::vector<CachedValuePtr> get_value_metadata_multi(const Keys& keys,
                                                        const GetOptions& options = {}) const;

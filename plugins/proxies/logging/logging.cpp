@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <dogpile/sdk/sdk.hpp>
 #include <exception>
-#include <type_traits>
 
 namespace dogpile::logging_proxy {
 
@@ -39,75 +38,60 @@ KeyStyle key_style_argument(const Arguments& arguments) {
                         "'");
 }
 
-class LoggingProxy final : public ProxyBackend {
+class LoggingProxy final : public InterceptingProxy {
  public:
   explicit LoggingProxy(const Arguments& arguments)
       : level_(level_argument(arguments)),
         key_style_(key_style_argument(arguments)),
         max_key_length_(arguments.get("max_key_length", 64u)) {}
 
-  CachedValuePtr get(std::string_view key) override {
-    return logged(
-        "get", key, [&] { return ProxyBackend::get(key); },
-        [](const CachedValuePtr& v) { return v ? " hit" : " miss"; });
-  }
-  std::vector<CachedValuePtr> get_multi(const Keys& keys) override {
-    return logged_multi("get_multi", keys, [&] { return ProxyBackend::get_multi(keys); });
-  }
-  void set(const std::string& key, CachedValuePtr value) override {
-    logged("set", key, [&] { ProxyBackend::set(key, std::move(value)); });
-  }
-  void set_multi(const ValueMapping& mapping) override {
-    logged(
-        "set_multi", {}, [&] { ProxyBackend::set_multi(mapping); }, nullptr, keys_text(mapping));
-  }
-  std::optional<std::string> get_serialized(std::string_view key) override {
-    return logged(
-        "get_serialized", key, [&] { return ProxyBackend::get_serialized(key); },
-        [](const std::optional<std::string>& v) { return v ? " hit" : " miss"; });
-  }
-  SerializedValues get_serialized_multi(const Keys& keys) override {
-    return logged_multi("get_serialized_multi", keys,
-                        [&] { return ProxyBackend::get_serialized_multi(keys); });
-  }
-  void set_serialized(const std::string& key, std::string_view value) override {
-    logged("set_serialized", key, [&] { ProxyBackend::set_serialized(key, value); });
-  }
-  void set_serialized_multi(const SerializedMapping& mapping) override {
-    logged(
-        "set_serialized_multi", {}, [&] { ProxyBackend::set_serialized_multi(mapping); }, nullptr,
-        keys_text(mapping));
-  }
-  void remove(std::string_view key) override {
-    logged("remove", key, [&] { ProxyBackend::remove(key); });
-  }
-  void remove_multi(const Keys& keys) override {
-    logged(
-        "remove_multi", {}, [&] { ProxyBackend::remove_multi(keys); }, nullptr, keys_text(keys));
-  }
-  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
-    return logged("get_mutex", key, [&] { return ProxyBackend::get_mutex(key); });
+ protected:
+  // Forwards the call, then logs "<operation> <keys>[ <outcome>] <latency>", or the failure.
+  void intercept(ProxiedCall& call) override {
+    if (!log_enabled(level_)) return call.proceed();
+    std::string what = operation_name(call.operation());
+    if (call.serialized()) what.insert(3, "_serialized");  // get_serialized_multi, ...
+    what += " " + keys_text(call);
+    const auto start = Clock::now();
+    try {
+      call.proceed();
+    } catch (const std::exception& e) {
+      log(LogLevel::error, "dogpile.proxy.logging",
+          what + " failed after" + milliseconds(start) + ": " + e.what());
+      throw;
+    }
+    switch (call.operation()) {
+      case CacheOperation::get:
+        what += call.hits() ? " hit" : " miss";
+        break;
+      case CacheOperation::get_multi:
+        what += " hits=" + std::to_string(call.hits()) +
+                " misses=" + std::to_string(call.size() - call.hits());
+        break;
+      default:
+        break;
+    }
+    log(level_, "dogpile.proxy.logging", what + milliseconds(start));
   }
 
  private:
-  // "<n> keys [k1, k2, …]": the keys of a multi call (or of a mapping's pairs) as the options
-  // allow, the first 16 of them.
-  template <class Sequence>
-  std::string keys_text(const Sequence& items) const {
+  // The call's key as the options allow, or for a multi call "<n> keys [k1, k2, …]" with the
+  // first 16 of them.
+  std::string keys_text(const ProxiedCall& call) const {
+    const CacheOperation operation = call.operation();
+    if (operation != CacheOperation::get_multi && operation != CacheOperation::set_multi &&
+        operation != CacheOperation::remove_multi) {
+      return shown(call.key(0));
+    }
     constexpr std::size_t kListed = 16;
-    std::string out = std::to_string(items.size()) + " keys [";
-    std::size_t n = 0;
-    for (const auto& item : items) {
-      if (n == kListed) {
+    std::string out = std::to_string(call.size()) + " keys [";
+    for (std::size_t i = 0; i < call.size(); ++i) {
+      if (i == kListed) {
         out += ", ...";
         break;
       }
-      if (n++ != 0) out += ", ";
-      if constexpr (std::is_convertible_v<decltype(item), std::string_view>) {
-        out += shown(item);
-      } else {
-        out += shown(item.first);
-      }
+      if (i != 0) out += ", ";
+      out += shown(call.key(i));
     }
     return out + "]";
   }
@@ -136,45 +120,6 @@ class LoggingProxy final : public ProxyBackend {
     std::snprintf(text, sizeof text, " %.3f ms",
                   std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     return text;
-  }
-
-  // Runs `call`, then logs "<operation> <key>[<outcome>] <latency>", or the failure. `key` is
-  // a single key, shown as the options say; `subject` (when `key` is empty) the keys of a
-  // multi call.
-  template <class Call, class Outcome = std::nullptr_t>
-  auto logged(const char* operation, std::string_view key, Call&& call, Outcome outcome = nullptr,
-              std::string_view subject = {}) -> std::invoke_result_t<Call&> {
-    if (!log_enabled(level_)) return call();
-    const std::string what =
-        std::string(operation) + " " + (subject.empty() ? shown(key) : std::string(subject));
-    const auto start = Clock::now();
-    try {
-      if constexpr (std::is_void_v<decltype(call())>) {
-        call();
-        log(level_, "dogpile.proxy.logging", what + milliseconds(start));
-      } else {
-        auto result = call();
-        std::string line = what;
-        if constexpr (!std::is_same_v<Outcome, std::nullptr_t>) line += outcome(result);
-        log(level_, "dogpile.proxy.logging", line + milliseconds(start));
-        return result;
-      }
-    } catch (const std::exception& e) {
-      log(LogLevel::error, "dogpile.proxy.logging",
-          what + " failed after" + milliseconds(start) + ": " + e.what());
-      throw;
-    }
-  }
-
-  template <class Call>
-  auto logged_multi(const char* operation, const Keys& keys, Call&& call)
-      -> std::invoke_result_t<Call&> {
-    auto count_hits = [](const auto& values) {
-      std::size_t hits = 0;
-      for (const auto& v : values) hits += static_cast<bool>(v);
-      return " hits=" + std::to_string(hits) + " misses=" + std::to_string(values.size() - hits);
-    };
-    return logged(operation, {}, std::forward<Call>(call), count_hits, keys_text(keys));
   }
 
   const LogLevel level_;

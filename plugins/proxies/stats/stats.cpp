@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 #include <dogpile/sdk/sdk.hpp>
-#include <exception>
 
 namespace dogpile::stats_proxy {
 
@@ -14,94 +13,39 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-class StatsProxy final : public ProxyBackend, public StatsProvider {
+class StatsProxy final : public InterceptingProxy, public StatsProvider {
  public:
   explicit StatsProxy(const Arguments&) {}
 
-  CachedValuePtr get(std::string_view key) override {
-    Timer timer(*this, CacheOperation::get);
-    auto value = ProxyBackend::get(key);
-    looked_up(value != nullptr);
-    return value;
-  }
-  std::vector<CachedValuePtr> get_multi(const Keys& keys) override {
-    Timer timer(*this, CacheOperation::get_multi);
-    auto values = ProxyBackend::get_multi(keys);
-    for (const auto& value : values) looked_up(value != nullptr);
-    return values;
-  }
-  void set(const std::string& key, CachedValuePtr value) override {
-    Timer timer(*this, CacheOperation::set);
-    ProxyBackend::set(key, std::move(value));
-    add(sets_, 1);
-  }
-  void set_multi(const ValueMapping& mapping) override {
-    Timer timer(*this, CacheOperation::set_multi);
-    ProxyBackend::set_multi(mapping);
-    add(sets_, mapping.size());
-  }
-  std::optional<std::string> get_serialized(std::string_view key) override {
-    Timer timer(*this, CacheOperation::get);
-    auto value = ProxyBackend::get_serialized(key);
-    looked_up(value.has_value());
-    return value;
-  }
-  SerializedValues get_serialized_multi(const Keys& keys) override {
-    Timer timer(*this, CacheOperation::get_multi);
-    auto values = ProxyBackend::get_serialized_multi(keys);
-    for (const auto& value : values) looked_up(value.has_value());
-    return values;
-  }
-  void set_serialized(const std::string& key, std::string_view value) override {
-    Timer timer(*this, CacheOperation::set);
-    ProxyBackend::set_serialized(key, value);
-    add(sets_, 1);
-  }
-  void set_serialized_multi(const SerializedMapping& mapping) override {
-    Timer timer(*this, CacheOperation::set_multi);
-    ProxyBackend::set_serialized_multi(mapping);
-    add(sets_, mapping.size());
-  }
-  void remove(std::string_view key) override {
-    Timer timer(*this, CacheOperation::remove);
-    ProxyBackend::remove(key);
-    add(deletes_, 1);
-  }
-  void remove_multi(const Keys& keys) override {
-    Timer timer(*this, CacheOperation::remove_multi);
-    ProxyBackend::remove_multi(keys);
-    add(deletes_, keys.size());
-  }
+  StatsSnapshot stats() const override;
+  void reset_stats() override;
 
-  StatsSnapshot stats() const override {
-    StatsSnapshot out;
-    out.gets = gets_.load(std::memory_order_relaxed);
-    out.hits = hits_.load(std::memory_order_relaxed);
-    out.misses = misses_.load(std::memory_order_relaxed);
-    out.sets = sets_.load(std::memory_order_relaxed);
-    out.deletes = deletes_.load(std::memory_order_relaxed);
-    out.errors = errors_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < kCacheOperationCount; ++i) {
-      const Counters& from = operations_[i];
-      OperationStats& to = out.operations[i];
-      to.calls = from.calls.load(std::memory_order_relaxed);
-      to.errors = from.errors.load(std::memory_order_relaxed);
-      for (std::size_t b = 0; b < to.latency_counts.size(); ++b) {
-        to.latency_counts[b] = from.buckets[b].load(std::memory_order_relaxed);
-      }
-      to.latency_sum_seconds =
-          static_cast<double>(from.sum_nanoseconds.load(std::memory_order_relaxed)) * 1e-9;
+ protected:
+  void intercept(ProxiedCall& call) override {
+    const CacheOperation operation = call.operation();
+    if (operation == CacheOperation::get_mutex) return call.proceed();
+    const auto start = Clock::now();
+    try {
+      call.proceed();
+    } catch (...) {
+      record(operation, Clock::now() - start, true);
+      throw;
     }
-    return out;
-  }
-
-  void reset_stats() override {
-    for (auto* counter : {&gets_, &hits_, &misses_, &sets_, &deletes_, &errors_}) counter->store(0);
-    for (auto& counters : operations_) {
-      counters.calls = 0;
-      counters.errors = 0;
-      counters.sum_nanoseconds = 0;
-      for (auto& bucket : counters.buckets) bucket = 0;
+    record(operation, Clock::now() - start, false);
+    const std::uint64_t keys = call.size();
+    switch (operation) {
+      case CacheOperation::get:
+      case CacheOperation::get_multi:
+        add(gets_, keys);
+        add(hits_, call.hits());
+        add(misses_, keys - call.hits());
+        break;
+      case CacheOperation::set:
+      case CacheOperation::set_multi:
+        add(sets_, keys);
+        break;
+      default:
+        add(deletes_, keys);
     }
   }
 
@@ -113,31 +57,8 @@ class StatsProxy final : public ProxyBackend, public StatsProvider {
     std::array<std::atomic<std::uint64_t>, kLatencyBounds.size() + 1> buckets{};
   };
 
-  // Measures one call; counts it as an error when it ends by an exception.
-  class Timer {
-   public:
-    Timer(StatsProxy& proxy, CacheOperation operation)
-        : proxy_(proxy), operation_(operation), exceptions_(std::uncaught_exceptions()) {}
-    ~Timer() {
-      proxy_.record(operation_, Clock::now() - start_, std::uncaught_exceptions() > exceptions_);
-    }
-    Timer(const Timer&) = delete;
-    Timer& operator=(const Timer&) = delete;
-
-   private:
-    StatsProxy& proxy_;
-    CacheOperation operation_;
-    int exceptions_;
-    Clock::time_point start_ = Clock::now();
-  };
-
   static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
     counter.fetch_add(n, std::memory_order_relaxed);
-  }
-
-  void looked_up(bool hit) {
-    add(gets_, 1);
-    add(hit ? hits_ : misses_, 1);
   }
 
   void record(CacheOperation operation, Clock::duration elapsed, bool failed) {
@@ -160,6 +81,38 @@ class StatsProxy final : public ProxyBackend, public StatsProvider {
   std::atomic<std::uint64_t> gets_{0}, hits_{0}, misses_{0}, sets_{0}, deletes_{0}, errors_{0};
   std::array<Counters, kCacheOperationCount> operations_;
 };
+
+StatsSnapshot StatsProxy::stats() const {
+  StatsSnapshot out;
+  out.gets = gets_.load(std::memory_order_relaxed);
+  out.hits = hits_.load(std::memory_order_relaxed);
+  out.misses = misses_.load(std::memory_order_relaxed);
+  out.sets = sets_.load(std::memory_order_relaxed);
+  out.deletes = deletes_.load(std::memory_order_relaxed);
+  out.errors = errors_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < kCacheOperationCount; ++i) {
+    const Counters& from = operations_[i];
+    OperationStats& to = out.operations[i];
+    to.calls = from.calls.load(std::memory_order_relaxed);
+    to.errors = from.errors.load(std::memory_order_relaxed);
+    for (std::size_t b = 0; b < to.latency_counts.size(); ++b) {
+      to.latency_counts[b] = from.buckets[b].load(std::memory_order_relaxed);
+    }
+    to.latency_sum_seconds =
+        static_cast<double>(from.sum_nanoseconds.load(std::memory_order_relaxed)) * 1e-9;
+  }
+  return out;
+}
+
+void StatsProxy::reset_stats() {
+  for (auto* counter : {&gets_, &hits_, &misses_, &sets_, &deletes_, &errors_}) counter->store(0);
+  for (auto& counters : operations_) {
+    counters.calls = 0;
+    counters.errors = 0;
+    counters.sum_nanoseconds = 0;
+    for (auto& bucket : counters.buckets) bucket = 0;
+  }
+}
 
 }  // namespace
 

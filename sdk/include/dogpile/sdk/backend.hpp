@@ -36,6 +36,22 @@ using KeyMangler = std::function<std::string(std::string_view)>;
 // can recommend (CacheBackend::key_mangler) for keys its server cannot take as they are.
 DOGPILE_API std::string sha1_mangle_key(std::string_view key);
 using Keys = std::vector<std::string>;
+
+// The kinds of backend call; both families are the same kind (get and get_serialized are
+// `get`). The first kCacheOperationCount are the operations on values, which the stats proxy
+// measures; get_mutex comes after them.
+enum class CacheOperation : std::size_t {
+  get,
+  get_multi,
+  set,
+  set_multi,
+  remove,
+  remove_multi,
+  get_mutex
+};
+inline constexpr std::size_t kCacheOperationCount = 6;
+DOGPILE_API const char* operation_name(CacheOperation operation) noexcept;
+
 // What a backend with a size limit (BackendCapabilities::max_value_size) calls before storing
 // `value`: throws CantSerialize naming `backend` and the limit when the value is larger.
 DOGPILE_API void check_value_size(std::string_view value, std::size_t limit,

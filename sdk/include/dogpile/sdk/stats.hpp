@@ -7,15 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dogpile/sdk/backend.hpp"
 #include "dogpile/sdk/export.hpp"
 
 namespace dogpile {
-
-// The kinds of backend call measured; both families count under the same kind.
-enum class CacheOperation : std::size_t { get, get_multi, set, set_multi, remove, remove_multi };
-inline constexpr std::size_t kCacheOperationCount = 6;
-
-DOGPILE_API const char* operation_name(CacheOperation operation) noexcept;
 
 // Latency buckets, upper bounds in seconds; the last bucket is everything above.
 inline constexpr std::array<double, 12> kLatencyBounds = {1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4,

@@ -59,8 +59,10 @@ class DOGPILE_API CachedValue {
 
   const ValueMetadata& metadata() const noexcept { return metadata_; }
   double cached_time() const noexcept { return metadata_.ct; }
-  // Seconds since creation.
+  // Seconds since creation, by the system clock (dogpile's CachedValue.age); age(now) by
+  // another clock's reading, e.g. age(region.clock().now()).
   double age() const noexcept;
+  double age(double now) const noexcept { return now - metadata_.ct; }
 
   // False for bytes that are not in the wire format; problem() says why, and metadata() is
   // then meaningless (version 0).
