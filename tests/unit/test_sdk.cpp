@@ -1,10 +1,14 @@
 // The SDK on its own: the wire format, codecs, Arguments, and the default implementations
 // of the two backend families and of ProxyBackend.
 #define BOOST_TEST_MODULE sdk
+#include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <dogpile/dogpile.hpp>
 #include <dogpile/sdk/sdk.hpp>
 #include <map>
+#include <optional>
+#include <thread>
 
 #include "helpers.hpp"
 
@@ -476,6 +480,81 @@ BOOST_AUTO_TEST_CASE(a_proxy_delegates_every_method) {
 BOOST_AUTO_TEST_CASE(an_unwrapped_proxy_fails_clearly) {
   dogpile::ProxyBackend proxy;
   BOOST_CHECK_THROW(proxy.get("k"), dogpile::Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(connection_pool)
+
+namespace {
+
+// Connections are numbered in the order they are opened.
+struct Numbered {
+  std::atomic<int> opened{0};
+  dogpile::ConnectionPool<std::shared_ptr<int>> pool;
+  explicit Numbered(std::size_t size, double wait = 10)
+      : pool(size, wait, "test server", [this] { return std::make_shared<int>(++opened); }) {}
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_idle_connection_is_reused) {
+  Numbered n(4);
+  for (int i = 0; i < 3; ++i) BOOST_TEST(**n.pool.lease() == 1);
+  BOOST_TEST(n.opened == 1);
+  BOOST_TEST(n.pool.open() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(at_most_max_size_are_open_and_a_caller_waits_for_one) {
+  Numbered n(2);
+  auto first = std::make_optional(n.pool.lease());
+  auto second = n.pool.lease();
+  int got = 0;
+  std::thread waiter([&] { got = **n.pool.lease(); });  // none idle, none to open: it waits
+  std::weak_ptr<int> given = **first;
+  first.reset();  // gives connection 1 back, to the waiter
+  waiter.join();
+  BOOST_TEST(got == 1);
+  BOOST_TEST(n.opened == 2);
+  BOOST_TEST(!given.expired());  // back in the pool, not closed
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_is_bounded_and_names_the_server) {
+  Numbered n(1, 0.05);
+  auto held = n.pool.lease();
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    n.pool.lease();
+    BOOST_FAIL("expected BackendUnavailable");
+  } catch (const dogpile::BackendUnavailable& e) {
+    BOOST_TEST(message_contains(e, "test server: all 1 connections of the pool stayed busy"));
+  }
+  BOOST_TEST((std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(50)));
+}
+
+BOOST_AUTO_TEST_CASE(a_discarded_connection_is_closed_and_replaced) {
+  Numbered n(1);
+  std::weak_ptr<int> closed;
+  {
+    auto lease = n.pool.lease();
+    closed = *lease;
+    lease.discard();
+  }
+  BOOST_TEST(closed.expired());
+  BOOST_TEST(n.pool.open() == 0u);
+  BOOST_TEST(**n.pool.lease() == 2);  // a new one, though the pool holds only 1
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_connect_frees_its_place) {
+  bool refuse = true;
+  dogpile::ConnectionPool<std::shared_ptr<int>> pool(1, 10, "test server", [&] {
+    if (refuse) throw dogpile::BackendUnavailable("refused");
+    return std::make_shared<int>(7);
+  });
+  BOOST_CHECK_THROW(pool.lease(), dogpile::BackendUnavailable);
+  BOOST_TEST(pool.open() == 0u);
+  refuse = false;
+  BOOST_TEST(**pool.lease() == 7);  // not waiting for the place the failure took
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -7,10 +7,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
 #include <map>
-#include <mutex>
 #include <vector>
 
 namespace dogpile::memcached {
@@ -132,39 +130,31 @@ using Client = std::unique_ptr<memcached_st, ClientDeleter>;
   throw ServerError("memcached at " + s.where + " refused " + std::string(what) + ": " + why);
 }
 
-// Clients (one memcached_st each, not thread-safe) shared by the threads: a call takes one for
-// its round trips. libmemcached reconnects by itself, dead_retry seconds after a failure.
+// The clients of the backend's servers (one memcached_st each, not thread-safe) in the SDK's
+// ConnectionPool: a call takes one for its round trips, waiting at most socket_timeout for one.
+// libmemcached reconnects by itself, dead_retry seconds after a failure.
 class Pool {
  public:
-  explicit Pool(Settings settings) : settings_(std::move(settings)), prototype_(make_prototype()) {}
+  explicit Pool(Settings settings)
+      : settings_(std::move(settings)),
+        prototype_(make_prototype()),
+        clients_(settings_.pool_size, settings_.socket_timeout, "memcached at " + settings_.where,
+                 [this] {
+                   Client client(memcached_clone(nullptr, prototype_.get()));
+                   if (!client) throw Error("memcached: out of memory for a client");
+                   return client;
+                 }) {}
 
   class Lease {
    public:
-    Lease(Pool& pool, memcached_st* client) : pool_(&pool), client_(client) {}
-    ~Lease() { pool_->give_back(client_); }
-    Lease(const Lease&) = delete;
-    Lease& operator=(const Lease&) = delete;
-    memcached_st* get() const { return client_; }
+    explicit Lease(Pool& pool) : lease_(pool.clients_.lease()) {}
+    memcached_st* get() { return lease_->get(); }
 
    private:
-    Pool* pool_;
-    memcached_st* client_;
+    ConnectionPool<Client>::Lease lease_;
   };
 
-  Lease lease() {
-    std::unique_lock guard(mutex_);
-    available_.wait(guard, [&] { return !idle_.empty() || clients_.size() < settings_.pool_size; });
-    if (idle_.empty()) {
-      Client client(memcached_clone(nullptr, prototype_.get()));
-      if (!client) throw Error("memcached: out of memory for a client");
-      idle_.push_back(client.get());
-      clients_.push_back(std::move(client));
-    }
-    memcached_st* client = idle_.back();
-    idle_.pop_back();
-    return Lease(*this, client);
-  }
-
+  Lease lease() { return Lease(*this); }
   const Settings& settings() const { return settings_; }
 
  private:
@@ -194,20 +184,9 @@ class Pool {
     return client;
   }
 
-  void give_back(memcached_st* client) {
-    {
-      std::lock_guard guard(mutex_);
-      idle_.push_back(client);
-    }
-    available_.notify_one();
-  }
-
   const Settings settings_;
   const Client prototype_;
-  std::mutex mutex_;
-  std::condition_variable available_;
-  std::vector<Client> clients_;      // every client made, owned here
-  std::vector<memcached_st*> idle_;  // those not leased
+  ConnectionPool<Client> clients_;
 };
 
 // The dogpile lock in memcached, as dogpile.cache's MemcachedLock. Waiters poll: fast at first

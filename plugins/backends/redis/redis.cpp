@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
 #include <dogpile/sdk/sigpipe.hpp>
 #include <mutex>
@@ -235,21 +234,51 @@ Reply read_reply(redisContext* context, const Settings& s) {
   return reply;
 }
 
-// A pool of connections. A connection that fails is dropped and the next call reconnects, so
-// the backend recovers by itself once the server is back; no lock is held across a round trip.
+Context connect(const Settings& s) {
+  const double connect_seconds = s.socket_connect_timeout.value_or(s.socket_timeout);
+  Context context(
+      s.unix_socket.empty()
+          ? redisConnectWithTimeout(s.host.c_str(), s.port, to_timeval(connect_seconds))
+          : redisConnectUnixWithTimeout(s.unix_socket.c_str(), to_timeval(connect_seconds)));
+  if (!context || context->err) {
+    throw BackendUnavailable("cannot connect to Redis at " + s.where() + ": " +
+                             (context ? context->errstr : "out of memory"));
+  }
+  redisSetTimeout(context.get(), to_timeval(s.socket_timeout));
+  if (s.socket_keepalive) redisEnableKeepAlive(context.get());
+  auto run = [&](const std::vector<std::string_view>& args) {
+    append(context.get(), args, s);
+    read_reply(context.get(), s);
+  };
+  if (!s.password.empty()) {
+    if (s.username.empty()) {
+      run({"AUTH", s.password});
+    } else {
+      run({"AUTH", s.username, s.password});
+    }
+  }
+  if (s.db != 0) run({"SELECT", std::to_string(s.db)});
+  return context;
+}
+
+// The backend's connections (the SDK's ConnectionPool) and its settings. A call waits at most
+// socket_timeout for a free connection. A connection that fails is dropped and the next call
+// reconnects, so the backend recovers by itself once the server is back.
 class Pool {
  public:
-  explicit Pool(Settings settings) : settings_(std::move(settings)) {}
+  explicit Pool(Settings settings)
+      : settings_(std::move(settings)),
+        connections_(settings_.pool_size, settings_.socket_timeout, "Redis at " + settings_.where(),
+                     [this] { return connect(settings_); }) {}
 
   // One connection for the caller's round trips; back to the pool unless it failed.
   class Lease {
    public:
-    Lease(Pool& pool, Context context) : pool_(&pool), context_(std::move(context)) {}
+    explicit Lease(Pool& pool) : settings_(pool.settings_), lease_(pool.connections_.lease()) {}
     // A connection with replies still unread (a pipeline cut short by an error) would hand
     // them to its next user: it is closed instead.
     ~Lease() {
-      if (unread_ != 0) context_.reset();
-      pool_->give_back(std::move(context_));
+      if (unread_ != 0) lease_.discard();
     }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
@@ -260,13 +289,13 @@ class Pool {
     }
     // Pipelining: send several commands, then read their replies in order.
     void send(const std::vector<std::string_view>& args) {
-      guarded([&] { append(context_.get(), args, pool_->settings_); });
+      guarded([&] { append(lease_->get(), args, settings_); });
       ++unread_;
     }
     Reply reply() {
       Reply out;
       --unread_;  // read, or failed to read: either way this reply is gone
-      guarded([&] { out = read_reply(context_.get(), pool_->settings_); });
+      guarded([&] { out = read_reply(lease_->get(), settings_); });
       return out;
     }
 
@@ -276,84 +305,21 @@ class Pool {
       try {
         f();
       } catch (const BackendUnavailable&) {
-        context_.reset();  // never reused
+        lease_.discard();  // never reused
         throw;
       }
     }
-    Pool* pool_;
-    Context context_;
+    const Settings& settings_;
+    ConnectionPool<Context>::Lease lease_;
     unsigned unread_ = 0;
   };
 
-  Lease lease() {
-    std::unique_lock guard(mutex_);
-    available_.wait(guard, [&] { return !idle_.empty() || open_ < settings_.pool_size; });
-    if (!idle_.empty()) {
-      Context context = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(*this, std::move(context));
-    }
-    ++open_;
-    guard.unlock();
-    Context context;
-    try {
-      context = connect();
-    } catch (...) {
-      give_back(nullptr);
-      throw;
-    }
-    return Lease(*this, std::move(context));
-  }
-
+  Lease lease() { return Lease(*this); }
   const Settings& settings() const { return settings_; }
 
  private:
-  Context connect() {
-    const double connect_seconds =
-        settings_.socket_connect_timeout.value_or(settings_.socket_timeout);
-    Context context(settings_.unix_socket.empty()
-                        ? redisConnectWithTimeout(settings_.host.c_str(), settings_.port,
-                                                  to_timeval(connect_seconds))
-                        : redisConnectUnixWithTimeout(settings_.unix_socket.c_str(),
-                                                      to_timeval(connect_seconds)));
-    if (!context || context->err) {
-      throw BackendUnavailable("cannot connect to Redis at " + settings_.where() + ": " +
-                               (context ? context->errstr : "out of memory"));
-    }
-    redisSetTimeout(context.get(), to_timeval(settings_.socket_timeout));
-    if (settings_.socket_keepalive) redisEnableKeepAlive(context.get());
-    auto run = [&](const std::vector<std::string_view>& args) {
-      append(context.get(), args, settings_);
-      read_reply(context.get(), settings_);
-    };
-    if (!settings_.password.empty()) {
-      if (settings_.username.empty()) {
-        run({"AUTH", settings_.password});
-      } else {
-        run({"AUTH", settings_.username, settings_.password});
-      }
-    }
-    if (settings_.db != 0) run({"SELECT", std::to_string(settings_.db)});
-    return context;
-  }
-
-  void give_back(Context context) {
-    {
-      std::lock_guard guard(mutex_);
-      if (context) {
-        idle_.push_back(std::move(context));
-      } else {
-        --open_;
-      }
-    }
-    available_.notify_one();
-  }
-
   const Settings settings_;
-  std::mutex mutex_;
-  std::condition_variable available_;
-  std::vector<Context> idle_;
-  unsigned open_ = 0;  // connections handed out or idle
+  ConnectionPool<Context> connections_;
 };
 
 std::optional<std::string> string_of(const redisReply& reply) {

@@ -8,6 +8,7 @@
 #include "dogpile/sdk/log.hpp"
 #include "dogpile/sdk/mutex.hpp"
 #include "dogpile/sdk/plugin.hpp"
+#include "dogpile/sdk/pool.hpp"
 #include "dogpile/sdk/proxy.hpp"
 #include "dogpile/sdk/stats.hpp"
 #include "dogpile/sdk/value.hpp"
