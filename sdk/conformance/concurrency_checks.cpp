@@ -159,6 +159,7 @@ void the_mutex_expires(Fixture& f) {
   expect(dead_holder->acquire(true), "the lock is taken");
   auto waiter = f.backend().get_mutex(key);
   const auto start = Clock::now();
+  expect(!waiter->acquire(false), "a held lock refuses another taker before it expires");
   // The holder never releases: the lock must expire by itself, on the server's clock, which
   // nothing here can advance; so the waiter polls without blocking (a lock that never expires
   // must fail the check, not hang the kit), for at most 60 s.
@@ -166,6 +167,12 @@ void the_mutex_expires(Fixture& f) {
     expect(Clock::now() - start < std::chrono::seconds(60),
            "a lock whose holder never released it did not expire within 60 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Not long before the lock_timeout the target gives, if it gives one (seconds).
+  const auto timeout = f.target().arguments.find("lock_timeout");
+  if (timeout != f.target().arguments.end() && timeout->is_number()) {
+    expect(Clock::now() - start >= std::chrono::duration<double>(0.5 * timeout->get<double>()),
+           "the lock expired before half its lock_timeout");
   }
   waiter->release();
 }

@@ -239,7 +239,10 @@ void a_herd_on_a_cold_key_creates_once(Fixture& f) {
   auto& region = f.region();
   const std::string k = f.key("cold");
   constexpr int kThreads = 8;
-  std::atomic<int> arrived{0}, calls{0}, wrong{0};
+  // A backend that gives mutexes must hold its own lock while the creator runs (the region's
+  // in-process lock alone would also give one call here, but not across processes).
+  auto backend_lock = f.backend().get_mutex(f.backend_key("cold"));
+  std::atomic<int> arrived{0}, calls{0}, wrong{0}, unheld{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
@@ -247,6 +250,7 @@ void a_herd_on_a_cold_key_creates_once(Fixture& f) {
         ++arrived;
         auto value = region.get_or_create(k, [&] {
           ++calls;
+          if (backend_lock && !backend_lock->locked()) ++unheld;
           // Hold the lock until every thread has asked, or 10 s have passed.
           const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
           while (arrived.load() < kThreads && std::chrono::steady_clock::now() < until) {
@@ -264,6 +268,7 @@ void a_herd_on_a_cold_key_creates_once(Fixture& f) {
   expect(wrong == 0, std::to_string(wrong.load()) + " of 8 threads got no value or a wrong one");
   expect(calls == 1, "8 threads on a cold key called the creator " + std::to_string(calls.load()) +
                          " times, not once");
+  expect(unheld == 0, "the creator ran without the lock get_mutex gives being held");
 }
 
 }  // namespace

@@ -5,7 +5,8 @@ usage: run_kit.py KIT BACKEND [KIT OPTIONS...]
 
 For dogpile.cache.redis and dogpile.cache.memcached it first starts the server (see
 tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
-the server. The kit's output and exit status are passed through.
+the server. The kit's output and exit status are passed through; with the lock on, a skipped
+check of the backend's mutex is a failure (the lock must be there to be checked).
 """
 import contextlib
 import json
@@ -29,7 +30,15 @@ def main(argv):
         if server:
             arguments = dict(server.arguments, **lock_arguments)
             options = ["--arguments", json.dumps(arguments)] + options
-        return subprocess.call([kit, backend] + options)
+        run = subprocess.run([kit, backend] + options, stdout=subprocess.PIPE, text=True)
+        sys.stdout.write(run.stdout)
+        skipped = [line for line in run.stdout.splitlines()
+                   if line.startswith("SKIP mutex:")]
+        if server and skipped:
+            print("run_kit: the distributed lock is on, yet its checks were skipped:\n  " +
+                  "\n  ".join(skipped))
+            return 1
+        return run.returncode
 
 
 if __name__ == "__main__":

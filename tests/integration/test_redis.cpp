@@ -267,16 +267,29 @@ BOOST_AUTO_TEST_CASE(a_password_and_database_from_the_url_are_used_and_never_sho
       {.arguments = {{"url", "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/2"}}});
   region->set("k", 1);
   BOOST_TEST(*region->get<int>("k") == 1);
+  // In database 2: database 0 does not have it.
+  auto db0 = dogpile::make_region();
+  db0->configure(
+      "dogpile.cache.redis",
+      {.arguments = {{"url", "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/0"}}});
+  BOOST_TEST(db0->get<int>("k") == nullptr);
 
+  // A wrong password, given as an argument or in the URL, is never shown.
   auto wrong = dogpile::make_region();
   wrong->configure(
       "dogpile.cache.redis",
       {.arguments = {{"host", "127.0.0.1"}, {"port", redis.port()}, {"password", "nope"}}});
-  try {
-    wrong->get<int>("k");
-    BOOST_FAIL("expected an error");
-  } catch (const dogpile::Error& e) {
-    BOOST_TEST(std::string(e.what()).find("nope") == std::string::npos);
+  auto wrong_url = dogpile::make_region();
+  wrong_url->configure(
+      "dogpile.cache.redis",
+      {.arguments = {{"url", "redis://:n0pe@127.0.0.1:" + std::to_string(redis.port()) + "/2"}}});
+  for (const auto& [region, password] : {std::pair{wrong, "nope"}, std::pair{wrong_url, "n0pe"}}) {
+    try {
+      region->get<int>("k");
+      BOOST_FAIL("expected an error");
+    } catch (const dogpile::Error& e) {
+      BOOST_TEST(std::string(e.what()).find(password) == std::string::npos, e.what());
+    }
   }
 }
 
@@ -309,7 +322,7 @@ BOOST_AUTO_TEST_CASE(a_server_that_stops_answering_fails_within_socket_timeout) 
   test::RedisServer redis;
   auto region = redis_region(redis, {{"socket_timeout", 0.5}});
   region->set("k", 1);
-  test::check_a_stalled_server_fails_then_recovers(redis, *region);
+  test::check_a_stalled_server_fails_then_recovers(redis, *region, 0.5);
 }
 
 BOOST_AUTO_TEST_CASE(a_server_that_is_down_is_backend_unavailable_naming_host_and_port) {

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "helpers.hpp"
+#include "log_capture.hpp"
 
 namespace fs = std::filesystem;
 using dogpile::ConfigDict;
@@ -397,28 +398,14 @@ BOOST_AUTO_TEST_SUITE_END()
 
 // Logging ----------------------------------------------------------------------------------
 
-#include <boost/log/attributes/value_extraction.hpp>
-#include <boost/log/core.hpp>
-#include <boost/log/sinks/basic_sink_backend.hpp>
-#include <boost/log/sinks/sync_frontend.hpp>
-#include <boost/log/trivial.hpp>
-
 namespace {
 
-// Collects the "dogpile" channel's records.
-class Collector
-    : public boost::log::sinks::basic_sink_backend<boost::log::sinks::synchronized_feeding> {
- public:
-  void consume(const boost::log::record_view& record) {
-    auto channel = boost::log::extract<std::string>("Channel", record);
-    auto severity = boost::log::extract<boost::log::trivial::severity_level>("Severity", record);
-    auto message = boost::log::extract<std::string>("Message", record);
-    if (channel && *channel == "dogpile" && severity && message) {
-      records.emplace_back(*severity, *message);
-    }
-  }
-  std::vector<std::pair<boost::log::trivial::severity_level, std::string>> records;
+// The log level before any test changed it.
+struct StartingLevel {
+  static inline dogpile::LogLevel level;
+  void setup() { level = dogpile::log_level(); }
 };
+BOOST_TEST_GLOBAL_FIXTURE(StartingLevel);
 
 }  // namespace
 
@@ -447,42 +434,41 @@ BOOST_AUTO_TEST_CASE(records_go_to_stderr_unless_an_application_sink_takes_them)
       stderr_of([] { dogpile::log(dogpile::LogLevel::warning, "test", "nobody listens"); });
   BOOST_TEST(alone.find("[warning] dogpile[test] nobody listens") != std::string::npos, alone);
 
-  auto collector = boost::make_shared<Collector>();
-  auto sink = boost::make_shared<boost::log::sinks::synchronous_sink<Collector>>(collector);
-  boost::log::core::get()->add_sink(sink);
-  const std::string with_sink =
-      stderr_of([] { dogpile::log(dogpile::LogLevel::warning, "test", "the application's"); });
-  boost::log::core::get()->remove_sink(sink);
+  std::string with_sink;
+  {
+    test::LogCapture logs;
+    with_sink =
+        stderr_of([] { dogpile::log(dogpile::LogLevel::warning, "test", "the application's"); });
+    BOOST_TEST_REQUIRE(logs.records().size() == 1u);
+    BOOST_TEST(logs.records()[0].second.find("the application's") != std::string::npos);
+  }
   BOOST_TEST(with_sink.empty(), with_sink);
-  BOOST_TEST_REQUIRE(collector->records.size() == 1u);
-  BOOST_TEST(collector->records[0].second.find("the application's") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(logging_is_quiet_by_default_and_follows_the_configured_level) {
-  auto collector = boost::make_shared<Collector>();
-  auto sink = boost::make_shared<boost::log::sinks::synchronous_sink<Collector>>(collector);
-  boost::log::core::get()->add_sink(sink);
-
+  test::LogCapture logs;
+  if (!dogpile::environment_log_level()) {
+    BOOST_TEST((StartingLevel::level == dogpile::LogLevel::warning));  // the default
+  }
   dogpile::set_log_level(dogpile::LogLevel::warning);
   dogpile::log(dogpile::LogLevel::info, "test", "dropped");
   dogpile::log(dogpile::LogLevel::warning, "test", "kept");
-  BOOST_TEST_REQUIRE(collector->records.size() == 1u);
-  BOOST_TEST((collector->records[0].first == boost::log::trivial::warning));
-  BOOST_TEST(collector->records[0].second.find("kept") != std::string::npos);
+  BOOST_TEST_REQUIRE(logs.records().size() == 1u);
+  BOOST_TEST((logs.records()[0].first == boost::log::trivial::warning));
+  BOOST_TEST(logs.records()[0].second.find("kept") != std::string::npos);
 
   TempFile debug("debug.ini",
                  "[dogpile]\nlog_level = DEBUG\n[cache.a]\nbackend = dogpile.cache.memory\n");
   dogpile::load_regions(debug.path);
   BOOST_TEST(dogpile::log_enabled(dogpile::LogLevel::debug));
   bool configured_logged = false;
-  for (const auto& [severity, message] : collector->records) {
+  for (const auto& [severity, message] : logs.records()) {
     configured_logged |= message.find("region 'cache.a' configured") != std::string::npos;
   }
   BOOST_TEST(configured_logged);
 
   dogpile::set_log_level(dogpile::LogLevel::off);
   dogpile::log(dogpile::LogLevel::error, "test", "silenced");
-  BOOST_TEST(collector->records.back().second.find("silenced") == std::string::npos);
+  BOOST_TEST(logs.records().back().second.find("silenced") == std::string::npos);
   dogpile::set_log_level(dogpile::LogLevel::warning);
-  boost::log::core::get()->remove_sink(sink);
 }

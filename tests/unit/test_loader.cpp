@@ -218,14 +218,20 @@ BOOST_AUTO_TEST_CASE(a_proxy_plugin_counts_through_a_region) {
 }
 
 BOOST_AUTO_TEST_CASE(objects_keep_working_after_the_loader_and_region_are_gone) {
-  std::shared_ptr<dogpile::CacheBackend> backend;
+  std::shared_ptr<dogpile::CacheBackend> backend, kept;
   {
     PluginLoader loader;
     backend = loader.make_backend("dogpile.cache.memory", Arguments());
+    auto region = dogpile::make_region();
+    region->configure("dogpile.cache.memory");
+    region->set("r", 1);
+    kept = region->actual_backend();
   }
   backend->set("k", dogpile::CacheRegion::make_value(std::string("v")));
   BOOST_TEST(backend->get("k") != nullptr);
-  backend.reset();  // the plugin's destructor runs; the library stays mapped
+  BOOST_TEST(kept->get("r") != nullptr);  // the region's backend outlives its region
+  backend.reset();                        // the plugin's destructor runs; the library stays mapped
+  kept.reset();
 }
 
 BOOST_AUTO_TEST_CASE(the_first_plugin_on_the_path_wins_and_duplicates_are_reported) {
@@ -237,12 +243,11 @@ BOOST_AUTO_TEST_CASE(the_first_plugin_on_the_path_wins_and_duplicates_are_report
   BOOST_TEST_REQUIRE(path.size() >= 3u);
   BOOST_TEST(path[path.size() - 2] == dir.path);  // after DOGPILE_PLUGIN_PATH
   BOOST_TEST(path.back() == dogpile::installed_plugin_dir());
-  for (const auto& e : loader.list()) {
-    if (e.name != "dogpile.cache.memory") continue;
-    BOOST_TEST(e.file == memory_plugin());
-    BOOST_TEST_REQUIRE(e.shadowed.size() == 1u);
-    BOOST_TEST(e.shadowed[0] == dir.path / "copy-of-memory.so");
-  }
+  const auto memory = loader.find("dogpile.cache.memory");
+  BOOST_TEST_REQUIRE(memory.has_value());
+  BOOST_TEST(memory->file == memory_plugin());
+  BOOST_TEST_REQUIRE(memory->shadowed.size() == 1u);
+  BOOST_TEST(memory->shadowed[0] == dir.path / "copy-of-memory.so");
   // An argument error names the copy that was not used: it may be the one meant.
   auto message = error_of<dogpile::ValidationError>([&] {
     loader.make_backend("dogpile.cache.memory",
@@ -278,9 +283,15 @@ BOOST_AUTO_TEST_CASE(files_that_are_not_plugins_are_skipped) {
   std::ofstream(dir.path / "garbage.so") << "not an ELF file";
   std::ofstream(dir.path / "empty.so");
   fs::copy_file(test_plugin("not-a-plugin.so"), dir.path / "plain.so");
+  fs::copy_file(memory_plugin(), dir.path / "real.so");  // a control: the directory is read
   PluginLoader loader;
   loader.add_search_path(dir.path);
-  for (const auto& e : loader.list()) BOOST_TEST(e.file.parent_path() != dir.path);
+  for (const auto& e : loader.list()) {
+    if (e.file.parent_path() == dir.path) BOOST_TEST(e.file.filename() == "real.so");
+  }
+  const auto memory = loader.find("dogpile.cache.memory");
+  BOOST_TEST_REQUIRE(memory.has_value());
+  BOOST_TEST((memory->shadowed == std::vector<fs::path>{dir.path / "real.so"}));
 }
 
 BOOST_AUTO_TEST_CASE(plugins_anyone_could_have_written_are_not_loaded) {
@@ -329,6 +340,10 @@ BOOST_AUTO_TEST_CASE(plugins_are_found_through_paths_added_by_the_application) {
   loader.add_search_path(dir.path);
   auto backend = loader.make_backend("dogpile.cache.memory", Arguments());
   BOOST_TEST(backend != nullptr);
+  const auto proxy = loader.find("dogpile.test.counting_proxy");
+  BOOST_TEST_REQUIRE(proxy.has_value());
+  BOOST_TEST(proxy->file == dir.path / "renamed-proxy.so");
+  BOOST_TEST(loader.make_proxy("dogpile.test.counting_proxy", Arguments()) != nullptr);
   ::setenv("DOGPILE_PLUGIN_PATH", saved.c_str(), 1);
 }
 

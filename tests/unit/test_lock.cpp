@@ -545,20 +545,25 @@ BOOST_DATA_TEST_CASE(every_mutex_is_released_when_the_creator_throws, data::make
   auto region = region_on(std::string(backend));
   auto held_a = region->mutex("a");
   auto held_b = region->mutex("b");
+  int taken = 0;  // creators that ran with both locks held
+  auto both_held = [&] { taken += held_a->locked() && held_b->locked(); };
   BOOST_CHECK_THROW(region->get_or_create_multi({"a", "b"},
-                                                [](const dogpile::Keys&) -> std::vector<int> {
+                                                [&](const dogpile::Keys&) -> std::vector<int> {
+                                                  both_held();
                                                   throw std::runtime_error("x");
                                                 }),
                     std::runtime_error);
   BOOST_TEST(!held_a->locked());
   BOOST_TEST(!held_b->locked());
   BOOST_CHECK_THROW(region->get_or_create_multi({"a", "b"},
-                                                [](const dogpile::Keys&) {
+                                                [&](const dogpile::Keys&) {
+                                                  both_held();
                                                   return std::vector<int>{1, 2, 3};
                                                 }),
                     dogpile::ValidationError);
   BOOST_TEST(!held_a->locked());
   BOOST_TEST(!held_b->locked());
+  BOOST_TEST(taken == 2);
 }
 
 BOOST_DATA_TEST_CASE(a_creator_returning_fewer_values_leaves_the_last_keys_without_one,

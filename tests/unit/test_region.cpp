@@ -46,15 +46,14 @@ BOOST_AUTO_TEST_SUITE(configuration)
 BOOST_AUTO_TEST_CASE(an_unconfigured_region_raises_region_not_configured) {
   CacheRegion region("r");
   BOOST_TEST(!region.is_configured());
-  BOOST_CHECK_THROW(region.get<int>("k"), dogpile::RegionNotConfigured);
+  BOOST_CHECK_EXCEPTION(region.get<int>("k"), dogpile::RegionNotConfigured,
+                        [](const dogpile::RegionNotConfigured& e) {
+                          return std::string(e.what()) ==
+                                 "No backend is configured on this region.";
+                        });
   BOOST_CHECK_THROW(region.set("k", 1), dogpile::RegionNotConfigured);
   BOOST_CHECK_THROW(region.backend(), dogpile::RegionNotConfigured);
   BOOST_CHECK_THROW(region.remove("k"), dogpile::RegionNotConfigured);
-  try {
-    region.get<int>("k");
-  } catch (const dogpile::RegionNotConfigured& e) {
-    BOOST_TEST(std::string(e.what()) == "No backend is configured on this region.");
-  }
 }
 
 BOOST_AUTO_TEST_CASE(configuring_twice_raises_region_already_configured) {
@@ -205,7 +204,7 @@ BOOST_DATA_TEST_CASE(multi_operations_are_aligned_with_their_keys, data::make(kS
   BOOST_TEST(region->get_value_metadata("a")->cached_time() ==
              region->get_value_metadata("c")->cached_time());
   region->remove_multi({"a", "b", "missing"});
-  region->remove_multi({"a", "b"});  // idempotent
+  BOOST_CHECK_NO_THROW(region->remove_multi({"a", "b"}));  // idempotent
   values = region->get_multi<int>({"a", "b", "c"});
   BOOST_TEST(values[0] == nullptr);
   BOOST_TEST(values[1] == nullptr);
