@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <dogpile/dogpile.hpp>
@@ -36,6 +37,14 @@ bool wait_until(Condition&& condition) {
     std::this_thread::yield();
   }
   return true;
+}
+
+// wait_until for a thread other than the test's, where Boost.Test's checks must not run (they
+// are not thread-safe): a wait that timed out is counted in `timeouts`, which the test checks
+// on its own thread.
+template <class Condition>
+void wait_in_worker(Condition&& condition, std::atomic<int>& timeouts) {
+  if (!wait_until(std::forward<Condition>(condition))) ++timeouts;
 }
 
 // Whether the exception's message contains `text`; logs the message when it does not.

@@ -21,6 +21,7 @@ using dogpile::Timestamped;
 using namespace std::chrono_literals;
 using test::kStoringBackends;
 using test::region_on;
+using test::wait_in_worker;
 using test::wait_until;
 
 namespace {
@@ -387,7 +388,7 @@ BOOST_DATA_TEST_CASE(thirty_two_threads_on_a_cold_key_run_the_creator_once,
   constexpr int kThreads = 32;
   std::atomic<int> calls{0};
   std::atomic<int> right{0};
-  std::atomic<int> calling{0};
+  std::atomic<int> calling{0}, timeouts{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
@@ -395,13 +396,14 @@ BOOST_DATA_TEST_CASE(thirty_two_threads_on_a_cold_key_run_the_creator_once,
       auto v = region->get_or_create("cold", [&] {
         ++calls;
         // Holds the lock until every thread has called: the others wait for it meanwhile.
-        BOOST_TEST(wait_until([&] { return calling == kThreads; }));
+        wait_in_worker([&] { return calling == kThreads; }, timeouts);
         return std::string("made");
       });
       if (v && *v == "made") ++right;
     });
   }
   for (auto& t : threads) t.join();
+  BOOST_TEST(timeouts == 0);
   BOOST_TEST(calls == 1);
   BOOST_TEST(right == kThreads);
 }
@@ -418,13 +420,14 @@ BOOST_DATA_TEST_CASE(with_a_stale_value_others_return_it_without_waiting,
   std::atomic<bool> creator_done{false};
   std::atomic<int> others_returned{0};
   std::atomic<int> stale_before_done{0};
+  std::atomic<int> timeouts{0};
   std::string creator_got;
   std::thread creator_thread([&] {
     creator_got = *region->get_or_create("k", [&] {
       ++calls;
       creator_started = true;
       // Runs until every other caller has returned: none of them waits for it.
-      BOOST_TEST(wait_until([&] { return others_returned == kOthers; }));
+      wait_in_worker([&] { return others_returned == kOthers; }, timeouts);
       creator_done = true;
       return std::string("new");
     });
@@ -443,6 +446,7 @@ BOOST_DATA_TEST_CASE(with_a_stale_value_others_return_it_without_waiting,
   }
   for (auto& t : others) t.join();
   creator_thread.join();
+  BOOST_TEST(timeouts == 0);
   BOOST_TEST(calls == 1);
   BOOST_TEST(creator_got == "new");
   BOOST_TEST(stale_before_done == kOthers);
@@ -458,6 +462,7 @@ BOOST_DATA_TEST_CASE(creators_of_one_key_never_overlap_and_generations_advance,
   std::atomic<int> overlaps{0};
   std::atomic<int> generations{0};
   std::atomic<int> returned{0};
+  std::atomic<int> timeouts{0};
   // Each round starts with the value expired; everyone calls at once.
   std::barrier round_start(kThreads, [&]() noexcept {
     clock->advance(2);
@@ -472,7 +477,7 @@ BOOST_DATA_TEST_CASE(creators_of_one_key_never_overlap_and_generations_advance,
           if (++running > 1) ++overlaps;
           // After the first round a stale value is there: everyone else returns it at once,
           // and this creator runs until they all have.
-          if (round > 0) BOOST_TEST(wait_until([&] { return returned == kThreads - 1; }));
+          if (round > 0) wait_in_worker([&] { return returned == kThreads - 1; }, timeouts);
           --running;
           return ++generations;
         });
@@ -481,6 +486,7 @@ BOOST_DATA_TEST_CASE(creators_of_one_key_never_overlap_and_generations_advance,
     });
   }
   for (auto& t : threads) t.join();
+  BOOST_TEST(timeouts == 0);
   BOOST_TEST(overlaps == 0);
   BOOST_TEST(generations == kRounds);
 }
@@ -607,7 +613,7 @@ BOOST_AUTO_TEST_CASE(concurrent_multi_calls_create_each_key_once) {
   constexpr int kThreads = 8;
   std::mutex m;
   std::map<std::string, int> created;
-  std::atomic<int> calling{0};
+  std::atomic<int> calling{0}, timeouts{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
@@ -616,7 +622,7 @@ BOOST_AUTO_TEST_CASE(concurrent_multi_calls_create_each_key_once) {
       ++calling;
       region->get_or_create_multi(keys, [&](const dogpile::Keys& missing) {
         // Creates only once every thread has called, so the calls overlap.
-        BOOST_TEST(wait_until([&] { return calling == kThreads; }));
+        wait_in_worker([&] { return calling == kThreads; }, timeouts);
         std::lock_guard g(m);
         for (const auto& k : missing) ++created[k];
         return std::vector<int>(missing.size(), 1);
@@ -624,6 +630,7 @@ BOOST_AUTO_TEST_CASE(concurrent_multi_calls_create_each_key_once) {
     });
   }
   for (auto& t : threads) t.join();
+  BOOST_TEST(timeouts == 0);
   for (const auto& [key, count] : created) {
     BOOST_TEST_INFO(key);
     BOOST_TEST(count == 1);
@@ -654,9 +661,10 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
   auto region = region_with_clock(std::string(backend), clock, {.expiration_time = 10}, runner);
   std::atomic<int> calls{0};
   std::atomic<bool> gate_open{false};
+  std::atomic<int> timeouts{0};
   auto creator = [&calls, &gate_open] {
     // The first call creates in the caller; later ones, in the background, wait for the gate.
-    if (calls > 0) BOOST_TEST(wait_until([&] { return gate_open.load(); }));
+    if (calls > 0) wait_in_worker([&] { return gate_open.load(); }, timeouts);
     return ++calls;
   };
   // The first call has no value to serve: it creates in the caller.
@@ -671,6 +679,7 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
   BOOST_TEST(runner_calls == 1);
   gate_open = true;
   for (auto& t : background) t.join();
+  BOOST_TEST(timeouts == 0);
   BOOST_TEST(!region->key_is_locked("k"));
   BOOST_TEST(*region->get_or_create("k", creator) == 2);
   BOOST_TEST(calls == 2);

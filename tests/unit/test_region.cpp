@@ -94,10 +94,11 @@ BOOST_AUTO_TEST_CASE(a_replaced_backend_lives_until_the_calls_on_it_end) {
   std::weak_ptr<dogpile::CacheBackend> first = region->actual_backend();
   std::atomic<bool> creating{false};
   std::atomic<bool> replaced{false};
+  std::atomic<int> timeouts{0};
   std::thread caller([&] {
     region->get_or_create("k", [&] {
       creating = true;
-      BOOST_TEST(wait_until([&] { return replaced.load(); }));
+      test::wait_in_worker([&] { return replaced.load(); }, timeouts);
       return 1;  // stored in the first backend, which this call still uses
     });
   });
@@ -109,6 +110,7 @@ BOOST_AUTO_TEST_CASE(a_replaced_backend_lives_until_the_calls_on_it_end) {
   BOOST_TEST(!first.expired());
   replaced = true;
   caller.join();
+  BOOST_TEST(timeouts == 0);
   BOOST_TEST(first.expired());  // freed by the call that left it last
   BOOST_TEST(region->get<int>("k") == nullptr);
 }
