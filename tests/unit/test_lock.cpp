@@ -662,7 +662,7 @@ BOOST_DATA_TEST_CASE(a_stale_value_is_refreshed_by_the_runner, data::make(kStori
   std::atomic<int> calls{0};
   std::atomic<bool> gate_open{false};
   std::atomic<int> timeouts{0};
-  auto creator = [&calls, &gate_open] {
+  auto creator = [&calls, &gate_open, &timeouts] {
     // The first call creates in the caller; later ones, in the background, wait for the gate.
     if (calls > 0) wait_in_worker([&] { return gate_open.load(); }, timeouts);
     return ++calls;
