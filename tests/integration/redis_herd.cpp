@@ -1,8 +1,10 @@
 // One process of the cross-process herd test: at a given moment, THREADS threads call
 // get_or_create on one cold key with the Redis distributed lock. The creator counts its calls
 // in Redis itself (INCR herd:calls), so the test can add up every process's calls.
-// usage: redis_herd PORT START_EPOCH_MS THREADS
+// It starts when the test opens its StartGate (servers.hpp), whose two descriptors it gets.
+// usage: redis_herd PORT THREADS READY_FD GO_FD
 #include <hiredis/hiredis.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,13 +14,12 @@
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: redis_herd PORT START_EPOCH_MS THREADS\n");
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: redis_herd PORT THREADS READY_FD GO_FD\n");
     return 2;
   }
   const int port = std::atoi(argv[1]);
-  const long long start_ms = std::atoll(argv[2]);
-  const int threads = std::atoi(argv[3]);
+  const int threads = std::atoi(argv[2]);
   try {
     auto region = dogpile::make_region("herd");
     region->configure("dogpile.cache.redis", {.arguments = {{"host", "127.0.0.1"},
@@ -26,8 +27,12 @@ int main(int argc, char** argv) {
                                                             {"distributed_lock", true},
                                                             {"thread_local_lock", false},
                                                             {"lock_timeout", 10}}});
-    std::this_thread::sleep_until(
-        std::chrono::system_clock::time_point(std::chrono::milliseconds(start_ms)));
+    // Ready (configured and connected): tell the test, and wait for its start.
+    region->set("herd:ready", 1);
+    char c = 1;
+    (void)!::write(std::atoi(argv[3]), &c, 1);
+    ::close(std::atoi(argv[3]));
+    (void)!::read(std::atoi(argv[4]), &c, 1);
     std::vector<std::thread> herd;
     for (int t = 0; t < threads; ++t) {
       herd.emplace_back([&] {

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -39,6 +40,52 @@ inline int free_loopback_port() {
   ::close(fd);
   return ntohs(address.sin_port);
 }
+
+// Starts processes a test forked at one moment, without sleeping until a time: each child
+// says it is ready and waits (arrive_and_wait); the parent waits until all are ready, then
+// releases them at once (open), by closing a pipe they all read. A child that dies early does
+// not hang the parent. The two descriptors survive exec, so a program the child runs can do
+// its part with arrive_and_wait(ready_fd(), go_fd()).
+class StartGate {
+ public:
+  StartGate() {
+    if (::pipe(ready_) != 0 || ::pipe(go_) != 0) throw std::runtime_error("pipe failed");
+    // A program a child runs must not hold the gate's write end, or the gate never opens.
+    ::fcntl(go_[1], F_SETFD, FD_CLOEXEC);
+  }
+  ~StartGate() {
+    for (int fd : {ready_[0], ready_[1], go_[0], go_[1]}) ::close(fd);
+  }
+  StartGate(const StartGate&) = delete;
+  StartGate& operator=(const StartGate&) = delete;
+
+  int ready_fd() const { return ready_[1]; }
+  int go_fd() const { return go_[0]; }
+
+  // In a child.
+  static void arrive_and_wait(int ready_fd, int go_fd, int go_write_fd = -1) {
+    if (go_write_fd >= 0) ::close(go_write_fd);
+    char c = 1;
+    (void)!::write(ready_fd, &c, 1);
+    ::close(ready_fd);
+    (void)!::read(go_fd, &c, 1);  // end of file once the parent opens the gate
+  }
+  void arrive_and_wait() { arrive_and_wait(ready_[1], go_[0], go_[1]); }
+
+  // In the parent: waits for `children` to be ready, then releases them; whether all were.
+  bool open(int children) {
+    ::close(std::exchange(ready_[1], -1));
+    int ready = 0;
+    char c;
+    while (ready < children && ::read(ready_[0], &c, 1) == 1) ++ready;
+    ::close(std::exchange(go_[1], -1));
+    return ready == children;
+  }
+
+ private:
+  int ready_[2];
+  int go_[2];
+};
 
 // A server program run for a test in a scratch directory, stopped by its PID; ready once it
 // accepts a connection on its port.

@@ -210,7 +210,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) {
   test::MemcachedServer memcached;
-  const auto start = std::chrono::system_clock::now() + 300ms;
+  test::StartGate gate;
   std::vector<pid_t> processes;
   for (int p = 0; p < 4; ++p) {
     const pid_t pid = ::fork();
@@ -219,7 +219,8 @@ BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) 
       try {
         auto region =
             memcached_region(memcached, {{"distributed_lock", true}, {"lock_timeout", 10}});
-        std::this_thread::sleep_until(start);
+        region->set("herd:ready", 1);  // connected
+        gate.arrive_and_wait();
         std::vector<std::thread> herd;
         for (int t = 0; t < 8; ++t) {
           herd.emplace_back([&] {
@@ -239,6 +240,7 @@ BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) 
     }
     processes.push_back(pid);
   }
+  BOOST_TEST(gate.open(4));
   int failures = 0;
   for (pid_t pid : processes) {
     int status = 0;

@@ -374,20 +374,22 @@ BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) 
   test::RedisServer redis;
   const char* herd = std::getenv("DOGPILE_TEST_REDIS_HERD");
   BOOST_TEST_REQUIRE(herd != nullptr);
-  const auto start = std::chrono::system_clock::now() + 300ms;
-  const auto start_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(start.time_since_epoch()).count();
+  test::StartGate gate;
   std::vector<pid_t> processes;
   for (int p = 0; p < 4; ++p) {
     const pid_t pid = ::fork();
     if (pid == 0) {
       const std::string port = std::to_string(redis.port());
-      const std::string when = std::to_string(start_ms);
-      ::execl(herd, herd, port.c_str(), when.c_str(), "8", static_cast<char*>(nullptr));
+      const std::string ready = std::to_string(gate.ready_fd());
+      const std::string go = std::to_string(gate.go_fd());
+      ::execl(herd, herd, port.c_str(), "8", ready.c_str(), go.c_str(),
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     processes.push_back(pid);
   }
+  BOOST_TEST(gate.open(4));
+  const auto start = std::chrono::steady_clock::now();
   int failures = 0;
   for (pid_t pid : processes) {
     int status = 0;
@@ -395,7 +397,7 @@ BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) 
     failures += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   const double wall_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - start).count();
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   BOOST_TEST_MESSAGE("4 x 8 herd on a 50 ms creator finished " << wall_ms << " ms after the start");
   BOOST_TEST(failures == 0);
   BOOST_TEST(raw(redis, "GET herd:calls") == "1");
