@@ -42,18 +42,21 @@ class DOGPILE_API ProxyBackend : public CacheBackend {
   bool has_lock_timeout() const override;
   BackendCapabilities capabilities() const override;
 
- private:
-  std::shared_ptr<CacheBackend> proxied_;
-
  protected:
   // The backend this proxy forwards to; throws Error before wrap().
   CacheBackend& next() const;
+
+ private:
+  std::shared_ptr<CacheBackend> proxied_;
 };
 
 // One call passing through an InterceptingProxy: what it is, its keys, and proceed() to send it
 // down the chain.
 class DOGPILE_API ProxiedCall {
  public:
+  ProxiedCall(const ProxiedCall&) = delete;
+  ProxiedCall& operator=(const ProxiedCall&) = delete;
+
   CacheOperation operation() const noexcept { return operation_; }
   // True for the bytes family (get_serialized, set_serialized, ...).
   bool serialized() const noexcept { return serialized_; }
