@@ -17,6 +17,7 @@ PluginNotFound::~PluginNotFound() = default;
 PluginLoadError::~PluginLoadError() = default;
 BackendUnavailable::~BackendUnavailable() = default;
 ServerError::~ServerError() = default;
+TimeoutError::~TimeoutError() = default;
 CantDeserialize::~CantDeserialize() = default;
 CantSerialize::~CantSerialize() = default;
 ValueTypeError::~ValueTypeError() = default;

@@ -36,6 +36,11 @@ CachedValue::CachedValue(std::string_view payload_bytes, ValueMetadata metadata)
 
 double CachedValue::age() const noexcept { return now_seconds() - metadata_.ct; }
 
+CachedValuePtr CachedValue::with_metadata(const ValueMetadata& metadata) const {
+  if (object_) return std::make_shared<const CachedValue>(object_, *type_, encoder_, metadata);
+  return std::make_shared<const CachedValue>(bytes(), metadata);
+}
+
 std::string CachedValue::payload_bytes() const {
   if (!object_) return std::string(bytes());
   if (encoder_ == nullptr) {
@@ -93,6 +98,10 @@ std::string serialize_metadata(const ValueMetadata& metadata) {
   out += python_float_repr(metadata.ct);
   out += ", \"v\": ";
   out += std::to_string(metadata.v);
+  if (metadata.origin > 0) {
+    out += ", \"origin\": ";
+    out += python_float_repr(metadata.origin);
+  }
   out += '}';
   return out;
 }
@@ -123,7 +132,15 @@ std::optional<ValueMetadata> parse_python_metadata(std::string_view text) {
     return std::nullopt;
   }
   auto [after_v, v_error] = std::from_chars(after_ct + kV.size(), end, metadata.v);
-  if (v_error != std::errc() || after_v != end) return std::nullopt;
+  if (v_error != std::errc()) return std::nullopt;
+  if (after_v == end) return metadata;
+  constexpr std::string_view kOrigin = ", \"origin\": ";
+  if (std::string_view(after_v, end - after_v).substr(0, kOrigin.size()) != kOrigin) {
+    return std::nullopt;
+  }
+  auto [after_origin, origin_error] =
+      std::from_chars(after_v + kOrigin.size(), end, metadata.origin);
+  if (origin_error != std::errc() || after_origin != end) return std::nullopt;
   return metadata;
 }
 
@@ -141,7 +158,11 @@ std::optional<ValueMetadata> parse_json_metadata(std::string_view text, std::str
     problem = "the metadata lacks a numeric \"ct\" or an integer \"v\"";
     return std::nullopt;
   }
-  return ValueMetadata{ct->get<double>(), v->get<int>()};
+  ValueMetadata read{ct->get<double>(), v->get<int>()};
+  if (auto origin = metadata.find("origin"); origin != metadata.end() && origin->is_number()) {
+    read.origin = origin->get<double>();
+  }
+  return read;
 }
 
 }  // namespace
@@ -155,7 +176,7 @@ CachedValuePtr CachedValue::from_wire(std::string wire) {
   } else if (!(metadata = parse_python_metadata(std::string_view(wire).substr(0, bar)))) {
     metadata = parse_json_metadata(std::string_view(wire).substr(0, bar), value->problem_);
   }
-  if (metadata && !std::isfinite(metadata->ct)) {
+  if (metadata && (!std::isfinite(metadata->ct) || !std::isfinite(metadata->origin))) {
     value->problem_ = "the creation time is not a finite number";
   } else if (metadata) {
     value->metadata_ = *metadata;

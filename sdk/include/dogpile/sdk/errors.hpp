@@ -79,6 +79,14 @@ class DOGPILE_API ServerError : public Error {
   ~ServerError() override;
 };
 
+// A value's creator ran longer than the region's hard_timeout and no stale value could be
+// given instead; the creator goes on in the background and stores its value when done.
+class DOGPILE_API TimeoutError : public Error {
+ public:
+  using Error::Error;
+  ~TimeoutError() override;
+};
+
 // Bytes read from a backend are not a value this library (or dogpile.cache) wrote, or do
 // not decode as the requested type.
 class DOGPILE_API CantDeserialize : public Error {

@@ -5,14 +5,15 @@
 // DOGPILE_SDK_ABI_VERSION is bumped on any change to the layout of an SDK type; the loader
 // refuses a plugin built for another version. DOGPILE_BUILD_TAG names the toolchain facts
 // that break the ABI silently when they differ (libstdc++ release, its dual string ABI, and
-// nlohmann::json's version and ABI tags), so a mismatched plugin is refused before any of its code runs.
+// nlohmann::json's version and ABI tags), so a mismatched plugin is refused before any of its code
+// runs.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #define DOGPILE_API __attribute__((visibility("default")))
 
-#define DOGPILE_SDK_ABI_VERSION 2
+#define DOGPILE_SDK_ABI_VERSION 3
 
 #define DOGPILE_STRINGIFY_(x) #x
 #define DOGPILE_STRINGIFY(x) DOGPILE_STRINGIFY_(x)
@@ -30,7 +31,7 @@
 // nlohmann::json's ABI: its version and its ABI tags (json_abi, plus _diag and _ldvcmp when
 // JSON_DIAGNOSTICS or JSON_USE_LEGACY_DISCARDED_VALUE_COMPARISON change its layout). The tags
 // macro, unlike those two, is still defined after <nlohmann/json.hpp>.
-#define DOGPILE_BUILD_TAG                                                        \
-  DOGPILE_STDLIB_TAG_                                                            \
+#define DOGPILE_BUILD_TAG                                                       \
+  DOGPILE_STDLIB_TAG_                                                           \
   "-json" DOGPILE_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." DOGPILE_STRINGIFY( \
       NLOHMANN_JSON_VERSION_MINOR) "-" DOGPILE_STRINGIFY(NLOHMANN_JSON_ABI_TAGS)

@@ -28,6 +28,11 @@ inline constexpr int kValueVersion = 2;
 struct ValueMetadata {
   double ct = 0;          // creation time, seconds since the epoch, sub-second precision
   int v = kValueVersion;  // format version
+  // When the payload was made, if fail-safe kept it past its expiry by moving `ct` (0: at
+  // `ct`). Written as `"origin"` after `v` only when set; Python dogpile.cache ignores it.
+  double origin = 0;
+  // When the payload was made.
+  double made() const noexcept { return origin > 0 ? origin : ct; }
 };
 
 // Current time as dogpile.cache's time.time(): epoch seconds as a double.
@@ -84,6 +89,9 @@ class DOGPILE_API CachedValue {
   // Throws CantSerialize when the object's type has no codec.
   std::string payload_bytes() const;
 
+  // The same payload (shared, not copied) with other metadata. REQUIRES: decodable().
+  std::shared_ptr<const CachedValue> with_metadata(const ValueMetadata& metadata) const;
+
   // The whole wire format; for a value read from bytes, exactly those bytes.
   // Throws CantSerialize when an object payload's type has no codec.
   std::string wire() const;
@@ -105,7 +113,8 @@ class DOGPILE_API CachedValue {
 DOGPILE_API std::string python_float_repr(double value);
 
 // The wire format: `{"ct": <ct>, "v": <v>}|<payload>`, byte for byte what Python's
-// json.dumps writes for the metadata.
+// json.dumps writes for the metadata (`{"ct": <ct>, "v": <v>, "origin": <origin>}` when
+// fail-safe set an origin).
 DOGPILE_API std::string serialize_cached_value(const CachedValue& value);
 DOGPILE_API std::string serialize_metadata(const ValueMetadata& metadata);
 
