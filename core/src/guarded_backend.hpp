@@ -1,17 +1,66 @@
 // What a region calls: its backend chain behind a proxy that turns any exception that is not
 // dogpile's into a dogpile::Error naming the backend, so a plugin cannot take an application
 // down with a type it cannot know. The mutexes it gives are guarded the same way.
+//
+// Under BackendErrors::miss it also absorbs the backend's failures: reads miss, writes and
+// removes are dropped, a lock that cannot be taken is treated as taken (the value is made
+// without it). After a failure the backend is left alone for the retry interval; warnings are
+// logged at most once per log interval.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 
+#include "dogpile/clock.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile::detail {
 
+struct MissPolicy {
+  bool enabled = false;         // BackendErrors::miss
+  double retry_interval = 1.0;  // seconds
+  double log_interval = 60.0;   // seconds
+};
+
+// How calls to one backend are guarded, and its health under miss; shared by the backend's
+// guard and the mutexes it gives, which may outlive it in a background regeneration.
+class BackendGuard {
+ public:
+  BackendGuard(std::string backend, MissPolicy policy, std::shared_ptr<const Clock> clock)
+      : backend_(std::move(backend)), policy_(policy), clock_(std::move(clock)) {}
+
+  // `call()` guarded: a foreign exception becomes an Error naming the backend; under miss, a
+  // backend failure returns `fallback()` instead, as does a call while the backend is left
+  // alone.
+  template <class Call, class Fallback>
+  auto operator()(Call&& call, Fallback&& fallback) -> decltype(call());
+
+  // Under miss: whether the last call to reach the backend failed (it is being left alone).
+  bool failing() const noexcept { return failing_.load(std::memory_order_relaxed); }
+
+ private:
+  // Whether calls should skip the backend now.
+  bool resting() noexcept;
+  void note_failure(const std::string& what);
+  void note_success();
+
+  const std::string backend_;
+  const MissPolicy policy_;
+  const std::shared_ptr<const Clock> clock_;
+  std::atomic<bool> failing_{false};
+  std::atomic<double> retry_at_{0};
+  std::mutex log_mutex_;
+  double last_warning_ = 0;
+  std::uint64_t unlogged_failures_ = 0;
+  std::uint64_t failures_ = 0;
+};
+
 class GuardedBackend final : public ProxyBackend {
  public:
-  explicit GuardedBackend(std::string backend) : backend_(std::move(backend)) {}
+  explicit GuardedBackend(std::shared_ptr<BackendGuard> guard) : guard_(std::move(guard)) {}
 
   CachedValuePtr get(std::string_view key) override;
   std::vector<CachedValuePtr> get_multi(const Keys& keys) override;
@@ -21,8 +70,10 @@ class GuardedBackend final : public ProxyBackend {
   void remove_multi(const Keys& keys) override;
   std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override;
 
+  const BackendGuard& guard() const noexcept { return *guard_; }
+
  private:
-  const std::string backend_;
+  std::shared_ptr<BackendGuard> guard_;
 };
 
 }  // namespace dogpile::detail

@@ -1,6 +1,7 @@
 #include "lock_registry.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <semaphore>
 
 namespace dogpile::detail {
@@ -25,6 +26,11 @@ class ProcessMutex final : public CacheMutex {
     semaphore_.release();
   }
   bool locked() const override { return held_.load(std::memory_order_relaxed); }
+  bool acquire_for(std::chrono::steady_clock::duration timeout) {
+    if (!semaphore_.try_acquire_for(timeout)) return false;
+    held_.store(true, std::memory_order_relaxed);
+    return true;
+  }
 
  private:
   std::binary_semaphore semaphore_{1};
@@ -32,6 +38,25 @@ class ProcessMutex final : public CacheMutex {
 };
 
 }  // namespace
+
+std::optional<bool> acquire_within(CacheMutex& mutex, const std::function<bool()>& value_ready,
+                                   double seconds) {
+  using Clock = std::chrono::steady_clock;
+  const auto timeout =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  if (auto* process = dynamic_cast<ProcessMutex*>(&mutex)) {
+    if (process->acquire_for(timeout)) return true;
+    return value_ready() ? std::optional<bool>(false) : std::nullopt;
+  }
+  // A lock in a server is polled: `value_ready` is asked between polls, and so is the clock.
+  const auto deadline = Clock::now() + timeout;
+  bool ready = false;
+  const bool held =
+      mutex.acquire_unless([&] { return (ready = value_ready()) || Clock::now() >= deadline; });
+  // Not held and no value before the deadline: the lock's own blocking timeout ran out.
+  if (held || ready || Clock::now() < deadline) return held;
+  return std::nullopt;
+}
 
 std::size_t LockRegistry::size() {
   std::size_t n = 0;

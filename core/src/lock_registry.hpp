@@ -6,8 +6,10 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -15,6 +17,11 @@
 #include "dogpile/sdk/mutex.hpp"
 
 namespace dogpile::detail {
+
+// Waits at most `seconds` for `mutex` as CacheMutex::acquire_unless does: true when it is now
+// held, false when `value_ready` said the value is there, nullopt when the time ran out.
+std::optional<bool> acquire_within(CacheMutex& mutex, const std::function<bool()>& value_ready,
+                                   double seconds);
 
 class LockRegistry : public std::enable_shared_from_this<LockRegistry> {
  public:

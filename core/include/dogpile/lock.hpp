@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "dogpile/clock.hpp"
@@ -61,35 +62,52 @@ inline void release_logged(CacheMutex& mutex) noexcept {
   }
 }
 
+// How dogpile_lock waits; by default as dogpile.cache does.
+struct LockWaiting {
+  // false: a stale value is not served while another caller makes a new one; it is waited
+  // for like a missing value.
+  bool serve_stale = true;
+  // How a caller without a value to serve waits for the mutex, `value_ready` as in
+  // CacheMutex::acquire_unless (which is what an empty function calls). It may throw, e.g. to
+  // give up at a deadline; it then holds nothing.
+  std::function<bool(CacheMutex& mutex, const std::function<bool()>& value_ready)> acquire{};
+};
+
 // Runs the dogpile algorithm above and returns the value to give the caller.
 //   current:      the value read before calling, nullopt when there is none;
 //   get_mutex():  std::shared_ptr<CacheMutex> for the key (called only when needed);
 //   getter():     std::optional<Timestamped<Value>>, the cached value now, nullopt if none;
-//   creator():    Timestamped<Value>, creates and stores a new value;
+//   creator():    Timestamped<Value>, creates and stores a new value; or
+//   creator(std::shared_ptr<CacheMutex>& held): the same, given the held mutex (null when the
+//                 lock's blocking timeout ran out); a creator that keeps it (leaving `held`
+//                 null) owns releasing it;
 //   async_creator(std::shared_ptr<CacheMutex>): optional; regenerates in the background and
 //                 releases the mutex. Used only when a stale value exists.
-//   clock:        whose time decides expiry.
+//   clock:        whose time decides expiry;
+//   waiting:      see LockWaiting.
 template <class Value, class GetMutex, class Getter, class Creator>
 Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mutex, Getter&& getter,
                    Creator&& creator, std::optional<double> expiration,
                    const std::function<void(std::shared_ptr<CacheMutex>)>& async_creator = {},
-                   const Clock& clock = *SystemClock::instance()) {
+                   const Clock& clock = *SystemClock::instance(), const LockWaiting& waiting = {}) {
   auto fresh = [&](const std::optional<Timestamped<Value>>& value) {
     return value && !dogpile_expired(value->created, expiration, clock);
   };
   if (fresh(current)) return current->value;
 
   std::shared_ptr<CacheMutex> mutex = get_mutex();
-  bool has_value = current && current->created > 0;
+  bool has_value = waiting.serve_stale && current && current->created > 0;
   if (has_value) {
     if (!mutex->acquire(false)) return current->value;  // regeneration in progress elsewhere
   } else {
     // Wait for the lock, or (with a lock held in a server) for the value its holder stores.
     std::optional<Timestamped<Value>> ready;
-    const bool held = mutex->acquire_unless([&] {
+    const std::function<bool()> value_ready = [&] {
       ready = getter();
       return fresh(ready);
-    });
+    };
+    const bool held =
+        waiting.acquire ? waiting.acquire(*mutex, value_ready) : mutex->acquire_unless(value_ready);
     if (fresh(ready)) {
       if (held) release_logged(*mutex);
       return ready->value;
@@ -108,7 +126,7 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
   // Read again now that the lock is ours: a concurrent creator may have just stored a value.
   if (auto reread = getter()) {
     if (fresh(reread)) return reread->value;
-    if (reread->created > 0) {
+    if (reread->created > 0 && waiting.serve_stale) {
       current = std::move(reread);
       has_value = true;
     }
@@ -118,7 +136,11 @@ Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mut
     mutex = nullptr;
     return current->value;
   }
-  return creator().value;
+  if constexpr (std::is_invocable_v<Creator&, std::shared_ptr<CacheMutex>&>) {
+    return creator(mutex).value;
+  } else {
+    return creator().value;
+  }
 }
 
 }  // namespace dogpile
