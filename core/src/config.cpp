@@ -473,13 +473,48 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
         throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
       (name == "raise_on_undecodable" ? options.raise_on_undecodable
                                       : options.replace_existing_backend) = value.get<bool>();
+    } else if (name == "backend_errors") {
+      if (value != "raise" && value != "miss") {
+        throw ValidationError(key + " must be raise or miss, not " + shown_value(key, value));
+      }
+      options.resilience.backend_errors =
+          value == "miss" ? BackendErrors::miss : BackendErrors::raise;
+    } else if (name == "fail_safe" || name == "serve_stale") {
+      if (!value.is_boolean())
+        throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
+      (name == "fail_safe" ? options.resilience.fail_safe : options.resilience.serve_stale) =
+          value.get<bool>();
+    } else if (auto* seconds =
+                   name == "backend_retry_interval" ? &options.resilience.backend_retry_interval
+                   : name == "backend_error_log_interval"
+                       ? &options.resilience.backend_error_log_interval
+                   : name == "fail_safe_max_age"  ? &options.resilience.fail_safe_max_age
+                   : name == "fail_safe_throttle" ? &options.resilience.fail_safe_throttle
+                   : name == "soft_timeout"       ? &options.resilience.soft_timeout
+                   : name == "hard_timeout"       ? &options.resilience.hard_timeout
+                                                  : nullptr) {
+      auto parsed = value.is_null() ? std::nullopt : parse_duration_seconds(value);
+      if (!parsed) {
+        throw ValidationError(key + " must be a number of seconds or a duration, not " +
+                              shown_value(key, value));
+      }
+      *seconds = *parsed;
+    } else if (name == "eager_refresh" || name == "expiration_jitter") {
+      if (!value.is_number()) {
+        throw ValidationError(key + " must be a number, not " + shown_value(key, value));
+      }
+      (name == "eager_refresh" ? options.resilience.eager_refresh
+                               : options.resilience.expiration_jitter) = value.get<double>();
     } else {
       throw ValidationError(
           "unknown config key " + key +
           " (a region takes backend, expiration_time, arguments.<name>, wrap, "
           "wrap_arguments.<proxy>.<name>, "
           "replace_existing_backend, key_mangler, raise_on_undecodable, async_creation_runner, "
-          "async_creation_runner_threads, async_creation_runner_queue)");
+          "async_creation_runner_threads, async_creation_runner_queue, backend_errors, "
+          "backend_retry_interval, backend_error_log_interval, fail_safe, fail_safe_max_age, "
+          "fail_safe_throttle, soft_timeout, hard_timeout, eager_refresh, expiration_jitter, "
+          "serve_stale)");
     }
   }
   // <prefix>wrap_arguments.<proxy name>.<argument>: the longest proxy name in wrap that fits.

@@ -1,10 +1,15 @@
 #include "dogpile/region.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <boost/core/demangle.hpp>
 #include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <limits>
 #include <map>
 
+#include "dogpile/async_runner.hpp"
 #include "dogpile/loader.hpp"
 #include "dogpile/lock.hpp"
 #include "dogpile/sdk/log.hpp"
@@ -14,8 +19,6 @@
 #include "state_keeper.hpp"
 
 namespace dogpile {
-
-
 
 namespace {
 
@@ -70,6 +73,24 @@ std::optional<double> effective_expiration(std::optional<double> call,
   return call ? normalized_expiration(call) : region;
 }
 
+// `expiration` spread by the region's expiration_jitter, by a fraction derived from the key
+// and the time the value was made, so every reader of the value computes the same one (FNV-1a
+// and splitmix64: the same on every build).
+double jittered(const RegionState& st, std::string_view key, const ValueMetadata& metadata,
+                double expiration) {
+  const double jitter = st.resilience.jitter;
+  if (jitter == 0) return expiration;
+  std::uint64_t h = 14695981039346656037ull;
+  for (const char c : key) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  h ^= std::bit_cast<std::uint64_t>(metadata.made());
+  h += 0x9e3779b97f4a7c15ull;
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  const double unit = static_cast<double>(h >> 11) * 0x1p-53 * 2 - 1;  // [-1, 1)
+  return expiration * (1 + jitter * unit);
+}
+
 // A value read from the backend for `key`, decoded by `decode` (null: not decoded). A value
 // that does not decode is a miss, logged, unless the region raises on them.
 CachedValuePtr decoded(const RegionState& st, CachedValuePtr value, std::string_view key,
@@ -88,31 +109,84 @@ CachedValuePtr decoded(const RegionState& st, CachedValuePtr value, std::string_
 }
 
 // Whether `value` may be returned by get under `options`.
-bool is_fresh(const RegionState& st, const CachedValue& value, const GetOptions& options) {
+bool is_fresh(const RegionState& st, std::string_view key, const CachedValue& value,
+              const GetOptions& options) {
   if (options.ignore_expiration) return true;
-  const auto expiration = effective_expiration(options.expiration_time, st.expiration);
-  const double ct = value.metadata().ct;
-  if (older_than(ct, expiration, st.clock->coarse_now())) return false;
-  return !st.invalidator->is_invalidated(ct);
+  auto expiration = effective_expiration(options.expiration_time, st.expiration);
+  const ValueMetadata& metadata = value.metadata();
+  if (expiration) expiration = jittered(st, key, metadata, *expiration);
+  if (older_than(metadata.ct, expiration, st.clock->coarse_now())) return false;
+  // A payload made before a hard invalidation is never served; a value fail-safe kept after a
+  // soft one is fresh for its throttle (see classify).
+  if (metadata.origin == 0) return !st.invalidator->is_invalidated(metadata.ct);
+  return !st.invalidator->is_hard_invalidated(metadata.made()) &&
+         !st.invalidator->is_soft_invalidated(metadata.ct);
 }
 
 // A backend value as the dogpile lock sees it, decoded: nullopt when missing, of another
 // version, hard-invalidated or undecodable; a soft-invalidated value's time is moved back so
-// it reads as expired.
+// it reads as expired, and a jittered one's so it expires at its jittered time.
 Current classify(const RegionState& st, CachedValuePtr value, std::string_view key,
                  std::optional<double> expiration, Decoder decode) {
   if (!value) return std::nullopt;
   if (value->decodable() && value->metadata().v != kValueVersion) return std::nullopt;
   value = decoded(st, std::move(value), key, decode);
   if (!value) return std::nullopt;
-  double ct = value->metadata().ct;
-  if (st.invalidator->is_hard_invalidated(ct)) return std::nullopt;
+  const ValueMetadata& metadata = value->metadata();
+  double ct = metadata.ct;
+  if (st.invalidator->is_hard_invalidated(metadata.made())) return std::nullopt;
   if (st.invalidator->is_soft_invalidated(ct)) {
     if (!expiration) throw Error(kSoftInvalidationNeedsExpiration);
     // Reads as expired: older than the expiration time on the clock expiry checks use.
     ct = st.clock->coarse_now() - *expiration - 0.0001;
+  } else if (expiration && st.resilience.jitter != 0) {
+    ct = std::max(ct + jittered(st, key, metadata, *expiration) - *expiration,
+                  std::numeric_limits<double>::min());
   }
   return Timestamped<CachedValuePtr>{std::move(value), ct};
+}
+
+// `options` checked, with every time in seconds; errors name the option with `prefix`.
+detail::Resilience checked(const ResilienceOptions& options, const std::string& prefix,
+                           detail::MissPolicy& miss) {
+  auto seconds = [&](const Seconds& value, const char* name, bool zero_allowed) {
+    if (value && std::isfinite(*value) && *value <= kLongestDuration &&
+        (*value > 0 || (zero_allowed && *value == 0))) {
+      return value;
+    }
+    throw ValidationError(prefix + name + " must be a " +
+                          (zero_allowed ? "non-negative" : "positive") + " number of seconds" +
+                          (value ? ", not " + python_float_repr(*value) : std::string()));
+  };
+  auto fraction = [&](double value, const char* name, const char* range, bool ok) {
+    if (!ok)
+      throw ValidationError(prefix + name + " must be " + range + ", not " +
+                            python_float_repr(value));
+    return value;
+  };
+  miss.enabled = options.backend_errors == BackendErrors::miss;
+  miss.retry_interval = *seconds(options.backend_retry_interval, "backend_retry_interval", true);
+  miss.log_interval =
+      *seconds(options.backend_error_log_interval, "backend_error_log_interval", true);
+  detail::Resilience r;
+  r.fail_safe = options.fail_safe;
+  r.fail_safe_max_age = *seconds(options.fail_safe_max_age, "fail_safe_max_age", false);
+  r.fail_safe_throttle = *seconds(options.fail_safe_throttle, "fail_safe_throttle", false);
+  if (options.soft_timeout) r.soft_timeout = seconds(options.soft_timeout, "soft_timeout", false);
+  if (options.hard_timeout) r.hard_timeout = seconds(options.hard_timeout, "hard_timeout", false);
+  if (r.soft_timeout && r.hard_timeout && *r.soft_timeout >= *r.hard_timeout) {
+    throw ValidationError(prefix + "soft_timeout (" + python_float_repr(*r.soft_timeout) +
+                          " s) must be shorter than " + prefix + "hard_timeout (" +
+                          python_float_repr(*r.hard_timeout) + " s)");
+  }
+  const double eager = options.eager_refresh;
+  r.eager_refresh = fraction(eager, "eager_refresh", "0 (off) or between 0 and 1, exclusive",
+                             eager == 0 || (eager > 0 && eager < 1));
+  const double jitter = options.expiration_jitter;
+  r.jitter = fraction(jitter, "expiration_jitter", "at least 0 and less than 1",
+                      jitter >= 0 && jitter < 1);
+  r.serve_stale = options.serve_stale;
+  return r;
 }
 
 // The keys get_or_create_multi may create, with the dogpile mutex taken for each (null when
@@ -158,6 +232,7 @@ CacheRegion::CacheRegion(RegionOptions options)
 
 CacheRegion::~CacheRegion() {
   detail::RegionRegistry::instance().remove(this);
+  creators_.reset();  // creators past their caller's timeout finish first
   // Background regenerations use this region: a runner that owns its pool (a config file's
   // thread_pool) finishes them when its last copy goes, while the region is still whole.
   async_creation_runner_ = nullptr;
@@ -230,12 +305,23 @@ CacheRegion& CacheRegion::configure_with(std::string_view backend, ConfigureOpti
                                             : state->outer->key_mangler();
   state->invalidator =
       options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
-  auto guarded_calls = std::make_shared<detail::GuardedBackend>(state->backend_name);
+  detail::MissPolicy miss;
+  state->resilience = checked(options.resilience, prefix, miss);
+  state->guard = std::make_shared<detail::BackendGuard>(state->backend_name, miss, clock_);
+  auto guarded_calls = std::make_shared<detail::GuardedBackend>(state->guard);
   guarded_calls->wrap(state->outer);
   state->calls = std::move(guarded_calls);
   state->locks = std::make_shared<detail::LockRegistry>(state->calls);
   state->async_runner =
       settings.async_creation_runner ? settings.async_creation_runner : async_creation_runner_;
+  if (state->resilience.eager_refresh > 0) {
+    state->refresh_runner =
+        state->async_runner ? state->async_runner : ThreadPoolRunner::owning_runner();
+  }
+  if (state->resilience.soft_timeout || state->resilience.hard_timeout) {
+    if (!creators_) creators_ = std::make_unique<detail::CreatorPool>();
+    state->creators = creators_.get();
+  }
 
   log(LogLevel::info, "region",
       "region '" + name_ + "' configured with backend " + state->backend_name);
@@ -305,7 +391,7 @@ CachedValuePtr CacheRegion::get_decoded(std::string_view key, const GetOptions& 
   const State& st = pinned(pin);
   std::string storage;
   CachedValuePtr value = st.calls->get(backend_key(st, key, storage));
-  if (value && value->decodable() && !is_fresh(st, *value, options)) return nullptr;
+  if (value && value->decodable() && !is_fresh(st, key, *value, options)) return nullptr;
   return decoded(st, std::move(value), key, decode);
 }
 
@@ -319,7 +405,7 @@ std::vector<CachedValuePtr> CacheRegion::get_decoded_multi(const Keys& keys,
   std::vector<CachedValuePtr> values = st.calls->get_multi(backend_keys(st, keys, storage));
   for (std::size_t i = 0; i < values.size(); ++i) {
     auto& value = values[i];
-    if (value && value->decodable() && !is_fresh(st, *value, options)) value = nullptr;
+    if (value && value->decodable() && !is_fresh(st, keys[i], *value, options)) value = nullptr;
     value = decoded(st, std::move(value), keys[i], decode);
   }
   return values;
@@ -374,41 +460,274 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key, std::optional<doub
     found.value = current->value;
     found.created = current->created;
     found.fresh = !dogpile_expired(found.created, found.expiration, *clock_);
+    // A value fail-safe kept (it has an origin) is tried again when its throttle ends.
+    const double eager = st.resilience.eager_refresh;
+    found.refresh = found.fresh && eager > 0 && found.expiration && *found.expiration > 0 &&
+                    found.value->metadata().origin == 0 &&
+                    clock_->coarse_now() - found.created > eager * *found.expiration;
   }
   return found;
 }
 
+namespace detail {
+
+// One run of a creator under the region's resilience options, with what it needs to store its
+// value: shared with a pool thread when the caller may stop waiting for it (soft_timeout,
+// hard_timeout), so it holds nothing of the region's configuration.
+struct Creation {
+  std::shared_ptr<CacheBackend> calls;
+  std::shared_ptr<RegionInvalidationStrategy> invalidator;
+  std::shared_ptr<const Clock> clock;
+  std::string region;
+  std::string key;
+  std::string mangled;
+  std::optional<double> expiration;
+  std::function<Created()> make;
+  // Fail-safe: the stale value to give instead of an error (null: none may be), the
+  // expiration it lives by (jittered), and how long it is kept when the creator fails.
+  CachedValuePtr fallback;
+  double fallback_expiration = 0;
+  double throttle = 0;
+  // The dogpile mutex, when this creation owns releasing it.
+  std::shared_ptr<CacheMutex> held;
+
+  std::mutex mutex;
+  std::condition_variable finished;
+  bool done = false;
+  Created made;
+  std::exception_ptr error;
+
+  ~Creation() { release(); }
+  void release() {
+    if (auto mutex = std::exchange(held, nullptr)) release_logged(*mutex);
+  }
+
+  // Makes the value and stores it; when making it fails, keeps the fallback and rethrows.
+  Created run() {
+    Created result;
+    try {
+      result = make();
+    } catch (const std::exception& e) {
+      keep(e.what());
+      throw;
+    } catch (...) {
+      keep("an exception that is not a std::exception");
+      throw;
+    }
+    if (!expiration && invalidator->was_soft_invalidated()) {
+      throw Error(kSoftInvalidationNeedsExpiration);
+    }
+    if (result.cache) calls->set(mangled, result.value);
+    return result;
+  }
+
+  // Stores the fallback again as fresh for `throttle` seconds, keeping when it was made, so
+  // the failing creator is tried once per throttle rather than by every caller.
+  void keep(const std::string& why) noexcept {
+    if (!fallback) return;
+    try {
+      ValueMetadata metadata = fallback->metadata();
+      const double now = clock->now();
+      const double made_at = metadata.made();
+      metadata.origin = made_at;
+      metadata.ct = now + throttle - fallback_expiration;
+      log(LogLevel::warning, "region",
+          "region '" + region + "': the creator of key '" + key + "' failed: " + why +
+              "; serving the value made " + python_float_repr(now - made_at) +
+              " s ago instead (fail_safe) for " + python_float_repr(throttle) + " s");
+      calls->set(mangled, fallback->with_metadata(metadata));
+    } catch (const std::exception& e) {
+      try {
+        log(LogLevel::warning, "region",
+            "region '" + region + "': keeping the stale value of key '" + key +
+                "' failed: " + e.what());
+      } catch (...) {
+      }
+    }
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+// Whether fail-safe may give `stale` (made less than fail_safe_max_age ago) instead of an error.
+bool fail_safe_may_give(const RegionState& st, const Current& stale) {
+  return st.resilience.fail_safe && stale && stale->value &&
+         st.clock->now() - stale->value->metadata().made() <= st.resilience.fail_safe_max_age;
+}
+
+std::string seconds_text(double seconds) { return python_float_repr(seconds) + " s"; }
+
+}  // namespace
+
 CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key, ValueMaker make,
                                        Decoder decode) {
   const State& st = *found.state;
+  const detail::Resilience& r = st.resilience;
   const std::string mangled(found.mangled ? *found.mangled : key);
+  // The newest value seen that is not fresh: what fail-safe and soft_timeout may give.
+  Current stale;
+  if (found.value) stale = Timestamped<CachedValuePtr>{found.value, found.created};
+  auto fallback = [&]() -> CachedValuePtr {
+    return fail_safe_may_give(st, stale) ? stale->value : nullptr;
+  };
+  // Under backend_errors = miss, with the backend failing: no cache and no lock.
+  if (st.guard->failing()) {
+    if (auto kept = fallback()) return kept;
+    return make().value;
+  }
   auto get_mutex = [&] { return st.locks->get(mangled); };
-  auto getter = [&] { return classify(st, st.calls->get(mangled), key, found.expiration, decode); };
-  auto creator = [&]() -> Timestamped<CachedValuePtr> {
-    Created made = make();
-    if (!found.expiration && st.invalidator->was_soft_invalidated()) {
-      throw Error(kSoftInvalidationNeedsExpiration);
+  auto getter = [&] {
+    Current current = classify(st, st.calls->get(mangled), key, found.expiration, decode);
+    if (current) stale = current;
+    return current;
+  };
+  auto creation_for = [&](std::shared_ptr<CacheMutex> held) {
+    auto creation = std::make_shared<detail::Creation>();
+    creation->calls = st.calls;
+    creation->invalidator = st.invalidator;
+    creation->clock = clock_;
+    creation->region = name_;
+    creation->key = std::string(key);
+    creation->mangled = mangled;
+    creation->expiration = found.expiration;
+    creation->make = make;
+    creation->fallback = fallback();
+    if (creation->fallback && found.expiration) {
+      creation->fallback_expiration =
+          jittered(st, key, creation->fallback->metadata(), *found.expiration);
+    } else {
+      creation->fallback = nullptr;  // nothing expires it: nothing to keep
     }
-    if (made.cache) st.calls->set(mangled, made.value);
-    const double ct = made.value->metadata().ct;
-    return {std::move(made.value), ct};
+    creation->throttle = r.fail_safe_throttle;
+    creation->held = std::move(held);
+    return creation;
+  };
+  auto creator = [&](std::shared_ptr<CacheMutex>& held) -> Timestamped<CachedValuePtr> {
+    if (st.guard->failing()) {  // the backend failed meanwhile (under miss)
+      if (auto kept = fallback()) return {kept, 1};
+    }
+    if (st.creators == nullptr) {
+      auto creation = creation_for(nullptr);
+      try {
+        return {creation->run().value, 1};
+      } catch (...) {
+        if (creation->fallback) return {creation->fallback, 1};
+        throw;
+      }
+    }
+    // Timed: the creation owns the mutex and runs on the pool while this caller waits.
+    auto creation = creation_for(std::exchange(held, nullptr));
+    const bool queued = st.creators->submit([creation] {
+      Created made;
+      std::exception_ptr error;
+      try {
+        made = creation->run();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      creation->release();
+      std::lock_guard guard(creation->mutex);
+      creation->made = std::move(made);
+      creation->error = error;
+      creation->done = true;
+      creation->finished.notify_all();
+    });
+    using Steady = std::chrono::steady_clock;
+    auto after = [start = Steady::now()](double seconds) {
+      return start +
+             std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double>(seconds));
+    };
+    const bool soft = r.soft_timeout && r.serve_stale && stale && stale->value;
+    std::unique_lock lock(creation->mutex);
+    if (queued) {
+      auto is_done = [&] { return creation->done; };
+      if (soft) creation->finished.wait_until(lock, after(*r.soft_timeout), is_done);
+      if (!creation->done && !soft && r.hard_timeout) {
+        creation->finished.wait_until(lock, after(*r.hard_timeout), is_done);
+      } else if (!creation->done && !soft) {
+        creation->finished.wait(lock, is_done);
+      }
+      if (creation->done) {
+        if (creation->error) {
+          if (creation->fallback) return {creation->fallback, 1};
+          std::rethrow_exception(creation->error);
+        }
+        return {creation->made.value, 1};
+      }
+    }
+    if (soft) {
+      log(LogLevel::debug, "region",
+          "region '" + name_ + "': the creator of key '" + std::string(key) +
+              "' runs longer than soft_timeout (" + seconds_text(*r.soft_timeout) +
+              "); serving the stale value while it finishes");
+      return {stale->value, 1};
+    }
+    if (creation->fallback) return {creation->fallback, 1};
+    throw TimeoutError(
+        "region '" + name_ + "': " +
+        (queued ? "the creator of key '" + std::string(key) + "' ran longer than hard_timeout (" +
+                      seconds_text(*r.hard_timeout) + "); it goes on in the background"
+                : "no thread is free to run the creator of key '" + std::string(key) + "'"));
   };
   std::function<void(std::shared_ptr<CacheMutex>)> async;
   if (st.async_runner) {
     async = [&](std::shared_ptr<CacheMutex> mutex) {
-      st.async_runner(
-          *this, std::string(key),
-          [make]() -> CachedValuePtr {
-            Created made = make();
-            return made.cache ? std::move(made.value) : nullptr;
-          },
-          std::move(mutex));
+      st.async_runner(*this, std::string(key), background_creator(creation_for(nullptr)),
+                      std::move(mutex));
+    };
+  }
+  LockWaiting waiting{.serve_stale = r.serve_stale};
+  if (r.hard_timeout) {
+    waiting.acquire = [&](CacheMutex& mutex, const std::function<bool()>& ready) {
+      if (auto held = detail::acquire_within(mutex, ready, *r.hard_timeout)) return *held;
+      throw TimeoutError("region '" + name_ + "': waited hard_timeout (" +
+                         seconds_text(*r.hard_timeout) + ") for the value of key '" +
+                         std::string(key) + "', which another caller is making");
     };
   }
   Current current;
   if (found.value) current = Timestamped<CachedValuePtr>{found.value, found.created};
-  return dogpile_lock<CachedValuePtr>(std::move(current), get_mutex, getter, creator,
-                                      found.expiration, async, *clock_);
+  try {
+    return dogpile_lock<CachedValuePtr>(std::move(current), get_mutex, getter, creator,
+                                        found.expiration, async, *clock_, waiting);
+  } catch (const TimeoutError&) {
+    if (auto kept = fallback()) return kept;
+    throw;
+  }
+}
+
+std::function<CachedValuePtr()> CacheRegion::background_creator(
+    std::shared_ptr<detail::Creation> creation) {
+  // The runner stores the value; a failure keeps the fallback (if any) and is rethrown for
+  // the runner to log.
+  return [creation]() -> CachedValuePtr {
+    Created made;
+    try {
+      made = creation->make();
+    } catch (const std::exception& e) {
+      creation->keep(e.what());
+      throw;
+    }
+    return made.cache ? std::move(made.value) : nullptr;
+  };
+}
+
+void CacheRegion::refresh_eagerly(const Lookup& found, std::string_view key, ValueMaker make) {
+  const State& st = *found.state;
+  auto mutex = st.locks->get(found.mangled ? *found.mangled : std::string(key));
+  if (!mutex->acquire(false)) return;  // being made already
+  auto creation = std::make_shared<detail::Creation>();
+  creation->make = std::move(make);
+  try {
+    st.refresh_runner(*this, std::string(key), background_creator(std::move(creation)), mutex);
+  } catch (const std::exception& e) {
+    release_logged(*mutex);  // a runner that throws did not take it
+    log(LogLevel::warning, "region",
+        "region '" + name_ + "': starting an eager refresh of key '" + std::string(key) +
+            "' failed: " + e.what());
+  }
 }
 
 std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
@@ -433,14 +752,26 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
 
   std::map<std::string, CachedValuePtr> result;
   HeldMutexes held;
+  auto aligned = [&] {
+    std::vector<CachedValuePtr> out;
+    out.reserve(keys.size());
+    for (const auto& key : keys) out.push_back(result[key]);
+    return out;
+  };
   const auto stored = st.calls->get_multi(mangled_sorted);
+  if (st.guard->failing()) {
+    // Under backend_errors = miss, with the backend failing: made without cache or locks.
+    std::vector<Created> made = make(sorted);
+    for (std::size_t i = 0; i < made.size(); ++i) result[sorted[i]] = made[i].value;
+    return aligned();
+  }
   // Lock in sorted key order, so two multi calls cannot deadlock.
   for (std::size_t i = 0; i < sorted.size(); ++i) {
     Current current = classify(st, stored.at(i), sorted[i], expiration, decode);
     if (current) result[sorted[i]] = current->value;
     if (fresh(current)) continue;
     auto mutex = st.locks->get(mangled_sorted[i]);
-    if (current) {
+    if (current && st.resilience.serve_stale) {
       // A stale value: regenerate it if nobody else is, else serve it.
       if (mutex->acquire(false)) held.add(sorted[i], std::move(mutex));
     } else {
@@ -449,12 +780,6 @@ std::vector<CachedValuePtr> CacheRegion::get_or_create_values(const Keys& keys,
       held.add(sorted[i], got ? std::move(mutex) : nullptr);
     }
   }
-  auto aligned = [&] {
-    std::vector<CachedValuePtr> out;
-    out.reserve(keys.size());
-    for (const auto& key : keys) out.push_back(result[key]);
-    return out;
-  };
   if (held.items().empty()) return aligned();
 
   // Read the locked keys again in one round trip: values may have been created while we

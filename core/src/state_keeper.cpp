@@ -42,9 +42,15 @@ std::vector<AsyncCreationRunner> StateKeeper::take_runners() {
   std::lock_guard guard(mutex_);
   std::vector<AsyncCreationRunner> runners;
   for (auto* list : {&draining_, &pending_}) {
-    for (auto& state : *list) runners.push_back(std::move(state->async_runner));
+    for (auto& state : *list) {
+      runners.push_back(std::move(state->async_runner));
+      runners.push_back(std::move(state->refresh_runner));
+    }
   }
-  if (current_) runners.push_back(std::move(current_->async_runner));
+  if (current_) {
+    runners.push_back(std::move(current_->async_runner));
+    runners.push_back(std::move(current_->refresh_runner));
+  }
   return runners;
 }
 

@@ -11,10 +11,24 @@
 #include <string>
 #include <vector>
 
+#include "creator_pool.hpp"
 #include "dogpile/region.hpp"
+#include "guarded_backend.hpp"
 #include "lock_registry.hpp"
 
 namespace dogpile {
+
+// ResilienceOptions as a configuration uses them: checked, every time in seconds.
+struct detail::Resilience {
+  bool fail_safe = false;
+  double fail_safe_max_age = 0;
+  double fail_safe_throttle = 0;
+  std::optional<double> soft_timeout;
+  std::optional<double> hard_timeout;
+  double eager_refresh = 0;
+  double jitter = 0;
+  bool serve_stale = true;
+};
 
 // One configuration of a region: what configure() made. Immutable once published.
 struct detail::RegionState {
@@ -24,12 +38,16 @@ struct detail::RegionState {
   std::shared_ptr<CacheBackend> actual;
   std::shared_ptr<CacheBackend> outer;
   std::shared_ptr<CacheBackend> calls;  // outer, guarded: what the region calls
+  std::shared_ptr<BackendGuard> guard;  // calls' guard: the backend's health under miss
   std::optional<double> expiration;
   KeyMangler key_mangler;
   std::shared_ptr<RegionInvalidationStrategy> invalidator;
   std::shared_ptr<detail::LockRegistry> locks;
   AsyncCreationRunner async_runner;
   bool raise_on_undecodable = false;
+  Resilience resilience;
+  AsyncCreationRunner refresh_runner;  // eager refresh: async_runner, or a pool of its own
+  CreatorPool* creators = nullptr;     // the region's, when a timeout is set
 };
 
 // Calls announce themselves on counters, without a lock: a call raises the counter of the

@@ -13,6 +13,7 @@
 #include <dogpile/dogpile.hpp>
 #include <fstream>
 #include <future>
+#include <latch>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -487,6 +488,107 @@ BOOST_AUTO_TEST_CASE(a_key_holding_another_type_is_a_miss_for_every_read_and_a_w
   BOOST_TEST(*region->get_or_create("listed", [] { return 5; }) == 5);
   BOOST_TEST(raw(redis, "TYPE listed") == "string");
   BOOST_TEST(*region->get<int>("listed") == 5);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The region's resilience options on a real Redis (see test_resilience for each option's
+// details on the memory backend).
+BOOST_AUTO_TEST_SUITE(resilience)
+
+std::shared_ptr<CacheRegion> resilient_region(const test::RedisServer& server,
+                                              std::shared_ptr<dogpile::ManualClock> clock,
+                                              dogpile::ResilienceOptions resilience) {
+  auto region = dogpile::make_region({.name = "resilient", .clock = std::move(clock)});
+  region->configure(
+      "dogpile.cache.redis",
+      {.expiration_time = 10,
+       .arguments = {{"url", server.url()}, {"socket_timeout", 1}, {"distributed_lock", true}},
+       .resilience = resilience});
+  return region;
+}
+
+BOOST_AUTO_TEST_CASE(backend_errors_miss_rides_out_a_stopped_redis_and_recovers) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = resilient_region(
+      redis, clock, {.backend_errors = dogpile::BackendErrors::miss, .backend_retry_interval = 2});
+  region->set("a", 1);
+  redis.stop();
+  BOOST_TEST(!region->get<int>("a"));
+  BOOST_CHECK_NO_THROW(region->set("a", 2));
+  BOOST_CHECK_NO_THROW(region->remove("a"));
+  int made = 0;
+  for (int i = 0; i < 3; ++i)
+    BOOST_TEST(*region->get_or_create("b", [&] { return ++made; }) == i + 1);
+  redis.start();  // the same port, empty (no persistence)
+  // Still resting: the region has not looked yet.
+  region->set("c", 3);
+  BOOST_TEST(raw(redis, "EXISTS c") == "0");
+  clock->advance(2.1);  // the retry interval is over: the next call uses Redis again
+  region->set("c", 3);
+  BOOST_TEST(raw(redis, "EXISTS c") == "1");
+  BOOST_TEST(*region->get_or_create("b", [&] { return ++made; }) == 4);
+  BOOST_TEST(*region->get_or_create("b", [&] { return ++made; }) == 4);  // cached again
+}
+
+BOOST_AUTO_TEST_CASE(fail_safe_keeps_the_stale_value_in_redis_for_the_throttle) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = resilient_region(redis, clock, {.fail_safe = true, .fail_safe_throttle = 5});
+  region->set("k", 1);
+  clock->advance(11);
+  int tries = 0;
+  auto failing = [&]() -> int {
+    ++tries;
+    throw std::runtime_error("database down");
+  };
+  BOOST_TEST(*region->get_or_create("k", failing) == 1);
+  BOOST_TEST(raw(redis, "GET k").find("\"origin\": ") != std::string::npos);
+  // Another process reads it as kept, fresh for the throttle.
+  auto other = resilient_region(redis, clock, {.fail_safe = true, .fail_safe_throttle = 5});
+  BOOST_TEST(*other->get_or_create("k", failing) == 1);
+  BOOST_TEST(tries == 1);
+}
+
+BOOST_AUTO_TEST_CASE(hard_timeout_bounds_a_wait_on_the_distributed_lock) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto holder = resilient_region(redis, clock, {});
+  auto region = resilient_region(redis, clock, {.hard_timeout = 0.2});
+  auto lock = holder->mutex("k");  // another process is making the value
+  BOOST_TEST_REQUIRE(lock->acquire(false));
+  const auto start = std::chrono::steady_clock::now();
+  BOOST_CHECK_THROW(region->get_or_create("k", [] { return 1; }), dogpile::TimeoutError);
+  BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+  holder->set("k", 2);
+  lock->release();
+  BOOST_TEST(*region->get_or_create("k", [] { return 1; }) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(soft_timeout_and_eager_refresh_store_in_the_background) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto region = resilient_region(redis, clock, {.soft_timeout = 0.05, .eager_refresh = 0.5});
+  region->set("k", 1);
+  clock->advance(6);  // past half its life: refreshed in the background
+  BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 1);
+  BOOST_TEST(test::wait_until([&] {
+    auto v = region->get<int>("k");
+    return v && *v == 2;
+  }));
+  BOOST_TEST(test::wait_until([&] { return !region->key_is_locked("k"); }));  // refresh done
+  clock->advance(11);  // stale: the slow creator passes its soft timeout
+  std::latch go(1);
+  BOOST_TEST(*region->get_or_create("k", [&] {
+    go.wait();
+    return 3;
+  }) == 2);
+  go.count_down();
+  BOOST_TEST(test::wait_until([&] {
+    auto v = region->get<int>("k");
+    return v && *v == 3;
+  }));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

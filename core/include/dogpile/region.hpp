@@ -63,6 +63,10 @@ namespace detail {
 // The region's private types: see region.cpp and detail/region_impl.hpp.
 struct RegionState;
 struct RegionSettings;
+struct Resilience;
+class BackendGuard;
+class CreatorPool;
+struct Creation;
 class StateKeeper;
 class StatePin;
 struct Lookup;
@@ -109,6 +113,47 @@ struct RegionOptions {
   std::shared_ptr<const Clock> clock{};
 };
 
+// What a backend failure (BackendUnavailable, ServerError, or a plugin's own failure) does to
+// a region's calls.
+enum class BackendErrors {
+  raise,  // the call throws, as in dogpile.cache
+  miss,   // get misses; set and remove are dropped; get_or_create computes the value without
+          // the cache and without the distributed lock. Logged, at most once per interval.
+};
+
+// Behaviours beyond dogpile.cache; each is off by default, so a region behaves as
+// dogpile.cache's unless asked. The README's "Resilience" section has the combinations.
+struct ResilienceOptions {
+  BackendErrors backend_errors = BackendErrors::raise;
+  // Under `miss`: after a failure, calls leave the backend alone this long (they miss at once),
+  // then the next call tries it again; 0: every call tries.
+  Seconds backend_retry_interval = 1.0;
+  // Under `miss`: at most one warning per backend per this interval; the failures in between
+  // are counted in the next one.
+  Seconds backend_error_log_interval = 60.0;
+  // When the creator throws (or, under `miss`, the backend is failing), get_or_create returns
+  // the stale value if it was made less than fail_safe_max_age ago, and stores it again as
+  // fresh for fail_safe_throttle, so the failing creator is tried once per throttle.
+  bool fail_safe = false;
+  Seconds fail_safe_max_age = 86400.0;
+  Seconds fail_safe_throttle = 30.0;
+  // A creator running longer than soft_timeout is left to finish in the background (it
+  // stores its value) and the caller gets the stale value, if there is one.
+  Seconds soft_timeout{};
+  // No caller (the creator's or a waiter) waits longer than hard_timeout: it gets the stale
+  // value under fail_safe, else TimeoutError. The creator still finishes in the background.
+  Seconds hard_timeout{};
+  // In (0, 1): a get_or_create hit on a value older than this fraction of its expiration time
+  // starts one background regeneration of it (0: never).
+  double eager_refresh = 0;
+  // In [0, 1): each value's expiration time is spread by up to this fraction either way, the
+  // same for every reader (it is derived from the key and the value's creation time).
+  double expiration_jitter = 0;
+  // false: get_or_create never returns an expired value while a new one is made; callers
+  // wait for it (fail-safe still returns one when making it fails).
+  bool serve_stale = true;
+};
+
 // A flat configuration dictionary, as dogpile.cache's configure_from_config reads.
 using ConfigDict = std::map<std::string, nlohmann::json, std::less<>>;
 
@@ -127,6 +172,8 @@ struct ConfigureOptions {
   // Bytes that decode as no value (garbage, another serializer's output) throw
   // CantDeserialize instead of being a miss that is logged at warning.
   bool raise_on_undecodable = false;
+  // Fail-safe, timeouts, eager refresh, jitter, backend errors as misses: all off by default.
+  ResilienceOptions resilience{};
 };
 
 struct GetOptions {
@@ -217,7 +264,8 @@ class DOGPILE_API CacheRegion {
       std::type_identity_t<std::function<bool(const T&)>> should_cache_fn = {});
 
   // The stored CachedValue (payload and metadata: cached_time(), age(clock().now()) by this
-  // region's clock), or null if there is none or it is expired or invalidated (unless ignore_expiration).
+  // region's clock), or null if there is none or it is expired or invalidated (unless
+  // ignore_expiration).
   CachedValuePtr get_value_metadata(std::string_view key, const GetOptions& options = {}) const;
   std::vector<CachedValuePtr> get_value_metadata_multi(const Keys& keys,
                                                        const GetOptions& options = {}) const;
@@ -327,6 +375,12 @@ class DOGPILE_API CacheRegion {
   Lookup lookup(std::string_view key, std::optional<double> expiration_time, Decoder decode) const;
   CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make,
                             Decoder decode);
+  // Starts a background regeneration of a fresh value due for one (eager_refresh), unless
+  // one is running.
+  void refresh_eagerly(const Lookup& lookup, std::string_view key, ValueMaker make);
+  // What a background runner calls to make `creation`'s value.
+  static std::function<CachedValuePtr()> background_creator(
+      std::shared_ptr<detail::Creation> creation);
   std::vector<CachedValuePtr> get_or_create_values(const Keys& keys, const MultiValueMaker& make,
                                                    std::optional<double> expiration_time,
                                                    Decoder decode);
@@ -346,6 +400,8 @@ class DOGPILE_API CacheRegion {
   std::shared_ptr<const Clock> clock_;
   std::shared_ptr<RegionInvalidationStrategy> default_invalidator_;
   std::mutex configure_mutex_;
+  // Runs creators under soft_timeout / hard_timeout; made by the first configure that sets one.
+  std::unique_ptr<detail::CreatorPool> creators_;
   // The configuration in effect, read on every call, and the replaced ones until no call uses
   // them (region.cpp).
   std::unique_ptr<detail::StateKeeper> states_;
