@@ -500,11 +500,12 @@ std::shared_ptr<CacheRegion> resilient_region(const test::RedisServer& server,
                                               std::shared_ptr<dogpile::ManualClock> clock,
                                               dogpile::ResilienceOptions resilience) {
   auto region = dogpile::make_region({.name = "resilient", .clock = std::move(clock)});
-  region->configure(
-      "dogpile.cache.redis",
-      {.expiration_time = 10,
-       .arguments = {{"url", server.url()}, {"socket_timeout", 1}, {"distributed_lock", true}},
-       .resilience = resilience});
+  region->configure("dogpile.cache.redis", {.expiration_time = 10,
+                                            .arguments = {{"url", server.url()},
+                                                          {"socket_timeout", 1},
+                                                          {"distributed_lock", true},
+                                                          {"thread_local_lock", false}},
+                                            .resilience = resilience});
   return region;
 }
 
