@@ -55,28 +55,38 @@ class GuardedMutex final : public CacheMutex {
 
 template <class Call, class Fallback>
 auto BackendGuard::operator()(Call&& call, Fallback&& fallback) -> decltype(call()) {
-  if (policy_.enabled && resting()) return fallback();
-  auto failed = [&](const std::string& what) {
-    if (!policy_.enabled) throw Error(what);
-    note_failure(what);
-  };
+  if (policy_.enabled) return absorbing(call, fallback);
+  try {
+    return call();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(backend_ + " failed: " + e.what());
+  } catch (...) {
+    throw Error(backend_ + " failed with an exception that is not a std::exception");
+  }
+}
+
+template <class Call, class Fallback>
+auto BackendGuard::absorbing(Call& call, Fallback& fallback) -> decltype(call()) {
+  if (resting()) return fallback();
   try {
     if constexpr (std::is_void_v<decltype(call())>) {
       call();
-      if (policy_.enabled && failing()) note_success();
+      if (failing()) note_success();
       return;
     } else {
       auto result = call();
-      if (policy_.enabled && failing()) note_success();
+      if (failing()) note_success();
       return result;
     }
   } catch (const Error& e) {
-    if (!policy_.enabled || !is_backend_failure(e)) throw;
+    if (!is_backend_failure(e)) throw;
     note_failure(e.what());
   } catch (const std::exception& e) {
-    failed(backend_ + " failed: " + e.what());
+    note_failure(backend_ + " failed: " + e.what());
   } catch (...) {
-    failed(backend_ + " failed with an exception that is not a std::exception");
+    note_failure(backend_ + " failed with an exception that is not a std::exception");
   }
   return fallback();
 }

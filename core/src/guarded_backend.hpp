@@ -42,6 +42,9 @@ class BackendGuard {
   bool failing() const noexcept { return failing_.load(std::memory_order_relaxed); }
 
  private:
+  // operator() under miss: kept out of the path every call of a raising region takes.
+  template <class Call, class Fallback>
+  [[gnu::noinline]] auto absorbing(Call& call, Fallback& fallback) -> decltype(call());
   // Whether calls should skip the backend now.
   bool resting() noexcept;
   void note_failure(const std::string& what);

@@ -23,7 +23,7 @@ namespace dogpile {
 namespace {
 
 using detail::RegionState;
-using Decoder = CachedValuePtr (*)(const CachedValuePtr& value);
+using Decoder = CachedValuePtr (*)(CachedValuePtr&& value);
 using Current = std::optional<Timestamped<CachedValuePtr>>;
 
 constexpr const char* kSoftInvalidationNeedsExpiration =
@@ -73,16 +73,14 @@ std::optional<double> effective_expiration(std::optional<double> call,
   return call ? normalized_expiration(call) : region;
 }
 
-// `expiration` spread by the region's expiration_jitter, by a fraction derived from the key
-// and the time the value was made, so every reader of the value computes the same one (FNV-1a
-// and splitmix64: the same on every build).
-double jittered(const RegionState& st, std::string_view key, const ValueMetadata& metadata,
-                double expiration) {
-  const double jitter = st.resilience.jitter;
-  if (jitter == 0) return expiration;
+// `expiration` spread by up to `jitter` either way, by a fraction derived from the key and the
+// time the value was made, so every reader of the value computes the same one (FNV-1a and
+// splitmix64: the same on every build).
+[[gnu::noinline]] double spread(double jitter, std::string_view key, double made,
+                                double expiration) {
   std::uint64_t h = 14695981039346656037ull;
   for (const char c : key) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  h ^= std::bit_cast<std::uint64_t>(metadata.made());
+  h ^= std::bit_cast<std::uint64_t>(made);
   h += 0x9e3779b97f4a7c15ull;
   h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
   h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
@@ -91,13 +89,20 @@ double jittered(const RegionState& st, std::string_view key, const ValueMetadata
   return expiration * (1 + jitter * unit);
 }
 
+// `expiration` spread by the region's expiration_jitter.
+double jittered(const RegionState& st, std::string_view key, const ValueMetadata& metadata,
+                double expiration) {
+  const double jitter = st.resilience.jitter;
+  return jitter == 0 ? expiration : spread(jitter, key, metadata.made(), expiration);
+}
+
 // A value read from the backend for `key`, decoded by `decode` (null: not decoded). A value
 // that does not decode is a miss, logged, unless the region raises on them.
 CachedValuePtr decoded(const RegionState& st, CachedValuePtr value, std::string_view key,
                        Decoder decode) {
   if (!value) return nullptr;
   try {
-    return detail::decode_for_key(value, key, decode);
+    return detail::decode_for_key(std::move(value), key, decode);
   } catch (const CantDeserialize& e) {
     if (st.raise_on_undecodable) throw;
     if (log_enabled(LogLevel::warning)) {
@@ -363,11 +368,12 @@ std::string CacheRegion::mangle(std::string_view key) const {
   return std::string(backend_key(pinned(pin), key, storage));
 }
 
-CachedValuePtr detail::decode_for_key(const CachedValuePtr& value, std::string_view key,
-                                      CachedValuePtr (*decode)(const CachedValuePtr&)) {
+CachedValuePtr detail::decode_for_key(CachedValuePtr value, std::string_view key,
+                                      CachedValuePtr (*decode)(CachedValuePtr&&)) {
   try {
     if (!value->decodable()) throw CantDeserialize(value->problem());
-    return decode != nullptr ? decode(value) : value;
+    if (decode == nullptr) return value;
+    return decode(std::move(value));
   } catch (const ValueTypeError& e) {
     throw ValueTypeError("cached value for key '" + std::string(key) + "' " + e.what());
   } catch (const CantDeserialize& e) {
@@ -454,10 +460,10 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key, std::optional<doub
   found.state = &st;
   if (st.key_mangler) found.mangled = st.key_mangler(key);
   found.expiration = effective_expiration(expiration_time, st.expiration);
-  const Current current = classify(st, st.calls->get(found.mangled ? *found.mangled : key), key,
-                                   found.expiration, decode);
+  Current current = classify(st, st.calls->get(found.mangled ? *found.mangled : key), key,
+                             found.expiration, decode);
   if (current) {
-    found.value = current->value;
+    found.value = std::move(current->value);
     found.created = current->created;
     found.fresh = !dogpile_expired(found.created, found.expiration, *clock_);
     // A value fail-safe kept (it has an origin) is tried again when its throttle ends.

@@ -337,7 +337,7 @@ class DOGPILE_API CacheRegion {
   using State = detail::RegionState;
   using Lookup = detail::Lookup;
   using Created = detail::Created;
-  using Decoder = CachedValuePtr (*)(const CachedValuePtr& value);
+  using Decoder = CachedValuePtr (*)(CachedValuePtr&& value);
   using ValueMaker = std::function<Created()>;
   using MultiValueMaker = std::function<std::vector<Created>(const Keys&)>;
 
@@ -357,10 +357,11 @@ class DOGPILE_API CacheRegion {
                                               std::optional<double> expiration_time,
                                               const std::function<bool(const T&)>& should_cache_fn);
 
-  // Turns a stored value into one whose object is a T: the value itself when it already is.
-  // Throws ValueTypeError / CantDeserialize with "cannot be read as a T: why".
+  // Turns a stored value into one whose object is a T: the value itself (moved, not copied)
+  // when it already is. Throws ValueTypeError / CantDeserialize with "cannot be read as a T:
+  // why".
   template <class T>
-  static CachedValuePtr decode_as(const CachedValuePtr& value);
+  static CachedValuePtr decode_as(CachedValuePtr&& value);
   template <class T>
   static CachedValuePtr make_value_with(T&& value, ValueMetadata metadata);
   // value_as for each of `values`, aligned with `keys`.

@@ -60,8 +60,8 @@ struct RegionSettings {
 
 // `value` (not null) decoded by `decode` (null: only checked to be decodable); errors name
 // `key`.
-DOGPILE_API CachedValuePtr decode_for_key(const CachedValuePtr& value, std::string_view key,
-                                          CachedValuePtr (*decode)(const CachedValuePtr&));
+DOGPILE_API CachedValuePtr decode_for_key(CachedValuePtr value, std::string_view key,
+                                          CachedValuePtr (*decode)(CachedValuePtr&&));
 
 }  // namespace detail
 
@@ -90,8 +90,8 @@ CachedValuePtr CacheRegion::make_value(T&& value, double created) {
 }
 
 template <class T>
-CachedValuePtr CacheRegion::decode_as(const CachedValuePtr& value) {
-  if (value->holds_object() && value->object_type() == typeid(T)) return value;
+CachedValuePtr CacheRegion::decode_as(CachedValuePtr&& value) {
+  if (value->holds_object() && value->object_type() == typeid(T)) return std::move(value);
   if constexpr (!HasCodec<T>) {
     if (value->holds_object()) throw_wrong_type(value->object_type(), typeid(T));
     throw_no_codec(typeid(T));
@@ -129,7 +129,7 @@ template <class T>
 std::shared_ptr<const T> CacheRegion::value_as(CachedValuePtr value, std::string_view key) {
   if (!value) return nullptr;
   if (!value->holds_object() || value->object_type() != typeid(T)) {
-    value = detail::decode_for_key(value, key, &decode_as<T>);
+    value = detail::decode_for_key(std::move(value), key, &decode_as<T>);
   }
   // Aliasing: takes over the ownership of the CachedValue, no copy of the object.
   const T* object = static_cast<const T*>(value->object().get());
