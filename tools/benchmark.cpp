@@ -3,6 +3,7 @@
 // shared_ptr behind a reader-writer lock). A benchmark, not a test: it prints numbers and
 // passes or fails nothing.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -72,6 +73,10 @@ struct RedisServer {
   explicit RedisServer(int port) {
     pid = ::fork();
     if (pid == 0) {
+      // The server's log is not the benchmark's result: stdout carries only the rows.
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, STDOUT_FILENO);
+      ::dup2(null, STDERR_FILENO);
       const std::string p = std::to_string(port);
       ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
                "", "--appendonly", "no", static_cast<char*>(nullptr));
@@ -144,7 +149,7 @@ void redis_rows(int port, long iterations) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const long iterations = argc > 1 ? std::atol(argv[1]) : 2'000'000;
   const long redis_iterations = argc > 2 ? std::atol(argv[2]) : 20'000;
   constexpr int kKeys = 1000;
@@ -228,4 +233,13 @@ int main(int argc, char** argv) {
   RedisServer server(redis_port);
   redis_rows(redis_port, redis_iterations);
   return sink == 0 ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dogpile-bench: %s\n", e.what());
+    return 1;
+  }
 }
