@@ -15,6 +15,7 @@
 #include <future>
 #include <latch>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -565,6 +566,49 @@ BOOST_AUTO_TEST_CASE(hard_timeout_bounds_a_wait_on_the_distributed_lock) {
   holder->set("k", 2);
   lock->release();
   BOOST_TEST(*region->get_or_create("k", [] { return 1; }) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(serve_stale_false_waits_on_the_distributed_lock_instead_of_serving) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto holder = resilient_region(redis, clock, {});
+  holder->set("k", 1);
+  clock->advance(11);
+  auto lock = holder->mutex("k");  // another process is making the value
+  BOOST_TEST_REQUIRE(lock->acquire(false));
+  auto serving = resilient_region(redis, clock, {.hard_timeout = 0.2});
+  BOOST_TEST(*serving->get_or_create("k", [] { return 2; }) == 1);  // dogpile's way: stale
+  auto waiting = resilient_region(redis, clock, {.hard_timeout = 0.2, .serve_stale = false});
+  BOOST_CHECK_THROW(waiting->get_or_create("k", [] { return 2; }), dogpile::TimeoutError);
+  holder->set("k", 3);
+  lock->release();
+  BOOST_TEST(*waiting->get_or_create("k", [] { return 2; }) == 3);
+}
+
+BOOST_AUTO_TEST_CASE(jittered_expiry_is_the_same_for_every_process) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  auto a = resilient_region(redis, clock, {.expiration_jitter = 0.1});
+  auto b = resilient_region(redis, clock, {.expiration_jitter = 0.1});
+  constexpr int kKeys = 20;
+  for (int i = 0; i < kKeys; ++i) a->set("k" + std::to_string(i), i);
+  std::map<int, double> expired_at;  // key -> first time both regions miss it
+  clock->advance(8.95);
+  for (int step = 0; step < 42; ++step, clock->advance(0.05)) {
+    for (int i = 0; i < kKeys; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      const bool in_a = a->get<int>(key) != nullptr;
+      BOOST_TEST(in_a == (b->get<int>(key) != nullptr), key);
+      if (!in_a && !expired_at.contains(i)) expired_at[i] = 8.95 + 0.05 * step;
+    }
+  }
+  BOOST_TEST(expired_at.size() == std::size_t{kKeys});  // all gone by 11 s
+  std::set<double> distinct;
+  for (const auto& [key, at] : expired_at) {
+    BOOST_TEST(at >= 9.0 - 1e-9);
+    distinct.insert(at);
+  }
+  BOOST_TEST(distinct.size() > 5);  // spread, not all at 10 s
 }
 
 BOOST_AUTO_TEST_CASE(soft_timeout_and_eager_refresh_store_in_the_background) {
