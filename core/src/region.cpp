@@ -471,6 +471,7 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key, std::optional<doub
     found.refresh = found.fresh && eager > 0 && found.expiration && *found.expiration > 0 &&
                     found.value->metadata().origin == 0 &&
                     clock_->coarse_now() - found.created > eager * *found.expiration;
+    found.fresh = found.fresh && !found.refresh;
   }
   return found;
 }
@@ -569,6 +570,10 @@ std::string seconds_text(double seconds) { return python_float_repr(seconds) + "
 
 CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key, ValueMaker make,
                                        Decoder decode) {
+  if (found.refresh) {
+    refresh_eagerly(found, key, std::move(make));
+    return found.value;
+  }
   const State& st = *found.state;
   const detail::Resilience& r = st.resilience;
   const std::string mangled(found.mangled ? *found.mangled : key);

@@ -374,6 +374,8 @@ class DOGPILE_API CacheRegion {
                                                 Decoder decode) const;
   // The first read of get_or_create, before any lock.
   Lookup lookup(std::string_view key, std::optional<double> expiration_time, Decoder decode) const;
+  // get_or_create past a lookup that found no fresh value: the dogpile lock, or for a value
+  // due for an eager refresh, that value while a refresh starts.
   CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make,
                             Decoder decode);
   // Starts a background regeneration of a fresh value due for one (eager_refresh), unless

@@ -49,7 +49,7 @@ struct Lookup {
   CachedValuePtr value;              // decoded; null when there is none to serve
   double created = 0;                // its creation time as the lock sees it
   bool fresh = false;                // value is there and neither expired nor invalidated
-  bool refresh = false;              // fresh, but due for an eager refresh
+  bool refresh = false;  // value is fresh but due for an eager refresh (then fresh is false)
 };
 
 // What a config file sets for a region beyond ConfigureOptions; empty: the region's own.
@@ -177,7 +177,7 @@ std::shared_ptr<const T> CacheRegion::get_or_create_made(
     std::string_view key, MakeCreator&& make_creator, std::optional<double> expiration_time,
     const std::function<bool(const T&)>& should_cache_fn) {
   Lookup found = lookup(key, expiration_time, &decode_as<T>);
-  if (found.fresh && !found.refresh) return value_as<T>(std::move(found.value), key);
+  if (found.fresh) return value_as<T>(std::move(found.value), key);
   // Slow path: the creator is shared so a background runner can keep it past this call.
   auto shared = std::make_shared<std::invoke_result_t<MakeCreator&>>(make_creator());
   ValueMaker make = [shared, should = should_cache_fn, clock = clock_]() -> Created {
@@ -185,10 +185,6 @@ std::shared_ptr<const T> CacheRegion::get_or_create_made(
     const bool cache = !should || should(*static_cast<const T*>(value->object().get()));
     return {std::move(value), cache};
   };
-  if (found.fresh) {
-    refresh_eagerly(found, key, std::move(make));
-    return value_as<T>(std::move(found.value), key);
-  }
   return value_as<T>(regenerate(found, key, std::move(make), &decode_as<T>), key);
 }
 
