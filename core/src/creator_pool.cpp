@@ -1,5 +1,7 @@
 #include "creator_pool.hpp"
 
+#include <system_error>
+
 namespace dogpile::detail {
 
 CreatorPool::~CreatorPool() {
@@ -20,8 +22,16 @@ bool CreatorPool::submit(std::function<void()> job) {
     if (queue_.size() >= max_queued_) return false;
     queue_.push_back(std::move(job));
     if (idle_ < queue_.size() && threads_.size() < max_threads_) {
-      threads_.emplace_back([this] { work(); });
-      return true;
+      try {
+        threads_.emplace_back([this] { work(); });
+        return true;
+      } catch (const std::system_error&) {
+        // No thread to be had: the job waits for a running one, if there is any.
+        if (threads_.empty()) {
+          queue_.pop_back();
+          return false;
+        }
+      }
     }
   }
   ready_.notify_one();

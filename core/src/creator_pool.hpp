@@ -24,7 +24,8 @@ class CreatorPool {
   CreatorPool(const CreatorPool&) = delete;
   CreatorPool& operator=(const CreatorPool&) = delete;
 
-  // Runs `job` on a pool thread; false (the job is destroyed) when the queue is full.
+  // Runs `job` on a pool thread; false (the job is destroyed) when the queue is full or no
+  // thread can be started.
   bool submit(std::function<void()> job);
 
  private:
