@@ -131,8 +131,11 @@ bool is_fresh(const RegionState& st, std::string_view key, const CachedValue& va
 // A backend value as the dogpile lock sees it, decoded: nullopt when missing, of another
 // version, hard-invalidated or undecodable; a soft-invalidated value's time is moved back so
 // it reads as expired, and a jittered one's so it expires at its jittered time.
-Current classify(const RegionState& st, CachedValuePtr value, std::string_view key,
-                 std::optional<double> expiration, Decoder decode) {
+// Inlined: as a call, passing the value through one more frame costs get_or_create hits a
+// quarter of their speed (measured with a get_or_create-only loop).
+[[gnu::always_inline]] inline Current classify(const RegionState& st, CachedValuePtr value,
+                                               std::string_view key,
+                                               std::optional<double> expiration, Decoder decode) {
   if (!value) return std::nullopt;
   if (value->decodable() && value->metadata().v != kValueVersion) return std::nullopt;
   value = decoded(st, std::move(value), key, decode);
