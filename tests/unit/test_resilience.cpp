@@ -220,16 +220,24 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(timeouts)
 
+// get_or_create("k") with a creator held until the call has returned (past its timeout): what
+// the call returned. The creator then finishes with `made`; it owns its latch, as a creator
+// that outlives its caller must.
+int while_the_creator_blocks(dogpile::CacheRegion& region, int made) {
+  auto go = std::make_shared<std::latch>(1);
+  const int got = *region.get_or_create("k", [go, made] {
+    go->wait();
+    return made;
+  });
+  go->count_down();
+  return got;
+}
+
 BOOST_FIXTURE_TEST_CASE(soft_timeout_serves_the_stale_value_and_the_creator_finishes, Fixture) {
   configure({.soft_timeout = 0.05});
   region->set("k", 1);
   clock->advance(11);
-  std::latch go(1);
-  BOOST_TEST(*region->get_or_create("k", [&] {
-    go.wait();
-    return 2;
-  }) == 1);
-  go.count_down();
+  BOOST_TEST(while_the_creator_blocks(*region, 2) == 1);
   BOOST_TEST(wait_until([&] { return holds(*region, "k", 2); }));
   BOOST_TEST(wait_until([&] { return !region->key_is_locked("k"); }));
 }
@@ -270,12 +278,7 @@ BOOST_FIXTURE_TEST_CASE(hard_timeout_under_fail_safe_gives_the_stale_value, Fixt
   configure({.fail_safe = true, .hard_timeout = 0.05, .serve_stale = false});
   region->set("k", 1);
   clock->advance(11);
-  std::latch go(1);
-  BOOST_TEST(*region->get_or_create("k", [&] {
-    go.wait();
-    return 2;
-  }) == 1);
-  go.count_down();
+  BOOST_TEST(while_the_creator_blocks(*region, 2) == 1);
   BOOST_TEST(wait_until([&] { return holds(*region, "k", 2, {.ignore_expiration = true}); }));
 }
 
