@@ -854,6 +854,12 @@ std::optional<StatsSnapshot> CacheRegion::stats() const {
   return std::nullopt;
 }
 
+std::uint64_t CacheRegion::evictions() const {
+  detail::StatePin pin;
+  const auto* counter = find_eviction_counter(pinned(pin).outer.get());
+  return counter != nullptr ? counter->evictions() : 0;
+}
+
 RegionInvalidationStrategy& CacheRegion::region_invalidator() const {
   const State* st = states_->peek();
   return st != nullptr ? *st->invalidator : *default_invalidator_;

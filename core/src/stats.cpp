@@ -50,6 +50,7 @@ std::string exposition(const Figures& figures) {
       {"sets", &StatsSnapshot::sets, "Keys stored."},
       {"deletes", &StatsSnapshot::deletes, "Keys removed."},
       {"errors", &StatsSnapshot::errors, "Backend calls that failed."},
+      {"evictions", &StatsSnapshot::evictions, "Entries evicted to stay within the bound."},
   };
   for (const auto& [name, value, help] : counters) {
     const std::string metric = std::string("dogpile_cache_") + name + "_total";
@@ -91,6 +92,7 @@ void add(StatsSnapshot& to, const StatsSnapshot& from) {
   to.sets += from.sets;
   to.deletes += from.deletes;
   to.errors += from.errors;
+  to.evictions += from.evictions;
   for (std::size_t i = 0; i < kCacheOperationCount; ++i) {
     to.operations[i].calls += from.operations[i].calls;
     to.operations[i].errors += from.operations[i].errors;

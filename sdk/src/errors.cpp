@@ -25,6 +25,7 @@ ValueTypeError::~ValueTypeError() = default;
 CacheMutex::~CacheMutex() = default;
 bool CacheMutex::acquire_unless(const std::function<bool()>&) { return acquire(true); }
 StatsProvider::~StatsProvider() = default;
+EvictionCounter::~EvictionCounter() = default;
 
 const char* operation_name(CacheOperation operation) noexcept {
   switch (operation) {

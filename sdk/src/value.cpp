@@ -24,8 +24,12 @@ double coarse_now_seconds() noexcept {
 }
 
 CachedValue::CachedValue(std::shared_ptr<const void> object, const std::type_info& type,
-                         Encoder encoder, ValueMetadata metadata)
-    : object_(std::move(object)), type_(&type), encoder_(encoder), metadata_(metadata) {}
+                         Encoder encoder, ValueMetadata metadata, Sizer sizer)
+    : object_(std::move(object)),
+      type_(&type),
+      encoder_(encoder),
+      sizer_(sizer),
+      metadata_(metadata) {}
 
 CachedValue::CachedValue(std::string_view payload_bytes, ValueMetadata metadata)
     : wire_(serialize_metadata(metadata)), metadata_(metadata) {
@@ -34,10 +38,18 @@ CachedValue::CachedValue(std::string_view payload_bytes, ValueMetadata metadata)
   wire_ += payload_bytes;
 }
 
+std::size_t CachedValue::payload_size() const {
+  if (!object_) return wire_.size() - payload_offset_;
+  if (sizer_ != nullptr) return sizer_(object_.get());
+  return encoder_ != nullptr ? encoder_(object_.get()).size() : 0;
+}
+
 double CachedValue::age() const noexcept { return now_seconds() - metadata_.ct; }
 
 CachedValuePtr CachedValue::with_metadata(const ValueMetadata& metadata) const {
-  if (object_) return std::make_shared<const CachedValue>(object_, *type_, encoder_, metadata);
+  if (object_) {
+    return std::make_shared<const CachedValue>(object_, *type_, encoder_, metadata, sizer_);
+  }
   return std::make_shared<const CachedValue>(bytes(), metadata);
 }
 

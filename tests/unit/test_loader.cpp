@@ -58,7 +58,7 @@ BOOST_AUTO_TEST_CASE(list_shows_every_entry_point_with_description_and_file) {
   }
   BOOST_TEST(by_name["dogpile.cache.memory"].file == by_name["dogpile.cache.memory_pickle"].file);
   BOOST_TEST((by_name["dogpile.test.counting_proxy"].kind == dogpile::PluginKind::proxy));
-  BOOST_TEST(by_name["dogpile.cache.memory"].version == "1.0.0");
+  BOOST_TEST(by_name["dogpile.cache.memory"].version == "1.1.0");
   // The broken plugins are listed too: listing reads manifests, it does not load.
   BOOST_TEST(by_name["dogpile.test.wrong_build"].incompatible.find("cxx11abi0") !=
              std::string::npos);

@@ -490,7 +490,8 @@ BOOST_AUTO_TEST_CASE(the_prometheus_text_parses_back) {
     values[id] = std::stod(m[3]);
     ++samples;
   }
-  BOOST_TEST(samples == 6 + 6 * (13 + 2));
+  BOOST_TEST(samples == 7 + 6 * (13 + 2));
+  BOOST_TEST(values["dogpile_cache_evictions_total"] == 0);
   BOOST_TEST(values["dogpile_cache_gets_total"] == 2);
   BOOST_TEST(values["dogpile_cache_hits_total"] == 1);
   BOOST_TEST(values["dogpile_cache_misses_total"] == 1);

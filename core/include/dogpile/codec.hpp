@@ -252,4 +252,33 @@ concept HasCodec = requires(const T& value, std::string_view bytes) {
   { Codec<T>::decode(bytes) } -> std::convertible_to<T>;
 };
 
+// The bytes a value holds, which a memory backend bounded by max_bytes counts: a string's or
+// Bytes' length; a contiguous container of trivially copyable elements, its elements' bytes;
+// another type with a codec, its encoded length (computed on each set: specialize SizeOf for
+// a faster answer); anything else, sizeof(T). A specialization sets it for a type:
+//
+//   template <> struct dogpile::SizeOf<Image> {
+//     static std::size_t size(const Image& image) { return image.pixels.size() * 4; }
+//   };
+template <class T>
+concept ContiguousOfTrivial = std::ranges::contiguous_range<T> && std::ranges::sized_range<T> &&
+                              std::is_trivially_copyable_v<std::ranges::range_value_t<T>>;
+
+template <class T>
+struct SizeOf {
+  static std::size_t size(const T& value) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      return value.size();
+    } else if constexpr (std::is_same_v<T, Bytes>) {
+      return value.data.size();
+    } else if constexpr (ContiguousOfTrivial<const T>) {
+      return std::ranges::size(value) * sizeof(std::ranges::range_value_t<T>);
+    } else if constexpr (HasCodec<T> && !std::is_arithmetic_v<T>) {
+      return Codec<T>::encode(value).size();
+    } else {
+      return sizeof(T);
+    }
+  }
+};
+
 }  // namespace dogpile

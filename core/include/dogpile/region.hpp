@@ -310,6 +310,9 @@ class DOGPILE_API CacheRegion {
   // The figures of the first StatsProvider in the proxy chain (e.g. dogpile.proxy.stats),
   // nullopt when there is none.
   std::optional<StatsSnapshot> stats() const;
+  // Entries the backend evicted to stay within its bound (dogpile.cache.memory's max_size or
+  // max_bytes) since it was configured; 0 for a backend without a bound.
+  std::uint64_t evictions() const;
 
   // Invalidates every value created before now; see RegionInvalidationStrategy.
   void invalidate(bool hard = true);

@@ -80,6 +80,7 @@ class StatsProxy final : public InterceptingProxy, public StatsProvider {
 
   std::atomic<std::uint64_t> gets_{0}, hits_{0}, misses_{0}, sets_{0}, deletes_{0}, errors_{0};
   std::array<Counters, kCacheOperationCount> operations_;
+  std::atomic<std::uint64_t> evictions_at_reset_{0};  // the backend's count, at reset_stats()
 };
 
 StatsSnapshot StatsProxy::stats() const {
@@ -90,6 +91,9 @@ StatsSnapshot StatsProxy::stats() const {
   out.sets = sets_.load(std::memory_order_relaxed);
   out.deletes = deletes_.load(std::memory_order_relaxed);
   out.errors = errors_.load(std::memory_order_relaxed);
+  if (const auto* counter = find_eviction_counter(proxied().get())) {
+    out.evictions = counter->evictions() - evictions_at_reset_.load(std::memory_order_relaxed);
+  }
   for (std::size_t i = 0; i < kCacheOperationCount; ++i) {
     const Counters& from = operations_[i];
     OperationStats& to = out.operations[i];
@@ -106,6 +110,8 @@ StatsSnapshot StatsProxy::stats() const {
 
 void StatsProxy::reset_stats() {
   for (auto* counter : {&gets_, &hits_, &misses_, &sets_, &deletes_, &errors_}) counter->store(0);
+  const auto* evictions = find_eviction_counter(proxied().get());
+  evictions_at_reset_ = evictions != nullptr ? evictions->evictions() : 0;
   for (auto& counters : operations_) {
     counters.calls = 0;
     counters.errors = 0;
@@ -119,5 +125,5 @@ void StatsProxy::reset_stats() {
 }  // namespace dogpile::stats_proxy
 
 DOGPILE_PROXY_PLUGIN(stats, "dogpile.proxy.stats", "1.0.0",
-                     "Counts gets, hits, misses, sets, deletes, errors and latencies",
+                     "Counts gets, hits, misses, sets, deletes, errors, evictions and latencies",
                      dogpile::stats_proxy::StatsProxy);

@@ -81,7 +81,11 @@ CachedValuePtr CacheRegion::make_value_with(T&& value, ValueMetadata metadata) {
   } else {
     object = std::make_shared<const V>(std::forward<T>(value));
   }
-  return std::make_shared<const CachedValue>(std::move(object), typeid(V), encoder, metadata);
+  const CachedValue::Sizer sizer = [](const void* object) -> std::size_t {
+    return SizeOf<V>::size(*static_cast<const V*>(object));
+  };
+  return std::make_shared<const CachedValue>(std::move(object), typeid(V), encoder, metadata,
+                                             sizer);
 }
 
 template <class T>

@@ -32,12 +32,28 @@ struct StatsSnapshot {
   std::uint64_t sets = 0;     // keys stored
   std::uint64_t deletes = 0;  // keys removed
   std::uint64_t errors = 0;   // calls that threw
+  // Entries the backend below dropped to stay within its bound (EvictionCounter); 0 when it
+  // has none.
+  std::uint64_t evictions = 0;
   std::array<OperationStats, kCacheOperationCount> operations{};
 
   const OperationStats& operator[](CacheOperation op) const {
     return operations[static_cast<std::size_t>(op)];
   }
 };
+
+// Implemented by a backend that evicts entries to stay within a bound (dogpile.cache.memory
+// with max_size or max_bytes): how many it has evicted since it was made. The stats proxy and
+// CacheRegion::evictions() find it below them in the chain.
+class DOGPILE_API EvictionCounter {
+ public:
+  virtual ~EvictionCounter();
+  virtual std::uint64_t evictions() const noexcept = 0;
+};
+
+// The first EvictionCounter in the chain that starts at `backend` (through proxies); null
+// when there is none.
+DOGPILE_API const EvictionCounter* find_eviction_counter(const CacheBackend* backend);
 
 class DOGPILE_API StatsProvider {
  public:

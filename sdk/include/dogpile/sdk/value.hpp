@@ -50,10 +50,12 @@ class DOGPILE_API CachedValue {
  public:
   // Turns an object payload into its bytes; null when the type has no codec.
   using Encoder = std::string (*)(const void* object);
+  // The bytes an object payload holds (dogpile::SizeOf), for a backend bounded in bytes.
+  using Sizer = std::size_t (*)(const void* object);
 
   // An object payload of dynamic type `type`.
   CachedValue(std::shared_ptr<const void> object, const std::type_info& type, Encoder encoder,
-              ValueMetadata metadata);
+              ValueMetadata metadata, Sizer sizer = nullptr);
   // A bytes payload.
   CachedValue(std::string_view payload_bytes, ValueMetadata metadata);
 
@@ -85,6 +87,12 @@ class DOGPILE_API CachedValue {
     return std::string_view(wire_).substr(payload_offset_);
   }
 
+  // The payload's size in bytes, what a backend bounded in bytes (max_bytes) counts: the
+  // byte length of a bytes payload (of the whole bytes, when not decodable); for an object,
+  // its sizer's answer, else its encoded length, else 0. Throws CantSerialize only when
+  // encoding the object does.
+  std::size_t payload_size() const;
+
   // The payload as bytes, encoding an object payload with its codec.
   // Throws CantSerialize when the object's type has no codec.
   std::string payload_bytes() const;
@@ -102,6 +110,7 @@ class DOGPILE_API CachedValue {
   std::shared_ptr<const void> object_;
   const std::type_info* type_ = nullptr;
   Encoder encoder_ = nullptr;
+  Sizer sizer_ = nullptr;
   std::string wire_;  // a bytes payload: the whole wire format, payload from payload_offset_
   std::size_t payload_offset_ = 0;
   std::string problem_;  // why wire_ is not in the wire format; empty when it is

@@ -1,0 +1,424 @@
+// The memory backends' map: shards of open-addressing tables that readers search without a
+// lock, optionally bounded by W-TinyLFU.
+//
+// Reads. A reader pins the epoch (epoch.hpp), loads the shard's table, probes it (each slot
+// holds a node pointer tagged with 16 bits of its key's hash, so most mismatches are decided
+// without touching the node), and copies the value out of the node's holder. Nodes and holders
+// are immutable once published; a writer replaces them and retires the old ones, and a table
+// that grows is rebuilt beside the old one, which readers may finish probing. Nothing a reader
+// writes is shared with another thread, except in bounded mode: there, each hit records its
+// key's hash in a lossy ring buffer of the reader's stripe (Caffeine's read buffer), which
+// whoever holds the policy mutex drains into the policy; a full buffer drops the record.
+//
+// Writes take their shard's mutex. In bounded mode, new entries, removals and changes of a
+// value's size then take the policy mutex (never while holding a shard's), which evicts; the
+// victims leave their shards afterwards. Readers never wait for either.
+//
+// Node states (bounded mode; read under a shard mutex, written under the policy mutex):
+// pending (in the table, not yet in the policy), live, evicted (out of the policy, leaving the
+// table), dead (removed from the table before the policy saw it). Whoever unlinks a node from
+// the table retires it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "epoch.hpp"
+#include "tinylfu.hpp"
+
+namespace dogpile::memory {
+
+template <class Value>
+class ConcurrentMap {
+ public:
+  // `weigh` gives a value's payload bytes; called only when `limit.bytes` is bounded.
+  using Weigher = std::uint64_t (*)(const Value&);
+
+  ConcurrentMap(std::size_t shards, Cost limit, Weigher weigh)
+      : shards_(shards), bounded_(limit.entries != kUnlimited || limit.bytes != kUnlimited),
+        weigh_bytes_(limit.bytes != kUnlimited), weigh_(weigh), policy_(limit) {
+    for (auto& shard : shards_) shard.table.store(Table::make(8), std::memory_order_relaxed);
+  }
+
+  ~ConcurrentMap() {
+    for (auto& shard : shards_) {
+      Table* table = shard.table.load(std::memory_order_relaxed);
+      for (std::size_t i = 0; i <= table->mask; ++i) {
+        const std::uintptr_t slot = table->slots()[i].load(std::memory_order_relaxed);
+        if (is_node(slot)) Node::destroy(node_of(slot));
+      }
+      Table::destroy(table);
+    }
+  }
+
+  ConcurrentMap(const ConcurrentMap&) = delete;
+  ConcurrentMap& operator=(const ConcurrentMap&) = delete;
+
+  // Copies the value stored under `key` into `out`; false when there is none.
+  bool find(std::string_view key, Value& out) {
+    const std::uint64_t hash = hash_of(key);
+    epoch::EpochGuard guard;
+    Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
+    if (node == nullptr) return false;
+    out = node->holder.load(std::memory_order_acquire)->value;
+    if (bounded_) record_read(hash, guard.thread_index());
+    return true;
+  }
+
+  void insert_or_assign(const std::string& key, Value value) {
+    const std::uint64_t hash = hash_of(key);
+    const std::uint64_t bytes = weigh_bytes_ ? weigh_(value) : 0;
+    auto holder = std::make_unique<Holder>(Holder{std::move(value), bytes});
+    epoch::EpochGuard guard;  // keeps `node` alive until the policy has it
+    Node* node = nullptr;
+    Holder* replaced = nullptr;
+    Node* unlinked = nullptr;
+    Table* old_table = nullptr;
+    Shard& shard = shard_of(hash);
+    {
+      std::lock_guard lock(shard.mutex);
+      Table* table = shard.table.load(std::memory_order_relaxed);
+      auto [slot, found] = probe(table, key, hash);
+      if (found != nullptr && found->state.load(std::memory_order_relaxed) != State::evicted) {
+        replaced = found->holder.exchange(holder.release(), std::memory_order_acq_rel);
+      } else {
+        if (found == nullptr && (shard.used + 1) * 4 > (table->mask + 1) * 3) {
+          old_table = table;
+          table = rebuild(shard, table);
+          slot = probe(table, key, hash).first;
+        }
+        node = Node::make(key, hash, holder.get());
+        holder.release();
+        if (found != nullptr) {
+          unlinked = found;  // evicted but not gone yet: the new node takes its slot
+        } else {
+          if (slot->load(std::memory_order_relaxed) == 0) ++shard.used;
+          ++shard.live;
+        }
+        slot->store(tagged(node), std::memory_order_release);
+      }
+    }
+    // Retired outside the lock: freeing runs the destructors of values.
+    if (old_table != nullptr) epoch::retire(old_table, &Table::destroy_erased);
+    if (unlinked != nullptr) epoch::retire(unlinked, &Node::destroy_erased);
+    if (replaced != nullptr) {
+      const bool resized = weigh_bytes_ && replaced->bytes != bytes;
+      epoch::retire(replaced);
+      if (resized) {
+        update_cost(key, hash);
+      } else if (bounded_) {
+        record_read(hash, guard.thread_index());
+      }
+      return;
+    }
+    if (bounded_) add_to_policy(node);
+  }
+
+  void erase(std::string_view key) {
+    const std::uint64_t hash = hash_of(key);
+    epoch::EpochGuard guard;
+    Node* node = nullptr;
+    Shard& shard = shard_of(hash);
+    {
+      std::lock_guard lock(shard.mutex);
+      auto [slot, found] = probe(shard.table.load(std::memory_order_relaxed), key, hash);
+      if (found == nullptr) return;
+      slot->store(kTombstone, std::memory_order_release);
+      --shard.live;
+      node = found;
+    }
+    if (bounded_) {
+      std::lock_guard lock(policy_mutex_);
+      drain_reads();
+      if (node->state.load(std::memory_order_relaxed) == State::live) policy_.remove(*node);
+      node->state.store(State::dead, std::memory_order_relaxed);
+    }
+    epoch::retire(node, &Node::destroy_erased);
+  }
+
+  // Entries the bound made the map drop.
+  std::uint64_t evictions() const noexcept { return evictions_.load(std::memory_order_relaxed); }
+
+  std::size_t size() const {
+    std::size_t total = 0;
+    for (auto& shard : shards_) {
+      std::lock_guard lock(shard.mutex);
+      total += shard.live;
+    }
+    return total;
+  }
+
+  // What the policy holds, in entries and bytes (bounded mode).
+  Cost policy_size() {
+    std::lock_guard lock(policy_mutex_);
+    return policy_.size();
+  }
+
+ private:
+  enum State : std::uint8_t { pending, live, evicted, dead };
+
+  struct Holder {
+    Value value;
+    std::uint64_t bytes;
+  };
+
+  // The key's bytes follow the node in the same allocation.
+  struct Node : PolicyEntry {
+    std::atomic<Holder*> holder;
+    std::atomic<std::uint8_t> state{State::pending};
+    std::uint32_t key_size;
+
+    std::string_view key() const {
+      return {reinterpret_cast<const char*>(this + 1), key_size};
+    }
+    static Node* make(std::string_view key, std::uint64_t hash, Holder* holder) {
+      void* memory = ::operator new(sizeof(Node) + key.size());
+      if ((reinterpret_cast<std::uintptr_t>(memory) >> 48) != 0) {
+        ::operator delete(memory);
+        throw std::bad_alloc();  // an address the 16-bit tags cannot share a word with
+      }
+      Node* node = new (memory) Node;
+      node->hash = hash;
+      node->holder.store(holder, std::memory_order_relaxed);
+      node->key_size = static_cast<std::uint32_t>(key.size());
+      std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
+      return node;
+    }
+    static void destroy(Node* node) {
+      delete node->holder.load(std::memory_order_relaxed);
+      node->~Node();
+      ::operator delete(node);
+    }
+    static void destroy_erased(void* node) { destroy(static_cast<Node*>(node)); }
+  };
+
+  // Slots: 0 empty, kTombstone a removed entry, otherwise tag << 48 | node.
+  static constexpr std::uintptr_t kTombstone = 1;
+  static bool is_node(std::uintptr_t slot) { return slot > kTombstone; }
+  static Node* node_of(std::uintptr_t slot) {
+    return reinterpret_cast<Node*>(slot & ((std::uintptr_t{1} << 48) - 1));
+  }
+  static std::uintptr_t tag_of(std::uint64_t hash) { return hash >> 48; }
+  static std::uintptr_t tagged(Node* node) {
+    return tag_of(node->hash) << 48 | reinterpret_cast<std::uintptr_t>(node);
+  }
+
+  struct Table {
+    std::size_t mask;
+    std::atomic<std::uintptr_t>* slots() { return reinterpret_cast<std::atomic<std::uintptr_t>*>(this + 1); }
+    static Table* make(std::size_t capacity) {
+      void* memory = ::operator new(sizeof(Table) + capacity * sizeof(std::atomic<std::uintptr_t>));
+      auto* table = new (memory) Table{capacity - 1};
+      for (std::size_t i = 0; i < capacity; ++i) new (&table->slots()[i]) std::atomic<std::uintptr_t>(0);
+      return table;
+    }
+    static void destroy(Table* table) { ::operator delete(table); }
+    static void destroy_erased(void* table) { destroy(static_cast<Table*>(table)); }
+  };
+
+  struct alignas(64) Shard {
+    mutable std::mutex mutex;
+    std::atomic<Table*> table{nullptr};
+    std::size_t live = 0;  // entries
+    std::size_t used = 0;  // slots not empty (entries and tombstones)
+  };
+
+  // A lossy ring of recent hits' hashes (Caffeine's BoundedBuffer).
+  struct alignas(64) Stripe {
+    static constexpr std::uint32_t kSize = 16;
+    std::atomic<std::uint32_t> written{0};
+    std::atomic<std::uint32_t> read{0};
+    std::atomic<std::uint64_t> hashes[kSize]{};
+
+    // False when full: the caller drains.
+    bool offer(std::uint64_t hash) {
+      const std::uint32_t head = read.load(std::memory_order_acquire);
+      std::uint32_t tail = written.load(std::memory_order_relaxed);
+      if (tail - head >= kSize) return false;
+      if (written.compare_exchange_strong(tail, tail + 1, std::memory_order_relaxed)) {
+        hashes[tail % kSize].store(hash, std::memory_order_release);
+      }
+      return true;  // or lost to another reader: a dropped record
+    }
+    template <class Consume>
+    void drain(Consume&& consume) {
+      std::uint32_t head = read.load(std::memory_order_relaxed);
+      const std::uint32_t tail = written.load(std::memory_order_acquire);
+      for (; head != tail; ++head) {
+        const std::uint64_t hash = hashes[head % kSize].exchange(0, std::memory_order_acquire);
+        if (hash == 0) break;  // claimed, not yet written
+        consume(hash);
+      }
+      read.store(head, std::memory_order_release);
+    }
+  };
+  static constexpr std::size_t kStripes = 16;
+
+  static std::uint64_t hash_of(std::string_view key) {
+    const std::uint64_t h = std::hash<std::string_view>{}(key);
+    return h == 0 ? 1 : h;  // 0 marks an empty read-buffer slot
+  }
+  Shard& shard_of(std::uint64_t hash) { return shards_[hash % shards_.size()]; }
+  static std::size_t start_of(std::uint64_t hash, const Table* table) {
+    return (hash >> 16) & table->mask;
+  }
+
+  // Readers: the node for `key` in `table`.
+  static Node* lookup(Table* table, std::string_view key, std::uint64_t hash) {
+    const std::uintptr_t tag = tag_of(hash);
+    for (std::size_t i = start_of(hash, table);; i = (i + 1) & table->mask) {
+      const std::uintptr_t slot = table->slots()[i].load(std::memory_order_acquire);
+      if (slot == 0) return nullptr;
+      if (is_node(slot) && (slot >> 48) == tag) {
+        Node* node = node_of(slot);
+        if (node->key() == key) return node;
+      }
+    }
+  }
+
+  // Writers, under the shard mutex: the slot holding `key`'s node and the node, or the slot
+  // a new node would take (the first tombstone on the way, else the empty slot) and null.
+  static std::pair<std::atomic<std::uintptr_t>*, Node*> probe(Table* table, std::string_view key,
+                                                              std::uint64_t hash) {
+    std::atomic<std::uintptr_t>* free = nullptr;
+    const std::uintptr_t tag = tag_of(hash);
+    for (std::size_t i = start_of(hash, table);; i = (i + 1) & table->mask) {
+      auto* slot = &table->slots()[i];
+      const std::uintptr_t value = slot->load(std::memory_order_relaxed);
+      if (value == 0) return {free != nullptr ? free : slot, nullptr};
+      if (value == kTombstone) {
+        if (free == nullptr) free = slot;
+      } else if ((value >> 48) == tag && node_of(value)->key() == key) {
+        return {slot, node_of(value)};
+      }
+    }
+  }
+
+  // A new table for the shard's entries, at most half full, published for readers; the
+  // caller retires the old one.
+  Table* rebuild(Shard& shard, Table* old) {
+    std::size_t capacity = 8;
+    while (capacity < (shard.live + 1) * 2) capacity <<= 1;
+    Table* table = Table::make(capacity);
+    for (std::size_t i = 0; i <= old->mask; ++i) {
+      const std::uintptr_t slot = old->slots()[i].load(std::memory_order_relaxed);
+      if (!is_node(slot)) continue;
+      std::size_t j = start_of(node_of(slot)->hash, table);
+      while (table->slots()[j].load(std::memory_order_relaxed) != 0) j = (j + 1) & table->mask;
+      table->slots()[j].store(slot, std::memory_order_relaxed);
+    }
+    shard.used = shard.live;
+    shard.table.store(table, std::memory_order_release);
+    return table;
+  }
+
+  // Pinned: a node whose key has `hash` (the first, if keys collide).
+  Node* lookup_hash(std::uint64_t hash) {
+    Table* table = shard_of(hash).table.load(std::memory_order_acquire);
+    const std::uintptr_t tag = tag_of(hash);
+    for (std::size_t i = start_of(hash, table);; i = (i + 1) & table->mask) {
+      const std::uintptr_t slot = table->slots()[i].load(std::memory_order_acquire);
+      if (slot == 0) return nullptr;
+      if (is_node(slot) && (slot >> 48) == tag && node_of(slot)->hash == hash) return node_of(slot);
+    }
+  }
+
+  void record_read(std::uint64_t hash, unsigned thread) {
+    if (stripes_[thread % kStripes].offer(hash)) return;
+    std::unique_lock lock(policy_mutex_, std::try_to_lock);
+    if (lock) drain_reads();
+  }
+
+  // Under the policy mutex, pinned: the buffered hits reach the policy.
+  void drain_reads() {
+    for (auto& stripe : stripes_) {
+      stripe.drain([&](std::uint64_t hash) {
+        Node* node = lookup_hash(hash);
+        if (node != nullptr && node->state.load(std::memory_order_relaxed) == State::live) {
+          policy_.record_access(*node);
+        }
+      });
+    }
+  }
+
+  Cost cost_of(Node& node) const {
+    return {1, node.holder.load(std::memory_order_acquire)->bytes};
+  }
+
+  // Pinned, `node` in the table (or removed from it since: then dead).
+  void add_to_policy(Node* node) {
+    std::vector<Node*> victims;
+    {
+      std::lock_guard lock(policy_mutex_);
+      drain_reads();
+      if (node->state.load(std::memory_order_relaxed) == State::dead) return;
+      node->cost = cost_of(*node);
+      node->state.store(State::live, std::memory_order_relaxed);
+      policy_.add(*node, [&](PolicyEntry& victim) { on_evicted(victim, victims); });
+    }
+    unlink_victims(victims);
+  }
+
+  // Pinned: the value under `key` changed size.
+  void update_cost(std::string_view key, std::uint64_t hash) {
+    std::vector<Node*> victims;
+    {
+      std::lock_guard lock(policy_mutex_);
+      drain_reads();
+      Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
+      if (node == nullptr || node->state.load(std::memory_order_relaxed) != State::live) return;
+      policy_.update(*node, cost_of(*node), [&](PolicyEntry& victim) { on_evicted(victim, victims); });
+    }
+    unlink_victims(victims);
+  }
+
+  void on_evicted(PolicyEntry& entry, std::vector<Node*>& victims) {
+    auto& node = static_cast<Node&>(entry);
+    node.state.store(State::evicted, std::memory_order_relaxed);
+    victims.push_back(&node);
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Takes evicted nodes out of their tables, unless a writer did first.
+  void unlink_victims(const std::vector<Node*>& victims) {
+    for (Node* node : victims) {
+      Shard& shard = shard_of(node->hash);
+      bool unlinked = false;
+      {
+        std::lock_guard lock(shard.mutex);
+        Table* table = shard.table.load(std::memory_order_relaxed);
+        for (std::size_t i = start_of(node->hash, table);; i = (i + 1) & table->mask) {
+          auto& slot = table->slots()[i];
+          const std::uintptr_t value = slot.load(std::memory_order_relaxed);
+          if (value == 0) break;
+          if (is_node(value) && node_of(value) == node) {
+            slot.store(kTombstone, std::memory_order_release);
+            --shard.live;
+            unlinked = true;
+            break;
+          }
+        }
+      }
+      if (unlinked) epoch::retire(node, &Node::destroy_erased);
+    }
+  }
+
+  std::vector<Shard> shards_;
+  const bool bounded_;
+  const bool weigh_bytes_;
+  const Weigher weigh_;
+  std::mutex policy_mutex_;
+  WTinyLfu policy_;
+  Stripe stripes_[kStripes];
+  std::atomic<std::uint64_t> evictions_{0};
+};
+
+}  // namespace dogpile::memory

@@ -1,0 +1,57 @@
+// Epoch-based reclamation, as crossbeam-epoch: readers of the memory backend's tables take no
+// lock; a writer that unlinks a node retires it, and it is freed once every thread that could
+// still be reading it has left its read section. A read section (EpochGuard) costs one
+// exchange and one store on the reading thread's own cache line.
+//
+// Freed objects wait in the retiring thread's bag, at most kBagSize of them (a thread that
+// ends gives its bag to the others): memory a writer releases is given back late by at most
+// that many objects per writing thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace dogpile::memory::epoch {
+
+struct alignas(64) Record {
+  std::atomic<std::uint64_t> pinned{0};  // the epoch this thread reads in; 0: not reading
+  std::atomic<bool> owned{false};
+  unsigned depth = 0;    // nested guards; the owner's only
+  unsigned index = 0;    // the record's number, a thread's stripe in the read buffers
+  Record* next = nullptr;
+};
+
+extern std::atomic<std::uint64_t> global_epoch;
+extern thread_local Record* this_thread;
+Record* register_thread();
+
+class EpochGuard {
+ public:
+  EpochGuard() : record_(this_thread != nullptr ? this_thread : register_thread()) {
+    if (record_->depth++ == 0) {
+      record_->pinned.exchange(global_epoch.load(std::memory_order_relaxed),
+                               std::memory_order_seq_cst);
+    }
+  }
+  ~EpochGuard() {
+    if (--record_->depth == 0) record_->pinned.store(0, std::memory_order_release);
+  }
+  EpochGuard(const EpochGuard&) = delete;
+  EpochGuard& operator=(const EpochGuard&) = delete;
+
+  unsigned thread_index() const noexcept { return record_->index; }
+
+ private:
+  Record* record_;
+};
+
+// Frees `object` with `deleter` once no read section that began before this call is open.
+void retire(void* object, void (*deleter)(void*));
+
+template <class T>
+void retire(T* object) {
+  retire(const_cast<void*>(static_cast<const void*>(object)),
+         [](void* p) { delete static_cast<T*>(p); });
+}
+
+}  // namespace dogpile::memory::epoch

@@ -1,0 +1,279 @@
+// W-TinyLFU, the eviction policy of Caffeine (Einziger, Friedman and Manes, "TinyLFU: A Highly
+// Efficient Cache Admission Policy"): new entries enter a small LRU window (1% of the bound);
+// the window's overflow competes for a place in the main region, a segmented LRU (probation
+// 20%, protected 80%), against the main region's LRU victim, and the one a count-min sketch of
+// 4-bit counters has seen more often stays. The sketch halves its counters every 10 x capacity
+// increments, so old popularity fades. Scans and one-hit wonders pass through the window
+// without pushing out what is used often.
+//
+// The policy is single-threaded: the memory backend calls it under its policy mutex, the
+// simulator (tools/simulate.cpp) directly. Entries are intrusive (PolicyEntry), owned by the
+// caller; the policy links, counts and chooses victims, and hands each victim to a callback.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace dogpile::memory {
+
+// What an entry costs against the bounds: one entry, and its payload's bytes.
+struct Cost {
+  std::uint64_t entries = 0;
+  std::uint64_t bytes = 0;
+  Cost& operator+=(const Cost& o) {
+    entries += o.entries;
+    bytes += o.bytes;
+    return *this;
+  }
+  Cost& operator-=(const Cost& o) {
+    entries -= o.entries;
+    bytes -= o.bytes;
+    return *this;
+  }
+  friend Cost operator+(Cost a, const Cost& b) { return a += b; }
+  // Whether this cost is over `limit` in either dimension.
+  bool exceeds(const Cost& limit) const { return entries > limit.entries || bytes > limit.bytes; }
+};
+inline constexpr std::uint64_t kUnlimited = std::numeric_limits<std::uint64_t>::max();
+
+enum class Queue : std::uint8_t { none, window, probation, protect };
+
+struct PolicyEntry {
+  PolicyEntry* prev = nullptr;
+  PolicyEntry* next = nullptr;
+  std::uint64_t hash = 0;
+  Cost cost;
+  Queue queue = Queue::none;
+};
+
+// A count-min sketch of 4-bit counters, 4 rows, one 64-bit word per row and key.
+class FrequencySketch {
+ public:
+  // Sizes the sketch for `entries` distinct keys; a larger size than before resets it.
+  void ensure_capacity(std::uint64_t entries) {
+    entries = std::clamp<std::uint64_t>(entries, 16, std::uint64_t{1} << 30);
+    if (!table_.empty() && entries <= table_.size()) return;
+    std::uint64_t size = 16;
+    while (size < entries) size <<= 1;
+    table_.assign(size, 0);
+    sample_size_ = 10 * size;
+    additions_ = 0;
+  }
+
+  unsigned frequency(std::uint64_t hash) const {
+    unsigned least = 15;
+    for (unsigned row = 0; row < 4; ++row) {
+      const std::uint64_t h = spread(hash, row);
+      least = std::min(least, counter(table_[h & (table_.size() - 1)], h));
+    }
+    return least;
+  }
+
+  void increment(std::uint64_t hash) {
+    bool added = false;
+    for (unsigned row = 0; row < 4; ++row) {
+      const std::uint64_t h = spread(hash, row);
+      std::uint64_t& word = table_[h & (table_.size() - 1)];
+      const unsigned shift = offset(h);
+      if (((word >> shift) & 0xF) != 0xF) {
+        word += std::uint64_t{1} << shift;
+        added = true;
+      }
+    }
+    if (added && ++additions_ >= sample_size_) age();
+  }
+
+ private:
+  static std::uint64_t spread(std::uint64_t hash, unsigned row) {
+    // splitmix64 of the hash and the row: independent positions per row.
+    std::uint64_t z = hash + 0x9E3779B97F4A7C15ULL * (row + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  // Which of the word's 16 counters: bits the table index does not use.
+  static unsigned offset(std::uint64_t h) { return static_cast<unsigned>(h >> 60) * 4; }
+  static unsigned counter(std::uint64_t word, std::uint64_t h) {
+    return static_cast<unsigned>((word >> offset(h)) & 0xF);
+  }
+  // Halves every counter, so that popularity fades.
+  void age() {
+    for (auto& word : table_) word = (word >> 1) & 0x7777777777777777ULL;
+    additions_ /= 2;
+  }
+
+  std::vector<std::uint64_t> table_;
+  std::uint64_t sample_size_ = 0;
+  std::uint64_t additions_ = 0;
+};
+
+class WTinyLfu {
+ public:
+  // `limit`: the bound in entries and in bytes (kUnlimited for none).
+  explicit WTinyLfu(Cost limit) : limit_(limit) {
+    // The window 1% (at least one unit), the main region the rest, 80% of it protected.
+    main_limit_ = {share(limit.entries, 99), share(limit.bytes, 99)};
+    window_limit_ = {rest(limit.entries, main_limit_.entries), rest(limit.bytes, main_limit_.bytes)};
+    protected_limit_ = {share(main_limit_.entries, 80), share(main_limit_.bytes, 80)};
+    sketch_.ensure_capacity(limit.entries == kUnlimited ? 1024 : limit.entries);
+  }
+
+  Cost size() const { return window_.cost + probation_.cost + protected_.cost; }
+  const Cost& limit() const { return limit_; }
+
+  // A hit on `entry`, which the policy holds.
+  void record_access(PolicyEntry& entry) {
+    sketch_.increment(entry.hash);
+    switch (entry.queue) {
+      case Queue::window:
+        window_.move_to_back(entry);
+        break;
+      case Queue::probation:
+        probation_.unlink(entry);
+        protected_.push_back(entry, Queue::protect);
+        demote_protected();
+        break;
+      case Queue::protect:
+        protected_.move_to_back(entry);
+        break;
+      case Queue::none:
+        break;
+    }
+  }
+
+  // A new entry (its cost set); evicts what no longer fits, through `evicted(PolicyEntry&)`.
+  template <class Evicted>
+  void add(PolicyEntry& entry, Evicted&& evicted) {
+    if (limit_.entries == kUnlimited) sketch_.ensure_capacity(size().entries + 1);
+    sketch_.increment(entry.hash);
+    window_.push_back(entry, Queue::window);
+    evict(evicted);
+  }
+
+  // The entry's cost changed (a new value of another size); counts as an access.
+  template <class Evicted>
+  void update(PolicyEntry& entry, Cost cost, Evicted&& evicted) {
+    queue_of(entry).cost -= entry.cost;
+    entry.cost = cost;
+    queue_of(entry).cost += entry.cost;
+    record_access(entry);
+    evict(evicted);
+  }
+
+  void remove(PolicyEntry& entry) {
+    if (entry.queue != Queue::none) queue_of(entry).unlink(entry);
+  }
+
+  unsigned frequency(std::uint64_t hash) const { return sketch_.frequency(hash); }
+
+ private:
+  struct List {
+    PolicyEntry* head = nullptr;  // least recently used
+    PolicyEntry* tail = nullptr;
+    Cost cost;
+    void push_back(PolicyEntry& e, Queue q) {
+      e.queue = q;
+      e.prev = tail;
+      e.next = nullptr;
+      (tail ? tail->next : head) = &e;
+      tail = &e;
+      cost += e.cost;
+    }
+    void unlink(PolicyEntry& e) {
+      (e.prev ? e.prev->next : head) = e.next;
+      (e.next ? e.next->prev : tail) = e.prev;
+      e.prev = e.next = nullptr;
+      e.queue = Queue::none;
+      cost -= e.cost;
+    }
+    void move_to_back(PolicyEntry& e) {
+      if (tail == &e) return;
+      const Queue q = e.queue;
+      unlink(e);
+      push_back(e, q);
+    }
+  };
+
+  // `percent` of `limit`, rounded down; an unlimited bound stays unlimited.
+  static std::uint64_t share(std::uint64_t limit, std::uint64_t percent) {
+    if (limit == kUnlimited) return kUnlimited;
+    return limit / 100 * percent + limit % 100 * percent / 100;
+  }
+  static std::uint64_t rest(std::uint64_t limit, std::uint64_t part) {
+    return limit == kUnlimited ? kUnlimited : limit - part;
+  }
+
+  List& queue_of(PolicyEntry& e) {
+    return e.queue == Queue::window ? window_ : e.queue == Queue::probation ? probation_ : protected_;
+  }
+
+  void demote_protected() {
+    while (protected_.cost.exceeds(protected_limit_) && protected_.head != nullptr) {
+      PolicyEntry& oldest = *protected_.head;
+      protected_.unlink(oldest);
+      probation_.push_back(oldest, Queue::probation);
+    }
+  }
+
+  // Whether `candidate` from the window should replace `victim` of the main region: the one
+  // seen more often wins; ties go to the victim. A candidate that is often seen but loses is
+  // still let in now and then (1 in 128), so that an attacker who raises a victim's counters
+  // with colliding keys cannot pin it (Caffeine's defence against hash flooding).
+  bool admit(const PolicyEntry& candidate, const PolicyEntry& victim) {
+    const unsigned candidate_frequency = sketch_.frequency(candidate.hash);
+    const unsigned victim_frequency = sketch_.frequency(victim.hash);
+    if (candidate_frequency > victim_frequency) return true;
+    if (candidate_frequency <= 5) return false;
+    random_ = random_ * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (random_ >> 57) == 0;
+  }
+
+  PolicyEntry* main_victim() {
+    if (probation_.head) return probation_.head;
+    return protected_.head;
+  }
+
+  template <class Evicted>
+  void evict(Evicted& evicted) {
+    // The window's overflow, oldest first, competes for the main region.
+    while (window_.cost.exceeds(window_limit_) && window_.head != nullptr) {
+      PolicyEntry& candidate = *window_.head;
+      window_.unlink(candidate);
+      bool admitted = !candidate.cost.exceeds(main_limit_);
+      while (admitted && (probation_.cost + protected_.cost + candidate.cost).exceeds(main_limit_)) {
+        PolicyEntry* victim = main_victim();
+        if (!admit(candidate, *victim)) {
+          admitted = false;
+        } else {
+          queue_of(*victim).unlink(*victim);
+          evicted(*victim);
+        }
+      }
+      if (admitted) {
+        probation_.push_back(candidate, Queue::probation);
+      } else {
+        evicted(candidate);
+      }
+    }
+    // A grown entry may leave the main region over its bound: its oldest go.
+    while ((probation_.cost + protected_.cost).exceeds(main_limit_)) {
+      PolicyEntry* victim = main_victim();
+      queue_of(*victim).unlink(*victim);
+      evicted(*victim);
+    }
+  }
+
+  Cost limit_;
+  Cost window_limit_;
+  Cost main_limit_;
+  Cost protected_limit_;
+  List window_;
+  List probation_;
+  List protected_;
+  FrequencySketch sketch_;
+  std::uint64_t random_ = 0x853C49E6748FEA9BULL;
+};
+
+}  // namespace dogpile::memory
