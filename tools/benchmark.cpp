@@ -11,10 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <dogpile/dogpile.hpp>
 #include <map>
 #include <shared_mutex>
@@ -40,15 +43,127 @@ double ops_per_second(long iterations, Op&& op) {
   return static_cast<double>(iterations) / seconds_since(start);
 }
 
-struct RawCache {
-  std::shared_mutex mutex;
-  std::unordered_map<std::string, std::shared_ptr<const std::string>> map;
-  std::shared_ptr<const std::string> get(const std::string& key) {
-    std::shared_lock guard(mutex);
-    auto it = map.find(key);
-    return it == map.end() ? nullptr : it->second;
+// What a C++ user would write by hand: 64 shards of a hash map of shared_ptr, each behind a
+// reader-writer lock.
+class RawCache {
+ public:
+  std::shared_ptr<const std::string> get(const std::string& key) const {
+    const Shard& shard = shard_of(key);
+    std::shared_lock guard(shard.mutex);
+    auto it = shard.map.find(key);
+    return it == shard.map.end() ? nullptr : it->second;
   }
+  void set(const std::string& key, std::shared_ptr<const std::string> value) {
+    Shard& shard = const_cast<Shard&>(shard_of(key));
+    std::unique_lock guard(shard.mutex);
+    shard.map.insert_or_assign(key, std::move(value));
+  }
+
+ private:
+  struct alignas(64) Shard {
+    mutable std::shared_mutex mutex;
+    std::unordered_map<std::string, std::shared_ptr<const std::string>> map;
+  };
+  const Shard& shard_of(const std::string& key) const {
+    return shards_[std::hash<std::string>{}(key) % shards_.size()];
+  }
+  std::array<Shard, 64> shards_;
 };
+
+// Total operations per second of `threads` threads each calling `op(key)` for `seconds`, on
+// keys drawn at random from `keys`.
+template <class Op>
+double scaled(int threads, double seconds, const std::vector<std::string>& keys, Op&& op) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> stop{false};
+  std::atomic<long> total{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::uint64_t state = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(t + 1);
+      long done = 0;
+      ready.fetch_add(1);
+      while (ready.load() < threads) std::this_thread::yield();
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (int i = 0; i < 256; ++i) {
+          state ^= state << 13;
+          state ^= state >> 7;
+          state ^= state << 17;
+          op(keys[state % keys.size()]);
+        }
+        done += 256;
+      }
+      total.fetch_add(done);
+    });
+  }
+  while (ready.load() < threads) std::this_thread::yield();
+  const auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& thread : pool) thread.join();
+  return static_cast<double>(total.load()) / seconds_since(start);
+}
+
+// get hit, get_or_create hit and set at 1, 2, 4, ... threads up to `max_threads`, on 10,000
+// keys (uniform) and on 8 (hot), beside the hand-written map; get hits also on a bounded
+// region (max_size above the key count: every get hits, the policy records each).
+void scaling_rows(int max_threads, double seconds) {
+  std::vector<std::string> uniform, hot;
+  for (int i = 0; i < 10000; ++i) uniform.push_back("user:" + std::to_string(i));
+  for (int i = 0; i < 8; ++i) hot.push_back("hot:" + std::to_string(i));
+  auto region = dogpile::make_region("bench-scaling");
+  region->configure("dogpile.cache.memory", {.expiration_time = 3600});
+  auto bounded = dogpile::make_region("bench-bounded");
+  bounded->configure("dogpile.cache.memory",
+                     {.expiration_time = 3600, .arguments = {{"max_size", 20000}}});
+  RawCache raw;
+  for (const auto* keys : {&uniform, &hot}) {
+    for (const auto& key : *keys) {
+      region->set(key, std::string(64, 'x'));
+      bounded->set(key, std::string(64, 'x'));
+      raw.set(key, std::make_shared<const std::string>(64, 'x'));
+    }
+  }
+  std::printf(
+      "\nthreads: total ops/s of every thread, %.1f s per figure; map = a hand-written 64-shard "
+      "shared_mutex map\n%-18s %-8s %7s %14s %14s %14s %7s %8s\n",
+      seconds, "operation", "keys", "threads", "region", "bounded", "map", "ratio", "bounded%");
+  struct Op {
+    const char* name;
+    std::function<void(const std::string&)> region, bounded, raw;
+  };
+  const std::vector<Op> ops = {
+      {"get hit",
+       [&](const std::string& k) { region->get<std::string>(k); },
+       [&](const std::string& k) { bounded->get<std::string>(k); },
+       [&](const std::string& k) { raw.get(k); }},
+      {"get_or_create hit",
+       [&](const std::string& k) { region->get_or_create(k, [] { return std::string(64, 'y'); }); },
+       [&](const std::string& k) {
+         bounded->get_or_create(k, [] { return std::string(64, 'y'); });
+       },
+       [&](const std::string& k) { raw.get(k); }},
+      {"set",
+       [&](const std::string& k) { region->set(k, std::string(64, 'x')); },
+       [&](const std::string& k) { bounded->set(k, std::string(64, 'x')); },
+       [&](const std::string& k) { raw.set(k, std::make_shared<const std::string>(64, 'x')); }},
+  };
+  for (const auto& op : ops) {
+    for (const auto* keys : {&uniform, &hot}) {
+      for (int threads = 1; threads <= max_threads; threads *= 2) {
+        const double ours = scaled(threads, seconds, *keys, op.region);
+        const double ours_bounded = scaled(threads, seconds, *keys, op.bounded);
+        const double theirs = scaled(threads, seconds, *keys, op.raw);
+        std::printf("%-18s %-8s %7d %14.0f %14.0f %14.0f %7.2f %7.0f%%\n", op.name,
+                    keys == &hot ? "hot 8" : "uniform", threads, ours, ours_bounded, theirs,
+                    ours / theirs, 100 * ours_bounded / ours);
+        std::fflush(stdout);
+      }
+    }
+  }
+  std::printf("evictions in the bounded region: %llu\n",
+              static_cast<unsigned long long>(bounded->evictions()));
+}
 
 void row(const char* name, double ours, double raw) {
   std::printf("%-44s %12.0f ops/s   raw %12.0f ops/s   ratio %.2f\n", name, ours, raw, ours / raw);
@@ -150,8 +265,24 @@ void redis_rows(int port, long iterations) {
 }  // namespace
 
 int run(int argc, char** argv) {
-  const long iterations = argc > 1 ? std::atol(argv[1]) : 2'000'000;
-  const long redis_iterations = argc > 2 ? std::atol(argv[2]) : 20'000;
+  // dogpile-bench [--threads N] [--seconds S] [iterations [redis_iterations]]
+  int max_threads = static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
+  double seconds = 0.3;
+  std::vector<const char*> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--threads" || arg == "--seconds") && i + 1 < argc) {
+      (arg == "--threads" ? void(max_threads = std::max(1, std::atoi(argv[++i])))
+                          : void(seconds = std::max(0.01, std::atof(argv[++i]))));
+    } else if (arg.starts_with("--")) {
+      std::fprintf(stderr, "dogpile-bench: unknown option %s (--threads N, --seconds S)\n", arg.c_str());
+      return 2;
+    } else {
+      positional.push_back(argv[i]);
+    }
+  }
+  const long iterations = positional.size() > 0 ? std::atol(positional[0]) : 2'000'000;
+  const long redis_iterations = positional.size() > 1 ? std::atol(positional[1]) : 20'000;
   constexpr int kKeys = 1000;
   std::vector<std::string> keys;
   for (int i = 0; i < kKeys; ++i) keys.push_back("user:" + std::to_string(i));
@@ -161,7 +292,7 @@ int run(int argc, char** argv) {
   RawCache raw;
   for (const auto& key : keys) {
     region->set(key, std::string(64, 'x'));
-    raw.map.emplace(key, std::make_shared<const std::string>(64, 'x'));
+    raw.set(key, std::make_shared<const std::string>(64, 'x'));
   }
   std::printf("dogpile-bench: memory backend, %d keys, %ld operations per row\n\n", kKeys,
               iterations);
@@ -182,7 +313,7 @@ int run(int argc, char** argv) {
   auto profile = region->cache_on_arguments("bench:profile",
                                             [](int id) { return std::string(64, 'a' + id % 26); });
   for (int i = 0; i < kKeys; ++i) {
-    raw.map.emplace("bench:profile|" + std::to_string(i), profile.shared(i));
+    raw.set("bench:profile|" + std::to_string(i), profile.shared(i));
   }
   const double raw_fn = ops_per_second(iterations, [&](long i) {
     sink += raw.get("bench:profile|" + std::to_string(i % kKeys))->size();
@@ -191,26 +322,7 @@ int run(int argc, char** argv) {
       iterations, [&](long i) { sink += profile(static_cast<int>(i % kKeys)).size(); });
   row("cache_on_arguments hit, 1 thread", region_fn, raw_fn);
 
-  // Two threads on different keys: the shards keep them from contending.
-  auto threaded = [&](auto op) {
-    std::atomic<long> total{0};
-    const auto start = Clock::now();
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 2; ++t) {
-      threads.emplace_back([&, t] {
-        std::size_t local = 0;
-        for (long i = 0; i < iterations; ++i) local += op(keys[(i * 2 + t) % kKeys]);
-        total += static_cast<long>(local != 0);
-      });
-    }
-    for (auto& t : threads) t.join();
-    return 2.0 * static_cast<double>(iterations) / seconds_since(start);
-  };
-  const double raw2 = threaded([&](const std::string& k) { return raw.get(k)->size(); });
-  const double goc2 = threaded([&](const std::string& k) {
-    return region->get_or_create(k, [] { return std::string(64, 'y'); })->size();
-  });
-  row("get_or_create hit, 2 threads (total)", goc2, raw2);
+  scaling_rows(max_threads, seconds);
 
   // The herd: 32 threads on one cold key, a 50 ms creator.
   std::atomic<int> calls{0};
