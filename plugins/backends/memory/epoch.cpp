@@ -71,6 +71,9 @@ thread_local bool exiting = false;
 
 struct ThreadBag {
   std::vector<Retired> bag;
+  // The size at which the bag is next collected: kBagSize more than what the last collection
+  // kept, so that objects still in use are not scanned on every retirement.
+  std::size_t next_collection = kBagSize;
   ~ThreadBag() {
     exiting = true;
     if (this_thread != nullptr) this_thread->owned.store(false, std::memory_order_release);
@@ -110,7 +113,7 @@ void retire(void* object, void (*deleter)(void*)) {
   if (exiting) return give_to_orphans({retired});
   auto& bag = thread_bag.bag;
   bag.push_back(retired);
-  if (bag.size() < kBagSize) return;
+  if (bag.size() < thread_bag.next_collection) return;
   {
     std::unique_lock lock(orphans_mutex(), std::try_to_lock);
     if (lock && !orphans().empty()) {
@@ -120,6 +123,7 @@ void retire(void* object, void (*deleter)(void*)) {
     }
   }
   collect(bag);
+  thread_bag.next_collection = bag.size() + kBagSize;
 }
 
 }  // namespace dogpile::memory::epoch
