@@ -3,16 +3,16 @@
 //
 // Reads. A reader pins the epoch (epoch.hpp), loads the shard's table, probes it (each slot
 // holds a node pointer tagged with 16 bits of its key's hash, so most mismatches are decided
-// without touching the node), and copies the value out of the node's holder. Nodes and holders
-// are immutable once published; a writer replaces them and retires the old ones, and a table
-// that grows is rebuilt beside the old one, which readers may finish probing. Nothing a reader
+// without touching the node), and copies the value out of the node. Nodes are immutable once
+// published: a new value is a new node in the old one's slot, and the old one is retired; a
+// table that grows is rebuilt beside the old one, which readers may finish probing. Nothing a reader
 // writes is shared with another thread, except in bounded mode: there, each hit records its
 // key's hash in a lossy ring buffer of the reader's stripe (Caffeine's read buffer), which
 // whoever holds the policy mutex drains into the policy; a full buffer drops the record.
 //
-// Writes take their shard's mutex. In bounded mode, new entries, removals and changes of a
-// value's size then take the policy mutex (never while holding a shard's), which evicts; the
-// victims leave their shards afterwards. Readers never wait for either.
+// Writes take their shard's mutex. In bounded mode they then take the policy mutex (never
+// while holding a shard's), which evicts; the victims leave their shards afterwards. Readers
+// never wait for either.
 //
 // Node states (bounded mode; read under a shard mutex, written under the policy mutex):
 // pending (in the table, not yet in the policy), live, evicted (out of the policy, leaving the
@@ -53,7 +53,7 @@ class ConcurrentMap {
       Table* table = shard.table.load(std::memory_order_relaxed);
       for (std::size_t i = 0; i <= table->mask; ++i) {
         const std::uintptr_t slot = table->slots()[i].load(std::memory_order_relaxed);
-        if (is_node(slot)) Node::destroy(node_of(slot));
+        if (is_node(slot)) (bounded_ ? destroy<true> : destroy<false>)(node_of(slot));
       }
       Table::destroy(table);
     }
@@ -68,7 +68,7 @@ class ConcurrentMap {
     epoch::EpochGuard guard;
     Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
     if (node == nullptr) return false;
-    out = node->holder.load(std::memory_order_acquire)->value;
+    out = node->value;
     if (bounded_) record_read(hash, guard.thread_index());
     return true;
   }
@@ -76,50 +76,31 @@ class ConcurrentMap {
   void insert_or_assign(const std::string& key, Value value) {
     const std::uint64_t hash = hash_of(key);
     const std::uint64_t bytes = weigh_bytes_ ? weigh_(value) : 0;
-    auto holder = std::make_unique<Holder>(Holder{std::move(value), bytes});
-    epoch::EpochGuard guard;  // keeps `node` alive until the policy has it
-    Node* node = nullptr;
-    Holder* replaced = nullptr;
-    Node* unlinked = nullptr;
+    Node* fresh = make_node(key, hash, std::move(value), bytes);
+    epoch::EpochGuard guard;  // keeps `fresh` and `old` readable until the policy is done
+    Node* old = nullptr;
     Table* old_table = nullptr;
     Shard& shard = shard_of(hash);
     {
       std::lock_guard lock(shard.mutex);
       Table* table = shard.table.load(std::memory_order_relaxed);
       auto [slot, found] = probe(table, key, hash);
-      if (found != nullptr && found->state.load(std::memory_order_relaxed) != State::evicted) {
-        replaced = found->holder.exchange(holder.release(), std::memory_order_acq_rel);
-      } else {
-        if (found == nullptr && (shard.used + 1) * 4 > (table->mask + 1) * 3) {
+      if (found == nullptr) {
+        if ((shard.used + 1) * 4 > (table->mask + 1) * 3) {
           old_table = table;
           table = rebuild(shard, table);
           slot = probe(table, key, hash).first;
         }
-        node = Node::make(key, hash, holder.get());
-        holder.release();
-        if (found != nullptr) {
-          unlinked = found;  // evicted but not gone yet: the new node takes its slot
-        } else {
-          if (slot->load(std::memory_order_relaxed) == 0) ++shard.used;
-          ++shard.live;
-        }
-        slot->store(tagged(node), std::memory_order_release);
+        if (slot->load(std::memory_order_relaxed) == 0) ++shard.used;
+        ++shard.live;
       }
+      slot->store(tagged(fresh), std::memory_order_release);
+      old = found;
     }
     // Retired outside the lock: freeing runs the destructors of values.
     if (old_table != nullptr) epoch::retire(old_table, &Table::destroy_erased);
-    if (unlinked != nullptr) epoch::retire(unlinked, &Node::destroy_erased);
-    if (replaced != nullptr) {
-      const bool resized = weigh_bytes_ && replaced->bytes != bytes;
-      epoch::retire(replaced);
-      if (resized) {
-        update_cost(key, hash);
-      } else if (bounded_) {
-        record_read(hash, guard.thread_index());
-      }
-      return;
-    }
-    if (bounded_) add_to_policy(node);
+    if (bounded_) to_policy(fresh, old);
+    if (old != nullptr) retire(old);
   }
 
   void erase(std::string_view key) {
@@ -138,10 +119,9 @@ class ConcurrentMap {
     if (bounded_) {
       std::lock_guard lock(policy_mutex_);
       drain_reads();
-      if (node->state.load(std::memory_order_relaxed) == State::live) policy_.remove(*node);
-      node->state.store(State::dead, std::memory_order_relaxed);
+      leave_policy(*node);
     }
-    epoch::retire(node, &Node::destroy_erased);
+    retire(node);
   }
 
   // Entries the bound made the map drop.
@@ -165,40 +145,43 @@ class ConcurrentMap {
  private:
   enum State : std::uint8_t { pending, live, evicted, dead };
 
-  struct Holder {
+  // A key and its value, immutable once published: a new value is a new node. The key's
+  // bytes follow the node in the same allocation; in bounded mode the node's PolicyEntry
+  // precedes it, so that unbounded nodes stay small.
+  struct Node {
+    std::uint64_t hash;
     Value value;
     std::uint64_t bytes;
-  };
-
-  // The key's bytes follow the node in the same allocation.
-  struct Node : PolicyEntry {
-    std::atomic<Holder*> holder;
-    std::atomic<std::uint8_t> state{State::pending};
     std::uint32_t key_size;
+    std::atomic<std::uint8_t> state{State::pending};
 
     std::string_view key() const {
       return {reinterpret_cast<const char*>(this + 1), key_size};
     }
-    static Node* make(std::string_view key, std::uint64_t hash, Holder* holder) {
-      void* memory = ::operator new(sizeof(Node) + key.size());
-      if ((reinterpret_cast<std::uintptr_t>(memory) >> 48) != 0) {
-        ::operator delete(memory);
-        throw std::bad_alloc();  // an address the 16-bit tags cannot share a word with
-      }
-      Node* node = new (memory) Node;
-      node->hash = hash;
-      node->holder.store(holder, std::memory_order_relaxed);
-      node->key_size = static_cast<std::uint32_t>(key.size());
-      std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
-      return node;
-    }
-    static void destroy(Node* node) {
-      delete node->holder.load(std::memory_order_relaxed);
-      node->~Node();
-      ::operator delete(node);
-    }
-    static void destroy_erased(void* node) { destroy(static_cast<Node*>(node)); }
+    PolicyEntry& entry() { return *(reinterpret_cast<PolicyEntry*>(this) - 1); }
+    static Node& of(PolicyEntry& entry) { return *reinterpret_cast<Node*>(&entry + 1); }
   };
+
+  Node* make_node(std::string_view key, std::uint64_t hash, Value value, std::uint64_t bytes) {
+    const std::size_t before = bounded_ ? sizeof(PolicyEntry) : 0;
+    char* memory = static_cast<char*>(::operator new(before + sizeof(Node) + key.size()));
+    if ((reinterpret_cast<std::uintptr_t>(memory) >> 47) != 0) {
+      ::operator delete(memory);
+      throw std::bad_alloc();  // an address the 16-bit tags cannot share a word with
+    }
+    if (bounded_) new (memory) PolicyEntry{.hash = hash, .cost = {1, bytes}};
+    Node* node = new (memory + before) Node{hash, std::move(value), bytes,
+                                            static_cast<std::uint32_t>(key.size())};
+    std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
+    return node;
+  }
+  template <bool kBounded>
+  static void destroy(void* erased) {
+    auto* node = static_cast<Node*>(erased);
+    node->~Node();
+    ::operator delete(kBounded ? static_cast<void*>(&node->entry()) : node);
+  }
+  void retire(Node* node) { epoch::retire(node, bounded_ ? &destroy<true> : &destroy<false>); }
 
   // Slots: 0 empty, kTombstone a removed entry, otherwise tag << 48 | node.
   static constexpr std::uintptr_t kTombstone = 1;
@@ -343,48 +326,47 @@ class ConcurrentMap {
       stripe.drain([&](std::uint64_t hash) {
         Node* node = lookup_hash(hash);
         if (node != nullptr && node->state.load(std::memory_order_relaxed) == State::live) {
-          policy_.record_access(*node);
+          policy_.record_access(node->entry());
         }
       });
     }
   }
 
-  Cost cost_of(Node& node) const {
-    return {1, node.holder.load(std::memory_order_acquire)->bytes};
-  }
-
-  // Pinned, `node` in the table (or removed from it since: then dead).
-  void add_to_policy(Node* node) {
+  // Pinned: `fresh` is in the table (or was, and a remover marked it dead), in place of
+  // `old` (when not null), which its caller retires.
+  void to_policy(Node* fresh, Node* old) {
     std::vector<Node*> victims;
+    auto evicted = [&](PolicyEntry& entry) {
+      Node& node = Node::of(entry);
+      node.state.store(State::evicted, std::memory_order_relaxed);
+      victims.push_back(&node);
+      evictions_.fetch_add(1, std::memory_order_relaxed);
+    };
     {
       std::lock_guard lock(policy_mutex_);
       drain_reads();
-      if (node->state.load(std::memory_order_relaxed) == State::dead) return;
-      node->cost = cost_of(*node);
-      node->state.store(State::live, std::memory_order_relaxed);
-      policy_.add(*node, [&](PolicyEntry& victim) { on_evicted(victim, victims); });
+      const bool old_live =
+          old != nullptr && old->state.load(std::memory_order_relaxed) == State::live;
+      if (fresh->state.load(std::memory_order_relaxed) == State::dead) {
+        if (old != nullptr) leave_policy(*old);
+      } else if (old_live) {
+        fresh->state.store(State::live, std::memory_order_relaxed);
+        old->state.store(State::dead, std::memory_order_relaxed);
+        policy_.replace(old->entry(), fresh->entry(), evicted);
+      } else {
+        if (old != nullptr) leave_policy(*old);
+        fresh->state.store(State::live, std::memory_order_relaxed);
+        policy_.add(fresh->entry(), evicted);
+      }
     }
     unlink_victims(victims);
   }
 
-  // Pinned: the value under `key` changed size.
-  void update_cost(std::string_view key, std::uint64_t hash) {
-    std::vector<Node*> victims;
-    {
-      std::lock_guard lock(policy_mutex_);
-      drain_reads();
-      Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
-      if (node == nullptr || node->state.load(std::memory_order_relaxed) != State::live) return;
-      policy_.update(*node, cost_of(*node), [&](PolicyEntry& victim) { on_evicted(victim, victims); });
-    }
-    unlink_victims(victims);
-  }
-
-  void on_evicted(PolicyEntry& entry, std::vector<Node*>& victims) {
-    auto& node = static_cast<Node&>(entry);
-    node.state.store(State::evicted, std::memory_order_relaxed);
-    victims.push_back(&node);
-    evictions_.fetch_add(1, std::memory_order_relaxed);
+  // Under the policy mutex: `node`, out of the table, leaves the policy; a node not yet added
+  // never will be.
+  void leave_policy(Node& node) {
+    if (node.state.load(std::memory_order_relaxed) == State::live) policy_.remove(node.entry());
+    node.state.store(State::dead, std::memory_order_relaxed);
   }
 
   // Takes evicted nodes out of their tables, unless a writer did first.
@@ -407,7 +389,7 @@ class ConcurrentMap {
           }
         }
       }
-      if (unlinked) epoch::retire(node, &Node::destroy_erased);
+      if (unlinked) retire(node);
     }
   }
 

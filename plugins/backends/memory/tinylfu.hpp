@@ -114,9 +114,9 @@ class WTinyLfu {
   // `limit`: the bound in entries and in bytes (kUnlimited for none).
   explicit WTinyLfu(Cost limit) : limit_(limit) {
     // The window 1% (at least one unit), the main region the rest, 80% of it protected.
-    main_limit_ = {share(limit.entries, 99), share(limit.bytes, 99)};
-    window_limit_ = {rest(limit.entries, main_limit_.entries), rest(limit.bytes, main_limit_.bytes)};
-    protected_limit_ = {share(main_limit_.entries, 80), share(main_limit_.bytes, 80)};
+    const Cost main = {share(limit.entries, 99), share(limit.bytes, 99)};
+    window_limit_ = {rest(limit.entries, main.entries), rest(limit.bytes, main.bytes)};
+    protected_limit_ = {share(main.entries, 80), share(main.bytes, 80)};
     sketch_.ensure_capacity(limit.entries == kUnlimited ? 1024 : limit.entries);
   }
 
@@ -152,13 +152,21 @@ class WTinyLfu {
     evict(evicted);
   }
 
-  // The entry's cost changed (a new value of another size); counts as an access.
+  // `replacement` (its cost set) takes the place of `entry`, which the policy then no longer
+  // holds: a new value for the same key. Counts as an access.
   template <class Evicted>
-  void update(PolicyEntry& entry, Cost cost, Evicted&& evicted) {
-    queue_of(entry).cost -= entry.cost;
-    entry.cost = cost;
-    queue_of(entry).cost += entry.cost;
-    record_access(entry);
+  void replace(PolicyEntry& entry, PolicyEntry& replacement, Evicted&& evicted) {
+    List& list = queue_of(entry);
+    replacement.queue = entry.queue;
+    replacement.prev = entry.prev;
+    replacement.next = entry.next;
+    (entry.prev ? entry.prev->next : list.head) = &replacement;
+    (entry.next ? entry.next->prev : list.tail) = &replacement;
+    list.cost -= entry.cost;
+    list.cost += replacement.cost;
+    entry.prev = entry.next = nullptr;
+    entry.queue = Queue::none;
+    record_access(replacement);
     evict(evicted);
   }
 
@@ -237,14 +245,15 @@ class WTinyLfu {
 
   template <class Evicted>
   void evict(Evicted& evicted) {
-    // The window's overflow, oldest first, competes for the main region.
+    // The window's overflow, oldest first, competes for a place in the main region, when the
+    // cache is full, with the main region's victims.
     while (window_.cost.exceeds(window_limit_) && window_.head != nullptr) {
       PolicyEntry& candidate = *window_.head;
       window_.unlink(candidate);
-      bool admitted = !candidate.cost.exceeds(main_limit_);
-      while (admitted && (probation_.cost + protected_.cost + candidate.cost).exceeds(main_limit_)) {
+      bool admitted = !candidate.cost.exceeds(limit_);
+      while (admitted && (size() + candidate.cost).exceeds(limit_)) {
         PolicyEntry* victim = main_victim();
-        if (!admit(candidate, *victim)) {
+        if (victim == nullptr || !admit(candidate, *victim)) {
           admitted = false;
         } else {
           queue_of(*victim).unlink(*victim);
@@ -257,9 +266,10 @@ class WTinyLfu {
         evicted(candidate);
       }
     }
-    // A grown entry may leave the main region over its bound: its oldest go.
-    while ((probation_.cost + protected_.cost).exceeds(main_limit_)) {
+    // A grown entry may leave the cache over its bound: the oldest go.
+    while (size().exceeds(limit_)) {
       PolicyEntry* victim = main_victim();
+      if (victim == nullptr) victim = window_.head;
       queue_of(*victim).unlink(*victim);
       evicted(*victim);
     }
@@ -267,7 +277,6 @@ class WTinyLfu {
 
   Cost limit_;
   Cost window_limit_;
-  Cost main_limit_;
   Cost protected_limit_;
   List window_;
   List probation_;
