@@ -1,7 +1,7 @@
 #include "epoch.hpp"
 
+#include <deque>
 #include <mutex>
-#include <utility>
 #include <vector>
 
 namespace dogpile::memory::epoch {
@@ -11,7 +11,10 @@ thread_local Record* this_thread = nullptr;
 
 namespace {
 
-constexpr std::size_t kBagSize = 64;
+// A thread tries to move the epoch on every kAdvanceEvery retirements.
+constexpr unsigned kAdvanceEvery = 16;
+// And frees at most this many objects per retirement, oldest first.
+constexpr unsigned kFreesPerRetirement = 2;
 
 struct Retired {
   void* object;
@@ -21,8 +24,8 @@ struct Retired {
 
 std::atomic<Record*> records{nullptr};
 std::atomic<unsigned> record_count{0};
-// Bags of threads that ended; taken by the next thread that collects. Never destroyed: a
-// thread may end after static destructors ran.
+// What threads that ended left to free; taken by the next thread that moves the epoch on.
+// Never destroyed: a thread may end after static destructors ran.
 std::mutex& orphans_mutex() {
   static auto* mutex = new std::mutex;
   return *mutex;
@@ -30,6 +33,11 @@ std::mutex& orphans_mutex() {
 std::vector<Retired>& orphans() {
   static auto* bag = new std::vector<Retired>;
   return *bag;
+}
+
+void give_to_orphans(const std::deque<Retired>& bag) {
+  std::lock_guard lock(orphans_mutex());
+  orphans().insert(orphans().end(), bag.begin(), bag.end());
 }
 
 // The epoch moves on when every thread reading is in the current one. Objects retired two
@@ -46,34 +54,16 @@ std::uint64_t try_advance() {
   return current;
 }
 
-// Frees what is safe to free in `bag`, keeping the rest.
-void collect(std::vector<Retired>& bag) {
-  const std::uint64_t epoch = try_advance();
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < bag.size(); ++i) {
-    if (bag[i].epoch + 2 <= epoch) {
-      bag[i].deleter(bag[i].object);
-    } else {
-      bag[kept++] = bag[i];
-    }
-  }
-  bag.resize(kept);
-}
-
-void give_to_orphans(const std::vector<Retired>& bag) {
-  std::lock_guard lock(orphans_mutex());
-  orphans().insert(orphans().end(), bag.begin(), bag.end());
-}
-
 // Set once the thread's bag is destroyed: a cache used by a later thread_local destructor then
 // retires into the orphans, and keeps its record.
 thread_local bool exiting = false;
 
+// A thread's retired objects, oldest (lowest epoch) first. Freed a few at a time as the
+// thread retires more, so that frees interleave with allocations: freed in bursts, objects
+// another thread allocated overflow glibc's thread cache into its arena's lock.
 struct ThreadBag {
-  std::vector<Retired> bag;
-  // The size at which the bag is next collected: kBagSize more than what the last collection
-  // kept, so that objects still in use are not scanned on every retirement.
-  std::size_t next_collection = kBagSize;
+  std::deque<Retired> bag;
+  unsigned since_advance = 0;
   ~ThreadBag() {
     exiting = true;
     if (this_thread != nullptr) this_thread->owned.store(false, std::memory_order_release);
@@ -103,7 +93,7 @@ Record* register_thread() {
                                             std::memory_order_relaxed));
   }
   // The bag is constructed now, so that its destructor releases the record.
-  if (!exiting) thread_bag.bag.reserve(kBagSize);
+  if (!exiting) thread_bag.since_advance = 0;
   this_thread = mine;
   return mine;
 }
@@ -111,19 +101,23 @@ Record* register_thread() {
 void retire(void* object, void (*deleter)(void*)) {
   const Retired retired{object, deleter, global_epoch.load(std::memory_order_seq_cst)};
   if (exiting) return give_to_orphans({retired});
-  auto& bag = thread_bag.bag;
-  bag.push_back(retired);
-  if (bag.size() < thread_bag.next_collection) return;
-  {
-    std::unique_lock lock(orphans_mutex(), std::try_to_lock);
-    if (lock && !orphans().empty()) {
-      auto& o = orphans();
-      bag.insert(bag.end(), o.begin(), o.end());
-      o.clear();
+  ThreadBag& mine = thread_bag;
+  mine.bag.push_back(retired);
+  std::uint64_t epoch = retired.epoch;
+  if (++mine.since_advance >= kAdvanceEvery) {
+    mine.since_advance = 0;
+    if (std::unique_lock lock(orphans_mutex(), std::try_to_lock); lock && !orphans().empty()) {
+      mine.bag.insert(mine.bag.end(), orphans().begin(), orphans().end());
+      orphans().clear();
     }
+    epoch = try_advance();
   }
-  collect(bag);
-  thread_bag.next_collection = bag.size() + kBagSize;
+  for (unsigned i = 0; i < kFreesPerRetirement && !mine.bag.empty(); ++i) {
+    const Retired oldest = mine.bag.front();
+    if (oldest.epoch + 2 > epoch) break;
+    mine.bag.pop_front();
+    oldest.deleter(oldest.object);  // may retire more: the bag is consistent here
+  }
 }
 
 }  // namespace dogpile::memory::epoch

@@ -3,9 +3,10 @@
 // still be reading it has left its read section. A read section (EpochGuard) costs one
 // exchange and one store on the reading thread's own cache line.
 //
-// Freed objects wait in the retiring thread's bag, at most kBagSize of them (a thread that
-// ends gives its bag to the others): memory a writer releases is given back late by at most
-// that many objects per writing thread.
+// Retired objects wait in the retiring thread's bag until two epochs have passed; each
+// retirement frees up to two of them and, every 16, tries to move the epoch on. So a writer's
+// bag holds a few dozen objects, given back as it writes more (a thread that ends gives its bag
+// to the others). Memory a writer releases is thus returned late by that much.
 #pragma once
 
 #include <atomic>
