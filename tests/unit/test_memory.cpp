@@ -241,7 +241,8 @@ BOOST_AUTO_TEST_CASE(memory_pickle_counts_the_stored_bytes) {
 
 BOOST_AUTO_TEST_CASE(bad_bounds_are_refused_naming_the_key) {
   for (const auto& [name, value] : std::vector<std::pair<std::string, nlohmann::json>>{
-           {"max_size", 0}, {"max_bytes", 0}, {"max_size", -5}, {"max_bytes", "lots"}}) {
+           {"max_size", 0}, {"max_bytes", 0}, {"max_size", -5}, {"max_bytes", "lots"},
+           {"shards", 3}, {"shards", 8192}}) {
     auto region = dogpile::make_region("bad");
     BOOST_TEST_INFO(name << " = " << value.dump());
     try {

@@ -42,8 +42,9 @@ class ConcurrentMap {
   // `weigh` gives a value's payload bytes; called only when `limit.bytes` is bounded.
   using Weigher = std::uint64_t (*)(const Value&);
 
+  // `shards`: a power of two.
   ConcurrentMap(std::size_t shards, Cost limit, Weigher weigh)
-      : shards_(shards), bounded_(limit.entries != kUnlimited || limit.bytes != kUnlimited),
+      : shards_(shards), shard_mask_(shards - 1), bounded_(limit.entries != kUnlimited || limit.bytes != kUnlimited),
         weigh_bytes_(limit.bytes != kUnlimited), weigh_(weigh), policy_(limit) {
     for (auto& shard : shards_) shard.table.store(Table::make(8), std::memory_order_relaxed);
   }
@@ -249,7 +250,7 @@ class ConcurrentMap {
     const std::uint64_t h = std::hash<std::string_view>{}(key);
     return h == 0 ? 1 : h;  // 0 marks an empty read-buffer slot
   }
-  Shard& shard_of(std::uint64_t hash) { return shards_[hash % shards_.size()]; }
+  Shard& shard_of(std::uint64_t hash) { return shards_[hash & shard_mask_]; }
   static std::size_t start_of(std::uint64_t hash, const Table* table) {
     return (hash >> 16) & table->mask;
   }
@@ -394,6 +395,7 @@ class ConcurrentMap {
   }
 
   std::vector<Shard> shards_;
+  const std::size_t shard_mask_;
   const bool bounded_;
   const bool weigh_bytes_;
   const Weigher weigh_;

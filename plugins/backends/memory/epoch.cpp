@@ -7,7 +7,7 @@
 namespace dogpile::memory::epoch {
 
 std::atomic<std::uint64_t> global_epoch{1};
-thread_local Record* this_thread = nullptr;
+constinit thread_local Record* this_thread = nullptr;
 
 namespace {
 

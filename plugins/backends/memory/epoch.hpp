@@ -23,7 +23,9 @@ struct alignas(64) Record {
 };
 
 extern std::atomic<std::uint64_t> global_epoch;
-extern thread_local Record* this_thread;
+// Initial-exec: read at a fixed offset from the thread pointer, without __tls_get_addr; the
+// plugin's 8 bytes come from the static TLS that glibc reserves for dlopen()ed libraries.
+extern constinit thread_local Record* this_thread __attribute__((tls_model("initial-exec")));
 Record* register_thread();
 
 class EpochGuard {

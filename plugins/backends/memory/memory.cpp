@@ -19,8 +19,9 @@ Settings settings_of(const Arguments& arguments) {
   arguments.ignore("cache_dict",
                    "a Python dictionary cannot be given here; the backend keeps its own map");
   const unsigned shards = arguments.get("shards", 64u);
-  if (shards < 1 || shards > 4096) {
-    throw ValidationError(arguments.key("shards") + " must be between 1 and 4096, not " +
+  if (shards < 1 || shards > 4096 || (shards & (shards - 1)) != 0) {
+    throw ValidationError(arguments.key("shards") +
+                          " must be a power of two between 1 and 4096, not " +
                           std::to_string(shards));
   }
   auto bound = [&](std::string_view name) -> std::uint64_t {
