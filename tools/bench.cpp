@@ -164,6 +164,7 @@ int bench(const Invocation& invocation) {
   const std::string value(value_size, 'x');
   RemoveOnExit cleanup{region, "the benchmark's keys", keys};
 
+  const std::uint64_t evictions_before = region.evictions();
   std::vector<Result> results;
   results.push_back(measure("set", threads, seconds, key_count,
                             [&](std::size_t i) { region.set(keys[i], value); }));
@@ -174,6 +175,7 @@ int bench(const Invocation& invocation) {
     region.get_or_create(keys[i], [&] { return value; });
   }));
 
+  const std::uint64_t evictions = region.evictions() - evictions_before;
   std::uint64_t errors = 0;
   std::string first_error;
   for (const auto& result : results) {
@@ -187,6 +189,7 @@ int bench(const Invocation& invocation) {
                           {"seconds", seconds},
                           {"keys", key_count},
                           {"value_size", value_size},
+                          {"evictions", evictions},
                           {"operations", nlohmann::json::object()}};
     for (const auto& r : results) {
       out["operations"][r.operation] = {
@@ -210,6 +213,7 @@ int bench(const Invocation& invocation) {
                   r.latency.quantile_us(0.99), r.latency.quantile_us(0.999),
                   static_cast<unsigned long long>(r.errors));
     }
+    std::printf("evictions      %14llu\n", static_cast<unsigned long long>(evictions));
   }
   if (errors > 0) {
     std::cerr << "dogpile: " << errors << " call(s) failed; the first: " << first_error << "\n";

@@ -63,6 +63,15 @@ for config in "$src"/configs/example.ini "$src"/configs/example.json; do
   grep -q "keys start with dogpile-demo:" <<<"$out" || fail "demo $config uses keys of its own"
 done
 
+# A bounded region: bench's keys outnumber max_size, and it counts what was evicted.
+printf '[cache.small]\nbackend = dogpile.cache.memory\narguments.max_size = 100\n' >"$work/bounded.ini"
+run --config "$work/bounded.ini" bench --seconds 0.05 --threads 2 --keys 1000 --json
+[ "$status" -eq 0 ] || fail "bench on a bounded region exits 0, not $status: $err"
+evictions=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["evictions"])' <<<"$out")
+[ "${evictions:-0}" -gt 0 ] 2>/dev/null || fail "bench counts evictions on a bounded region: $out"
+run --config "$src/configs/example.json" bench --region cache.local --seconds 0.02 --threads 1
+grep -q "^evictions  *0$" <<<"$out" || fail "bench shows no evictions on an unbounded region: $out"
+
 run demo "$src/configs/example.json" cache.serialized
 [ "$status" -eq 0 ] || fail "demo on a named region exits 0: $err"
 grep -q "^region cache.serialized on dogpile.cache.memory_pickle" <<<"$out" ||
