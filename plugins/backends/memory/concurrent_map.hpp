@@ -29,6 +29,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "epoch.hpp"
@@ -82,7 +83,7 @@ class ConcurrentMap {
     Node* old = nullptr;
     Table* old_table = nullptr;
     Shard& shard = shard_of(hash);
-    {
+    try {
       std::lock_guard lock(shard.mutex);
       Table* table = shard.table.load(std::memory_order_relaxed);
       auto [slot, found] = probe(table, key, hash);
@@ -97,6 +98,9 @@ class ConcurrentMap {
       }
       slot->store(tagged(fresh), std::memory_order_release);
       old = found;
+    } catch (...) {  // no memory for a bigger table: nothing was changed
+      (bounded_ ? destroy<true> : destroy<false>)(fresh);
+      throw;
     }
     // Retired outside the lock: freeing runs the destructors of values.
     if (old_table != nullptr) epoch::retire(old_table, &Table::destroy_erased);
@@ -336,11 +340,13 @@ class ConcurrentMap {
   // Pinned: `fresh` is in the table (or was, and a remover marked it dead), in place of
   // `old` (when not null), which its caller retires.
   void to_policy(Node* fresh, Node* old) {
-    std::vector<Node*> victims;
+    // Victims are chained through their entries' `next`, which the policy no longer uses:
+    // nothing here can fail half-way.
+    PolicyEntry* victims = nullptr;
     auto evicted = [&](PolicyEntry& entry) {
-      Node& node = Node::of(entry);
-      node.state.store(State::evicted, std::memory_order_relaxed);
-      victims.push_back(&node);
+      Node::of(entry).state.store(State::evicted, std::memory_order_relaxed);
+      entry.next = victims;
+      victims = &entry;
       evictions_.fetch_add(1, std::memory_order_relaxed);
     };
     {
@@ -371,8 +377,10 @@ class ConcurrentMap {
   }
 
   // Takes evicted nodes out of their tables, unless a writer did first.
-  void unlink_victims(const std::vector<Node*>& victims) {
-    for (Node* node : victims) {
+  void unlink_victims(PolicyEntry* victims) {
+    while (victims != nullptr) {
+      Node* node = &Node::of(*victims);
+      victims = std::exchange(victims->next, nullptr);
       Shard& shard = shard_of(node->hash);
       bool unlinked = false;
       {
