@@ -104,7 +104,7 @@ double scaled(int threads, double seconds, const std::vector<std::string>& keys,
   return static_cast<double>(total.load()) / seconds_since(start);
 }
 
-// get hit, get_or_create hit and set at 1, 2, 4, ... threads up to `max_threads`, on 10,000
+// get hit, visit hit, get_or_create hit and set at 1, 2, 4, ... threads up to `max_threads`, on 10,000
 // keys (uniform) and on 8 (hot), beside the hand-written map; get hits also on a bounded
 // region (max_size above the key count: every get hits, the policy records each).
 void scaling_rows(int max_threads, double seconds) {
@@ -136,6 +136,11 @@ void scaling_rows(int max_threads, double seconds) {
       {"get hit",
        [&](const std::string& k) { region->get<std::string>(k); },
        [&](const std::string& k) { bounded->get<std::string>(k); },
+       [&](const std::string& k) { raw.get(k); }},
+      // The same hit read in place, without get's reference count increment.
+      {"visit hit",
+       [&](const std::string& k) { region->visit<std::string>(k, [](const std::string&) {}); },
+       [&](const std::string& k) { bounded->visit<std::string>(k, [](const std::string&) {}); },
        [&](const std::string& k) { raw.get(k); }},
       {"get_or_create hit",
        [&](const std::string& k) { region->get_or_create(k, [] { return std::string(64, 'y'); }); },

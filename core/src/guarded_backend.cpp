@@ -134,6 +134,11 @@ CachedValuePtr GuardedBackend::get(std::string_view key) {
   return (*guard_)([&] { return ProxyBackend::get(key); }, [] { return CachedValuePtr(); });
 }
 
+// The region's visitor catches its own exceptions: what arrives here is the backend's.
+bool GuardedBackend::visit(std::string_view key, ValueVisitor visitor) {
+  return (*guard_)([&] { return ProxyBackend::visit(key, visitor); }, [] { return false; });
+}
+
 std::vector<CachedValuePtr> GuardedBackend::get_multi(const Keys& keys) {
   return (*guard_)([&] { return ProxyBackend::get_multi(keys); },
                    [&] { return std::vector<CachedValuePtr>(keys.size()); });

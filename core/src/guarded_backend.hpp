@@ -67,6 +67,7 @@ class GuardedBackend final : public ProxyBackend {
 
   CachedValuePtr get(std::string_view key) override;
   std::vector<CachedValuePtr> get_multi(const Keys& keys) override;
+  bool visit(std::string_view key, ValueVisitor visitor) override;
   void set(const std::string& key, CachedValuePtr value) override;
   void set_multi(const ValueMapping& mapping) override;
   void remove(std::string_view key) override;

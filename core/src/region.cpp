@@ -6,6 +6,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <map>
 
@@ -402,6 +403,33 @@ CachedValuePtr CacheRegion::get_decoded(std::string_view key, const GetOptions& 
   CachedValuePtr value = st.calls->get(backend_key(st, key, storage));
   if (value && value->decodable() && !is_fresh(st, key, *value, options)) return nullptr;
   return decoded(st, std::move(value), key, decode);
+}
+
+bool CacheRegion::visit_decoded(std::string_view key, const GetOptions& options,
+                                const std::type_info& type, Decoder decode,
+                                ValueVisitor typed) const {
+  detail::StatePin pin;
+  const State& st = pinned(pin);
+  std::string storage;
+  bool read = false;
+  std::exception_ptr failure;  // kept from the backend's guard, which would wrap it
+  auto inspect = [&](const CachedValuePtr& value) {
+    try {
+      if (value->decodable() && !is_fresh(st, key, *value, options)) return;
+      if (value->holds_object() && value->object_type() == type) {
+        typed(value);
+        read = true;
+      } else if (const CachedValuePtr made = decoded(st, value, key, decode)) {
+        typed(made);
+        read = true;
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  };
+  st.calls->visit(backend_key(st, key, storage), ValueVisitor(inspect));
+  if (failure) std::rethrow_exception(failure);
+  return read;
 }
 
 std::vector<CachedValuePtr> CacheRegion::get_decoded_multi(const Keys& keys,

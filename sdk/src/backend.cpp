@@ -29,6 +29,12 @@ void check_value_size(std::string_view value, std::size_t limit, std::string_vie
 }
 
 CacheBackend::~CacheBackend() = default;
+bool CacheBackend::visit(std::string_view key, ValueVisitor visitor) {
+  const CachedValuePtr value = get(key);
+  if (!value) return false;
+  visitor(value);
+  return true;
+}
 std::unique_ptr<CacheMutex> CacheBackend::get_mutex(std::string_view) { return nullptr; }
 KeyMangler CacheBackend::key_mangler() const { return {}; }
 bool CacheBackend::has_lock_timeout() const { return false; }

@@ -19,6 +19,9 @@ CacheBackend& ProxyBackend::next() const {
 }
 
 CachedValuePtr ProxyBackend::get(std::string_view key) { return next().get(key); }
+bool ProxyBackend::visit(std::string_view key, ValueVisitor visitor) {
+  return next().visit(key, visitor);
+}
 std::vector<CachedValuePtr> ProxyBackend::get_multi(const Keys& keys) {
   return next().get_multi(keys);
 }
@@ -127,6 +130,10 @@ std::size_t found(const Values& values) {
 }
 
 }  // namespace
+
+bool InterceptingProxy::visit(std::string_view key, ValueVisitor visitor) {
+  return CacheBackend::visit(key, visitor);
+}
 
 CachedValuePtr InterceptingProxy::get(std::string_view key) {
   CachedValuePtr value;

@@ -227,6 +227,14 @@ class DOGPILE_API CacheRegion {
   template <class T>
   std::vector<std::shared_ptr<const T>> get_multi(const Keys& keys,
                                                   const GetOptions& options = {}) const;
+  // Calls `reader(const T&)` with the value get<T>(key, options) would return, and returns
+  // true; returns false without calling it when get<T> would return null. Its exceptions,
+  // and get<T>'s, propagate. On dogpile.cache.memory without proxies the value is read where
+  // it is stored, without the reference count increment of get's shared_ptr, the one write
+  // that every reader of a hot key shares. Keep `reader` short (memory the backend retires
+  // meanwhile waits for it to return) and keep no reference to the value past it.
+  template <class T, class Reader>
+  bool visit(std::string_view key, Reader&& reader, const GetOptions& options = {}) const;
   template <class T>
   void set(std::string_view key, T&& value);
   // `mapping` is any range of (key, value) pairs, e.g. std::map<std::string, T>.
@@ -373,6 +381,10 @@ class DOGPILE_API CacheRegion {
                                                          const Keys& keys);
   // get / get_multi, decoding with `decode`.
   CachedValuePtr get_decoded(std::string_view key, const GetOptions& options, Decoder decode) const;
+  // visit: calls `typed` with the value, when fresh, if it holds a `type` object, else decoded
+  // with `decode`; exceptions (`typed`'s too) propagate after the backend's visit returns.
+  bool visit_decoded(std::string_view key, const GetOptions& options, const std::type_info& type,
+                     Decoder decode, ValueVisitor typed) const;
   std::vector<CachedValuePtr> get_decoded_multi(const Keys& keys, const GetOptions& options,
                                                 Decoder decode) const;
   // The first read of get_or_create, before any lock.

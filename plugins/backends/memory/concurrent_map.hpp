@@ -75,6 +75,19 @@ class ConcurrentMap {
     return true;
   }
 
+  // Calls `read(const Value&)` with the value stored under `key`, in place; false when there
+  // is none.
+  template <class Read>
+  bool visit(std::string_view key, Read&& read) {
+    const std::uint64_t hash = hash_of(key);
+    epoch::EpochGuard guard;
+    Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
+    if (node == nullptr) return false;
+    if (bounded_) record_read(hash, guard.thread_index());
+    read(node->value);
+    return true;
+  }
+
   void insert_or_assign(const std::string& key, Value value) {
     const std::uint64_t hash = hash_of(key);
     const std::uint64_t bytes = weigh_bytes_ ? weigh_(value) : 0;

@@ -45,6 +45,10 @@ class MemoryBackend final : public ObjectBackend, public EvictionCounter {
     map_.find(key, value);
     return value;
   }
+  // The stored pointer itself, not a copy: readers of a hot key share no write.
+  bool visit(std::string_view key, ValueVisitor visitor) override {
+    return map_.visit(key, visitor);
+  }
   void set(const std::string& key, CachedValuePtr value) override {
     map_.insert_or_assign(key, std::move(value));
   }

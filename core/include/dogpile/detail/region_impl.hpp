@@ -156,6 +156,14 @@ std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions
   return value_as<T>(get_decoded(key, options, &decode_as<T>), key);
 }
 
+template <class T, class Reader>
+bool CacheRegion::visit(std::string_view key, Reader&& reader, const GetOptions& options) const {
+  auto typed = [&](const CachedValuePtr& value) {
+    reader(*static_cast<const T*>(value->object().get()));
+  };
+  return visit_decoded(key, options, typeid(T), &decode_as<T>, ValueVisitor(typed));
+}
+
 template <class T>
 std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
                                                              const GetOptions& options) const {

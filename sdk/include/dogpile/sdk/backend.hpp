@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -72,6 +73,21 @@ struct BackendCapabilities {
   bool mutexes_exclude = true;
 };
 
+// What CacheBackend::visit calls with the value it found: a callable and its context, which
+// cross a plugin boundary without std::function. Refers to the callable; valid while it lives.
+class ValueVisitor {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, ValueVisitor>)
+  explicit ValueVisitor(F& f)
+      : call_([](void* c, const CachedValuePtr& v) { (*static_cast<F*>(c))(v); }), context_(&f) {}
+  void operator()(const CachedValuePtr& value) const { call_(context_, value); }
+
+ private:
+  void (*call_)(void*, const CachedValuePtr&);
+  void* context_;
+};
+
 class DOGPILE_API CacheBackend {
  public:
   virtual ~CacheBackend();
@@ -87,6 +103,12 @@ class DOGPILE_API CacheBackend {
   virtual SerializedValues get_serialized_multi(const Keys& keys) = 0;
   virtual void set_serialized(const std::string& key, std::string_view value) = 0;
   virtual void set_serialized_multi(const SerializedMapping& mapping) = 0;
+
+  // Calls `visitor` with the value stored under `key` and returns true; false when there is
+  // none. The value passed is valid during the call only. An in-process backend may pass the
+  // pointer it holds instead of a copy, so that readers of one key share no write (the copy's
+  // reference count): dogpile.cache.memory does. The default passes get(key).
+  virtual bool visit(std::string_view key, ValueVisitor visitor);
 
   // Removing a key that is absent is not an error (idempotent).
   virtual void remove(std::string_view key) = 0;

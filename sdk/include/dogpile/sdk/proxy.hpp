@@ -1,5 +1,5 @@
 // A ProxyBackend wraps another backend and, by default, passes every call through to it:
-// both families, remove, get_mutex, key_mangler, has_lock_timeout and capabilities. A proxy
+// both families, visit, remove, get_mutex, key_mangler, has_lock_timeout and capabilities. A proxy
 // overrides what it changes (log, count, filter, transform) and calls the base method to continue
 // down the chain. Because regions call the object family on the outermost backend whatever the
 // backend stores, a proxy that overrides get() sees every read, on object and byte backends
@@ -35,6 +35,7 @@ class DOGPILE_API ProxyBackend : public CacheBackend {
   SerializedValues get_serialized_multi(const Keys& keys) override;
   void set_serialized(const std::string& key, std::string_view value) override;
   void set_serialized_multi(const SerializedMapping& mapping) override;
+  bool visit(std::string_view key, ValueVisitor visitor) override;
   void remove(std::string_view key) override;
   void remove_multi(const Keys& keys) override;
   std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override;
@@ -136,6 +137,8 @@ class DOGPILE_API InterceptingProxy : public ProxyBackend {
   SerializedValues get_serialized_multi(const Keys& keys) final;
   void set_serialized(const std::string& key, std::string_view value) final;
   void set_serialized_multi(const SerializedMapping& mapping) final;
+  // A visit reaches intercept() as the get it is, through CacheBackend's default.
+  bool visit(std::string_view key, ValueVisitor visitor) final;
   void remove(std::string_view key) final;
   void remove_multi(const Keys& keys) final;
   std::unique_ptr<CacheMutex> get_mutex(std::string_view key) final;
