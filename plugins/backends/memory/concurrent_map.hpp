@@ -71,7 +71,7 @@ class ConcurrentMap {
     Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
     if (node == nullptr) return false;
     out = node->value;
-    if (bounded_) record_read(hash, guard.thread_index());
+    if (bounded_) record_read(hash, guard);
     return true;
   }
 
@@ -83,7 +83,7 @@ class ConcurrentMap {
     epoch::EpochGuard guard;
     Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
     if (node == nullptr) return false;
-    if (bounded_) record_read(hash, guard.thread_index());
+    if (bounded_) record_read(hash, guard);
     read(node->value);
     return true;
   }
@@ -332,8 +332,10 @@ class ConcurrentMap {
     }
   }
 
-  void record_read(std::uint64_t hash, unsigned thread) {
-    if (stripes_[thread % kStripes].offer(hash)) return;
+  // A hit, sampled (kHitSampling), buffered for the policy.
+  void record_read(std::uint64_t hash, const epoch::EpochGuard& guard) {
+    if (!sample_hit(guard.thread_random())) return;
+    if (stripes_[guard.thread_index() % kStripes].offer(hash)) return;
     std::unique_lock lock(policy_mutex_, std::try_to_lock);
     if (lock) drain_reads();
   }

@@ -86,6 +86,8 @@ Record* register_thread() {
     mine = new Record;  // never freed: other threads walk the list at any time
     mine->owned.store(true, std::memory_order_relaxed);
     mine->index = record_count.fetch_add(1, std::memory_order_relaxed);
+    mine->random ^= mine->index * 0x85EBCA6BU;  // threads sample different hits
+    if (mine->random == 0) mine->random = 1;
     Record* head = records.load(std::memory_order_relaxed);
     do {
       mine->next = head;

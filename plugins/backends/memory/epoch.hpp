@@ -19,6 +19,7 @@ struct alignas(64) Record {
   std::atomic<bool> owned{false};
   unsigned depth = 0;    // nested guards; the owner's only
   unsigned index = 0;    // the record's number, a thread's stripe in the read buffers
+  std::uint32_t random = 0x9E3779B9;  // the owner's random state (xorshift32), never 0
   Record* next = nullptr;
 };
 
@@ -43,6 +44,7 @@ class EpochGuard {
   EpochGuard& operator=(const EpochGuard&) = delete;
 
   unsigned thread_index() const noexcept { return record_->index; }
+  std::uint32_t& thread_random() const noexcept { return record_->random; }
 
  private:
   Record* record_;
