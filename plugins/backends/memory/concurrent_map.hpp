@@ -165,7 +165,8 @@ class ConcurrentMap {
 
   // A key and its value, immutable once published: a new value is a new node. The key's
   // bytes follow the node in the same allocation; in bounded mode the node's PolicyEntry
-  // precedes it, so that unbounded nodes stay small.
+  // precedes it on a cache line of its own, so that the policy's writes to it (moving it in
+  // its queue) do not evict the node from the caches of its readers.
   struct Node {
     std::uint64_t hash;
     Value value;
@@ -176,15 +177,23 @@ class ConcurrentMap {
     std::string_view key() const {
       return {reinterpret_cast<const char*>(this + 1), key_size};
     }
-    PolicyEntry& entry() { return *(reinterpret_cast<PolicyEntry*>(this) - 1); }
-    static Node& of(PolicyEntry& entry) { return *reinterpret_cast<Node*>(&entry + 1); }
+    PolicyEntry& entry() {
+      return *reinterpret_cast<PolicyEntry*>(reinterpret_cast<char*>(this) - kEntrySpace);
+    }
+    static Node& of(PolicyEntry& entry) {
+      return *reinterpret_cast<Node*>(reinterpret_cast<char*>(&entry) + kEntrySpace);
+    }
   };
+  static constexpr std::size_t kEntrySpace = 64;
+  static_assert(sizeof(PolicyEntry) <= kEntrySpace);
 
   Node* make_node(std::string_view key, std::uint64_t hash, Value value, std::uint64_t bytes) {
-    const std::size_t before = bounded_ ? sizeof(PolicyEntry) : 0;
-    char* memory = static_cast<char*>(::operator new(before + sizeof(Node) + key.size()));
+    const std::size_t before = bounded_ ? kEntrySpace : 0;
+    const std::size_t size = before + sizeof(Node) + key.size();
+    char* memory = static_cast<char*>(bounded_ ? ::operator new(size, std::align_val_t{64})
+                                               : ::operator new(size));
     if ((reinterpret_cast<std::uintptr_t>(memory) >> 47) != 0) {
-      ::operator delete(memory);
+      free_node_memory(memory, bounded_);
       throw std::bad_alloc();  // an address the 16-bit tags cannot share a word with
     }
     if (bounded_) new (memory) PolicyEntry{.hash = hash, .cost = {1, bytes}};
@@ -193,11 +202,18 @@ class ConcurrentMap {
     std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
     return node;
   }
+  static void free_node_memory(void* memory, bool bounded) {
+    if (bounded) {
+      ::operator delete(memory, std::align_val_t{64});
+    } else {
+      ::operator delete(memory);
+    }
+  }
   template <bool kBounded>
   static void destroy(void* erased) {
     auto* node = static_cast<Node*>(erased);
     node->~Node();
-    ::operator delete(kBounded ? static_cast<void*>(&node->entry()) : node);
+    free_node_memory(kBounded ? static_cast<void*>(&node->entry()) : node, kBounded);
   }
   void retire(Node* node) { epoch::retire(node, bounded_ ? &destroy<true> : &destroy<false>); }
 
