@@ -5,16 +5,17 @@
 // holds a node pointer tagged with 16 bits of its key's hash, so most mismatches are decided
 // without touching the node), and copies the value out of the node. Nodes are immutable once
 // published: a new value is a new node in the old one's slot, and the old one is retired; a
-// table that grows is rebuilt beside the old one, which readers may finish probing. Nothing a reader
-// writes is shared with another thread, except in bounded mode: there, each hit records its
-// key's hash in a lossy ring buffer of the reader's stripe (Caffeine's read buffer), which
-// whoever holds the policy mutex drains into the policy; a full buffer drops the record.
+// table that grows is rebuilt beside the old one, which readers may finish probing. Nothing a
+// reader writes is shared with another thread, except in bounded mode: there, one hit in four
+// records its key's hash in a lossy ring buffer of the reader's stripe (Caffeine's read
+// buffer); a reader that finds its buffer full drains every buffer into the policy if the
+// policy lock is free, and else drops the record.
 //
-// Writes take their shard's mutex. In bounded mode they then take the policy mutex (never
+// Writes take their shard's mutex. In bounded mode they then take the policy lock (never
 // while holding a shard's), which evicts; the victims leave their shards afterwards. Readers
 // never wait for either.
 //
-// Node states (bounded mode; read under a shard mutex, written under the policy mutex):
+// Node states (bounded mode; read under a shard mutex, written under the policy lock):
 // pending (in the table, not yet in the policy), live, evicted (out of the policy, leaving the
 // table), dead (removed from the table before the policy saw it). Whoever unlinks a node from
 // the table retires it.
@@ -29,6 +30,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -36,6 +38,35 @@
 #include "tinylfu.hpp"
 
 namespace dogpile::memory {
+
+// The policy's lock: held for a few hundred nanoseconds at most, so a waiter spins (yielding
+// after a while) instead of sleeping in the kernel, which costs more than the wait.
+class SpinLock {
+ public:
+  void lock() noexcept {
+    for (unsigned spins = 0; locked_.exchange(true, std::memory_order_acquire); ++spins) {
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (spins++ < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#elif defined(__aarch64__)
+          asm volatile("yield");
+#endif
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
 
 template <class Value>
 class ConcurrentMap {
@@ -136,7 +167,6 @@ class ConcurrentMap {
     }
     if (bounded_) {
       std::lock_guard lock(policy_mutex_);
-      drain_reads();
       leave_policy(*node);
     }
     retire(node);
@@ -382,7 +412,6 @@ class ConcurrentMap {
     };
     {
       std::lock_guard lock(policy_mutex_);
-      drain_reads();
       const bool old_live =
           old != nullptr && old->state.load(std::memory_order_relaxed) == State::live;
       if (fresh->state.load(std::memory_order_relaxed) == State::dead) {
@@ -438,7 +467,7 @@ class ConcurrentMap {
   const bool bounded_;
   const bool weigh_bytes_;
   const Weigher weigh_;
-  std::mutex policy_mutex_;
+  SpinLock policy_mutex_;
   WTinyLfu policy_;
   Stripe stripes_[kStripes];
   std::atomic<std::uint64_t> evictions_{0};
