@@ -86,7 +86,7 @@ class ConcurrentMap {
       Table* table = shard.table.load(std::memory_order_relaxed);
       for (std::size_t i = 0; i <= table->mask; ++i) {
         const std::uintptr_t slot = table->slots()[i].load(std::memory_order_relaxed);
-        if (is_node(slot)) (bounded_ ? destroy<true> : destroy<false>)(node_of(slot));
+        if (is_node(slot)) destroy(node_of(slot));
       }
       Table::destroy(table);
     }
@@ -143,7 +143,7 @@ class ConcurrentMap {
       slot->store(tagged(fresh), std::memory_order_release);
       old = found;
     } catch (...) {  // no memory for a bigger table: nothing was changed
-      (bounded_ ? destroy<true> : destroy<false>)(fresh);
+      destroy(fresh);
       throw;
     }
     // Retired outside the lock: freeing runs the destructors of values.
@@ -195,8 +195,12 @@ class ConcurrentMap {
 
   // A key and its value, immutable once published: a new value is a new node. The key's
   // bytes follow the node in the same allocation; in bounded mode the node's PolicyEntry
-  // precedes it on a cache line of its own, so that the policy's writes to it (moving it in
-  // its queue) do not evict the node from the caches of its readers.
+  // follows them on a cache line of its own, so that the policy's writes to it (moving it in
+  // its queue) do not take the node from its readers' caches.
+  struct Node;
+  struct BoundedEntry : PolicyEntry {
+    Node* node;
+  };
   struct Node {
     std::uint64_t hash;
     Value value;
@@ -207,45 +211,34 @@ class ConcurrentMap {
     std::string_view key() const {
       return {reinterpret_cast<const char*>(this + 1), key_size};
     }
+    // Bounded mode only.
     PolicyEntry& entry() {
-      return *reinterpret_cast<PolicyEntry*>(reinterpret_cast<char*>(this) - kEntrySpace);
+      const auto end = reinterpret_cast<std::uintptr_t>(this + 1) + key_size;
+      return *reinterpret_cast<BoundedEntry*>((end + 63) & ~std::uintptr_t{63});
     }
-    static Node& of(PolicyEntry& entry) {
-      return *reinterpret_cast<Node*>(reinterpret_cast<char*>(&entry) + kEntrySpace);
-    }
+    static Node& of(PolicyEntry& entry) { return *static_cast<BoundedEntry&>(entry).node; }
   };
-  static constexpr std::size_t kEntrySpace = 64;
-  static_assert(sizeof(PolicyEntry) <= kEntrySpace);
 
   Node* make_node(std::string_view key, std::uint64_t hash, Value value, std::uint64_t bytes) {
-    const std::size_t before = bounded_ ? kEntrySpace : 0;
-    const std::size_t size = before + sizeof(Node) + key.size();
-    char* memory = static_cast<char*>(bounded_ ? ::operator new(size, std::align_val_t{64})
-                                               : ::operator new(size));
+    const std::size_t size =
+        sizeof(Node) + key.size() + (bounded_ ? 63 + sizeof(BoundedEntry) : 0);
+    void* memory = ::operator new(size);
     if ((reinterpret_cast<std::uintptr_t>(memory) >> 47) != 0) {
-      free_node_memory(memory, bounded_);
+      ::operator delete(memory);
       throw std::bad_alloc();  // an address the 16-bit tags cannot share a word with
     }
-    if (bounded_) new (memory) PolicyEntry{.hash = hash, .cost = {1, bytes}};
-    Node* node = new (memory + before) Node{hash, std::move(value), bytes,
-                                            static_cast<std::uint32_t>(key.size())};
+    Node* node = new (memory) Node{hash, std::move(value), bytes,
+                                   static_cast<std::uint32_t>(key.size())};
     std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
+    if (bounded_) new (&node->entry()) BoundedEntry{{.hash = hash, .cost = {1, bytes}}, node};
     return node;
   }
-  static void free_node_memory(void* memory, bool bounded) {
-    if (bounded) {
-      ::operator delete(memory, std::align_val_t{64});
-    } else {
-      ::operator delete(memory);
-    }
-  }
-  template <bool kBounded>
   static void destroy(void* erased) {
     auto* node = static_cast<Node*>(erased);
     node->~Node();
-    free_node_memory(kBounded ? static_cast<void*>(&node->entry()) : node, kBounded);
+    ::operator delete(node);
   }
-  void retire(Node* node) { epoch::retire(node, bounded_ ? &destroy<true> : &destroy<false>); }
+  void retire(Node* node) { epoch::retire(node, &destroy); }
 
   // Slots: 0 empty, kTombstone a removed entry, otherwise tag << 48 | node.
   static constexpr std::uintptr_t kTombstone = 1;
