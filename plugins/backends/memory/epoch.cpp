@@ -13,8 +13,11 @@ namespace {
 
 // A thread tries to move the epoch on every kAdvanceEvery retirements.
 constexpr unsigned kAdvanceEvery = 16;
-// And frees at most this many objects per retirement, oldest first.
-constexpr unsigned kFreesPerRetirement = 2;
+// And frees one object per retirement, oldest first (one free for each allocation of the
+// writer that retires, which keeps glibc's per-thread cache balanced; in bursts, frees of
+// objects another thread allocated overflow it into that thread's arena lock), two while
+// more than kBagTarget wait, so that a backlog drains.
+constexpr std::size_t kBagTarget = 64;
 
 struct Retired {
   void* object;
@@ -58,9 +61,7 @@ std::uint64_t try_advance() {
 // retires into the orphans, and keeps its record.
 thread_local bool exiting = false;
 
-// A thread's retired objects, oldest (lowest epoch) first. Freed a few at a time as the
-// thread retires more, so that frees interleave with allocations: freed in bursts, objects
-// another thread allocated overflow glibc's thread cache into its arena's lock.
+// A thread's retired objects, oldest (lowest epoch) first, freed as the thread retires more.
 struct ThreadBag {
   std::deque<Retired> bag;
   unsigned since_advance = 0;
@@ -114,7 +115,8 @@ void retire(void* object, void (*deleter)(void*)) {
     }
     epoch = try_advance();
   }
-  for (unsigned i = 0; i < kFreesPerRetirement && !mine.bag.empty(); ++i) {
+  const unsigned frees = mine.bag.size() > kBagTarget ? 2 : 1;
+  for (unsigned i = 0; i < frees && !mine.bag.empty(); ++i) {
     const Retired oldest = mine.bag.front();
     if (oldest.epoch + 2 > epoch) break;
     mine.bag.pop_front();

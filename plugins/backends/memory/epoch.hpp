@@ -4,9 +4,10 @@
 // exchange and one store on the reading thread's own cache line.
 //
 // Retired objects wait in the retiring thread's bag until two epochs have passed; each
-// retirement frees up to two of them and, every 16, tries to move the epoch on. So a writer's
-// bag holds a few dozen objects, given back as it writes more (a thread that ends gives its bag
-// to the others). Memory a writer releases is thus returned late by that much.
+// retirement frees one of them (two while more than 64 wait) and, every 16, tries to move the
+// epoch on. So a writer's bag holds a few dozen objects, given back as it writes more (a
+// thread that ends gives its bag to the others). Memory a writer releases is thus returned
+// late by that much.
 #pragma once
 
 #include <atomic>
