@@ -74,6 +74,41 @@ void object_family_round_trips(Fixture& f) {
   expect(backend.get(f.backend_key("missing")) == nullptr, "get of a missing key is null");
 }
 
+void visit_passes_what_get_returns(Fixture& f) {
+  auto& backend = f.backend();
+  const std::string k = f.backend_key("visit"), missing = f.backend_key("visit-missing");
+  backend.set(k, CacheRegion::make_value(std::string("seen"), 1795570724.65));
+  int calls = 0;
+  std::string seen;
+  double ct = 0;
+  auto read = [&](const CachedValuePtr& value) {
+    ++calls;
+    if (value == nullptr) return;
+    ct = value->metadata().ct;
+    seen = *CacheRegion::value_as<std::string>(value, k);
+  };
+  const bool found = backend.visit(k, ValueVisitor(read));
+  if (f.capabilities().stores_values) {
+    expect(found && calls == 1, "visit of a stored key calls its visitor once and returns true");
+    expect(seen == "seen" && ct == 1795570724.65, "visit passes the value get returns");
+  } else {
+    expect(!found && calls == 0, "visit misses on a backend that stores nothing");
+  }
+  calls = 0;
+  expect(!backend.visit(missing, ValueVisitor(read)) && calls == 0,
+         "visit of a missing key returns false without calling its visitor");
+  std::string through_region;
+  const bool region_found = f.region().visit<std::string>(
+      f.key("visit-region"), [&](const std::string& value) { through_region = value; });
+  expect(!region_found && through_region.empty(), "region.visit of a missing key is false");
+  f.region().set(f.key("visit-region"), std::string("r"));
+  const bool now_found = f.region().visit<std::string>(
+      f.key("visit-region"), [&](const std::string& value) { through_region = value; });
+  expect(now_found == f.capabilities().stores_values &&
+             through_region == (now_found ? "r" : ""),
+         "region.visit reads what region.get reads");
+}
+
 void multi_operations_are_aligned(Fixture& f) {
   f.require_storage();
   auto& backend = f.backend();
@@ -185,6 +220,7 @@ std::vector<Check> backend_checks() {
       {"bytes family: set, get, overwrite, miss", bytes_family_round_trips},
       {"bytes family: binary-safe, empty values", bytes_are_binary_safe},
       {"object family: round trip, both families agree", object_family_round_trips},
+      {"visit: the value get returns, in place or copied", visit_passes_what_get_returns},
       {"multi operations: aligned, missing, duplicates, empty", multi_operations_are_aligned},
       {"remove: idempotent", remove_is_idempotent},
       {"values: 1 MiB", a_large_value_round_trips},
