@@ -17,8 +17,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <dogpile/dogpile.hpp>
+#include <functional>
 #include <map>
 #include <shared_mutex>
 #include <string>
@@ -104,9 +104,9 @@ double scaled(int threads, double seconds, const std::vector<std::string>& keys,
   return static_cast<double>(total.load()) / seconds_since(start);
 }
 
-// get hit, visit hit, get_or_create hit and set at 1, 2, 4, ... threads up to `max_threads`, on 10,000
-// keys (uniform) and on 8 (hot), beside the hand-written map; get hits also on a bounded
-// region (max_size above the key count: every get hits, the policy records each).
+// get hit, visit hit, get_or_create hit and set at 1, 2, 4, ... threads up to `max_threads`, on
+// 10,000 keys (uniform) and on 8 (hot), beside the hand-written map; each also on a bounded
+// region (max_size above the key count: every get hits, and the policy records hits).
 void scaling_rows(int max_threads, double seconds) {
   std::vector<std::string> uniform, hot;
   for (int i = 0; i < 10000; ++i) uniform.push_back("user:" + std::to_string(i));
@@ -133,8 +133,7 @@ void scaling_rows(int max_threads, double seconds) {
     std::function<void(const std::string&)> region, bounded, raw;
   };
   const std::vector<Op> ops = {
-      {"get hit",
-       [&](const std::string& k) { region->get<std::string>(k); },
+      {"get hit", [&](const std::string& k) { region->get<std::string>(k); },
        [&](const std::string& k) { bounded->get<std::string>(k); },
        [&](const std::string& k) { raw.get(k); }},
       // The same hit read in place, without get's reference count increment.
@@ -148,8 +147,7 @@ void scaling_rows(int max_threads, double seconds) {
          bounded->get_or_create(k, [] { return std::string(64, 'y'); });
        },
        [&](const std::string& k) { raw.get(k); }},
-      {"set",
-       [&](const std::string& k) { region->set(k, std::string(64, 'x')); },
+      {"set", [&](const std::string& k) { region->set(k, std::string(64, 'x')); },
        [&](const std::string& k) { bounded->set(k, std::string(64, 'x')); },
        [&](const std::string& k) { raw.set(k, std::make_shared<const std::string>(64, 'x')); }},
   };
@@ -271,7 +269,8 @@ void redis_rows(int port, long iterations) {
 
 int run(int argc, char** argv) {
   // dogpile-bench [--threads N] [--seconds S] [iterations [redis_iterations]]
-  int max_threads = static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
+  int max_threads =
+      static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
   double seconds = 0.3;
   std::vector<const char*> positional;
   for (int i = 1; i < argc; ++i) {
@@ -280,7 +279,8 @@ int run(int argc, char** argv) {
       (arg == "--threads" ? void(max_threads = std::max(1, std::atoi(argv[++i])))
                           : void(seconds = std::max(0.01, std::atof(argv[++i]))));
     } else if (arg.starts_with("--")) {
-      std::fprintf(stderr, "dogpile-bench: unknown option %s (--threads N, --seconds S)\n", arg.c_str());
+      std::fprintf(stderr, "dogpile-bench: unknown option %s (--threads N, --seconds S)\n",
+                   arg.c_str());
       return 2;
     } else {
       positional.push_back(argv[i]);

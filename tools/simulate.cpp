@@ -17,8 +17,8 @@
 #include <fstream>
 #include <functional>
 #include <list>
-#include <stdexcept>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -135,7 +135,8 @@ double tinylfu_hit_ratio(const Trace& trace, std::size_t size, bool sampled) {
     entry.key = key;
     entry.hash = mix(key);
     entry.cost = {1, 0};
-    policy.add(entry, [&](PolicyEntry& victim) { evicted.push_back(static_cast<Entry&>(victim).key); });
+    policy.add(entry,
+               [&](PolicyEntry& victim) { evicted.push_back(static_cast<Entry&>(victim).key); });
     for (const std::uint64_t victim : evicted) entries.erase(victim);
     evicted.clear();
   }

@@ -104,8 +104,7 @@ void visit_passes_what_get_returns(Fixture& f) {
   f.region().set(f.key("visit-region"), std::string("r"));
   const bool now_found = f.region().visit<std::string>(
       f.key("visit-region"), [&](const std::string& value) { through_region = value; });
-  expect(now_found == f.capabilities().stores_values &&
-             through_region == (now_found ? "r" : ""),
+  expect(now_found == f.capabilities().stores_values && through_region == (now_found ? "r" : ""),
          "region.visit reads what region.get reads");
 }
 

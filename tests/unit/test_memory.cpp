@@ -152,7 +152,8 @@ BOOST_AUTO_TEST_CASE(replaced_and_removed_values_are_freed) {
 
 BOOST_AUTO_TEST_CASE(readers_and_writers_on_many_threads_see_only_values_written_for_their_key) {
   // Run under TSan as well. Each value names its key, so a torn or misplaced read shows.
-  for (const Cost limit : {Cost{kUnlimited, kUnlimited}, Cost{64, kUnlimited}, Cost{kUnlimited, 4000}}) {
+  for (const Cost limit :
+       {Cost{kUnlimited, kUnlimited}, Cost{64, kUnlimited}, Cost{kUnlimited, 4000}}) {
     Map map(4, limit, &length);
     constexpr int kThreads = 4, kKeys = 256, kRounds = 20'000;
     std::atomic<int> wrong{0};
@@ -194,8 +195,8 @@ BOOST_AUTO_TEST_SUITE(bounded_backend)
 
 BOOST_AUTO_TEST_CASE(max_size_bounds_a_region_and_evictions_reach_the_stats) {
   auto region = dogpile::make_region("bounded");
-  region->configure("dogpile.cache.memory",
-                    {.arguments = {{"max_size", 50}}, .wrap = {dogpile::ProxySpec{"dogpile.proxy.stats"}}});
+  region->configure("dogpile.cache.memory", {.arguments = {{"max_size", 50}},
+                                             .wrap = {dogpile::ProxySpec{"dogpile.proxy.stats"}}});
   for (int i = 0; i < 200; ++i) region->set(key(i), i);
   int present = 0;
   for (int i = 0; i < 200; ++i) present += region->get<int>(key(i)) ? 1 : 0;
@@ -240,9 +241,13 @@ BOOST_AUTO_TEST_CASE(memory_pickle_counts_the_stored_bytes) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_bounds_are_refused_naming_the_key) {
-  for (const auto& [name, value] : std::vector<std::pair<std::string, nlohmann::json>>{
-           {"max_size", 0}, {"max_bytes", 0}, {"max_size", -5}, {"max_bytes", "lots"},
-           {"shards", 3}, {"shards", 8192}}) {
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, nlohmann::json>>{{"max_size", 0},
+                                                           {"max_bytes", 0},
+                                                           {"max_size", -5},
+                                                           {"max_bytes", "lots"},
+                                                           {"shards", 3},
+                                                           {"shards", 8192}}) {
     auto region = dogpile::make_region("bad");
     BOOST_TEST_INFO(name << " = " << value.dump());
     try {
@@ -273,7 +278,8 @@ BOOST_AUTO_TEST_CASE(reads_what_get_would_return_in_place) {
   BOOST_TEST(seen == "value");
   // The backend's reference and get's: visit took none of its own.
   BOOST_TEST(count_inside == 2);
-  BOOST_TEST(!region->visit<std::string>("absent", [](const std::string&) { BOOST_FAIL("called"); }));
+  BOOST_TEST(
+      !region->visit<std::string>("absent", [](const std::string&) { BOOST_FAIL("called"); }));
   region->invalidate();
   BOOST_TEST(!region->visit<std::string>("k", [](const std::string&) { BOOST_FAIL("called"); }));
 }

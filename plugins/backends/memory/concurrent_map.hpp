@@ -76,8 +76,12 @@ class ConcurrentMap {
 
   // `shards`: a power of two.
   ConcurrentMap(std::size_t shards, Cost limit, Weigher weigh)
-      : shards_(shards), shard_mask_(shards - 1), bounded_(limit.entries != kUnlimited || limit.bytes != kUnlimited),
-        weigh_bytes_(limit.bytes != kUnlimited), weigh_(weigh), policy_(limit) {
+      : shards_(shards),
+        shard_mask_(shards - 1),
+        bounded_(limit.entries != kUnlimited || limit.bytes != kUnlimited),
+        weigh_bytes_(limit.bytes != kUnlimited),
+        weigh_(weigh),
+        policy_(limit) {
     for (auto& shard : shards_) shard.table.store(Table::make(8), std::memory_order_relaxed);
   }
 
@@ -95,17 +99,6 @@ class ConcurrentMap {
   ConcurrentMap(const ConcurrentMap&) = delete;
   ConcurrentMap& operator=(const ConcurrentMap&) = delete;
 
-  // Copies the value stored under `key` into `out`; false when there is none.
-  bool find(std::string_view key, Value& out) {
-    const std::uint64_t hash = hash_of(key);
-    epoch::EpochGuard guard;
-    Node* node = lookup(shard_of(hash).table.load(std::memory_order_acquire), key, hash);
-    if (node == nullptr) return false;
-    out = node->value;
-    if (bounded_) record_read(hash, guard);
-    return true;
-  }
-
   // Calls `read(const Value&)` with the value stored under `key`, in place; false when there
   // is none.
   template <class Read>
@@ -117,6 +110,11 @@ class ConcurrentMap {
     if (bounded_) record_read(hash, guard);
     read(node->value);
     return true;
+  }
+
+  // Copies the value stored under `key` into `out`; false when there is none.
+  bool find(std::string_view key, Value& out) {
+    return visit(key, [&](const Value& value) { out = value; });
   }
 
   void insert_or_assign(const std::string& key, Value value) {
@@ -208,9 +206,7 @@ class ConcurrentMap {
     std::uint32_t key_size;
     std::atomic<std::uint8_t> state{State::pending};
 
-    std::string_view key() const {
-      return {reinterpret_cast<const char*>(this + 1), key_size};
-    }
+    std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
     // Bounded mode only.
     PolicyEntry& entry() {
       const auto end = reinterpret_cast<std::uintptr_t>(this + 1) + key_size;
@@ -220,15 +216,14 @@ class ConcurrentMap {
   };
 
   Node* make_node(std::string_view key, std::uint64_t hash, Value value, std::uint64_t bytes) {
-    const std::size_t size =
-        sizeof(Node) + key.size() + (bounded_ ? 63 + sizeof(BoundedEntry) : 0);
+    const std::size_t size = sizeof(Node) + key.size() + (bounded_ ? 63 + sizeof(BoundedEntry) : 0);
     void* memory = ::operator new(size);
     if ((reinterpret_cast<std::uintptr_t>(memory) >> 47) != 0) {
       ::operator delete(memory);
       throw std::bad_alloc();  // an address the 16-bit tags cannot share a word with
     }
-    Node* node = new (memory) Node{hash, std::move(value), bytes,
-                                   static_cast<std::uint32_t>(key.size())};
+    Node* node =
+        new (memory) Node{hash, std::move(value), bytes, static_cast<std::uint32_t>(key.size())};
     std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
     if (bounded_) new (&node->entry()) BoundedEntry{{.hash = hash, .cost = {1, bytes}}, node};
     return node;
@@ -253,11 +248,14 @@ class ConcurrentMap {
 
   struct Table {
     std::size_t mask;
-    std::atomic<std::uintptr_t>* slots() { return reinterpret_cast<std::atomic<std::uintptr_t>*>(this + 1); }
+    std::atomic<std::uintptr_t>* slots() {
+      return reinterpret_cast<std::atomic<std::uintptr_t>*>(this + 1);
+    }
     static Table* make(std::size_t capacity) {
       void* memory = ::operator new(sizeof(Table) + capacity * sizeof(std::atomic<std::uintptr_t>));
       auto* table = new (memory) Table{capacity - 1};
-      for (std::size_t i = 0; i < capacity; ++i) new (&table->slots()[i]) std::atomic<std::uintptr_t>(0);
+      for (std::size_t i = 0; i < capacity; ++i)
+        new (&table->slots()[i]) std::atomic<std::uintptr_t>(0);
       return table;
     }
     static void destroy(Table* table) { ::operator delete(table); }

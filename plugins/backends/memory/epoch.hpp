@@ -18,8 +18,8 @@ namespace dogpile::memory::epoch {
 struct alignas(64) Record {
   std::atomic<std::uint64_t> pinned{0};  // the epoch this thread reads in; 0: not reading
   std::atomic<bool> owned{false};
-  unsigned depth = 0;    // nested guards; the owner's only
-  unsigned index = 0;    // the record's number, a thread's stripe in the read buffers
+  unsigned depth = 0;                 // nested guards; the owner's only
+  unsigned index = 0;                 // the record's number, a thread's stripe in the read buffers
   std::uint32_t random = 0x9E3779B9;  // the owner's random state (xorshift32), never 0
   Record* next = nullptr;
 };

@@ -57,14 +57,13 @@ class MemoryBackend final : public ObjectBackend, public EvictionCounter {
 
  private:
   explicit MemoryBackend(const Settings& settings)
-      : map_(settings.shards, settings.limit,
-             [](const CachedValuePtr& value) -> std::uint64_t {
-               try {
-                 return value->payload_size();
-               } catch (const Error&) {  // an object its codec cannot encode: its own size
-                 return sizeof(CachedValue);
-               }
-             }) {}
+      : map_(settings.shards, settings.limit, [](const CachedValuePtr& value) -> std::uint64_t {
+          try {
+            return value->payload_size();
+          } catch (const Error&) {  // an object its codec cannot encode: its own size
+            return sizeof(CachedValue);
+          }
+        }) {}
 
   ConcurrentMap<CachedValuePtr> map_;
 };

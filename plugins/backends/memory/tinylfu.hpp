@@ -237,7 +237,9 @@ class WTinyLfu {
   }
 
   List& queue_of(PolicyEntry& e) {
-    return e.queue == Queue::window ? window_ : e.queue == Queue::probation ? probation_ : protected_;
+    return e.queue == Queue::window      ? window_
+           : e.queue == Queue::probation ? probation_
+                                         : protected_;
   }
 
   void demote_protected() {
