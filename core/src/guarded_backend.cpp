@@ -130,39 +130,41 @@ void BackendGuard::note_success() {
   last_warning_ = 0;
 }
 
+// The calls go straight to the wrapped backend (proxied(), set before any call), without
+// ProxyBackend's out-of-line forwarding: one call less on every hit.
 CachedValuePtr GuardedBackend::get(std::string_view key) {
-  return (*guard_)([&] { return ProxyBackend::get(key); }, [] { return CachedValuePtr(); });
+  return (*guard_)([&] { return proxied()->get(key); }, [] { return CachedValuePtr(); });
 }
 
 // The region's visitor catches its own exceptions: what arrives here is the backend's.
 bool GuardedBackend::visit(std::string_view key, ValueVisitor visitor) {
-  return (*guard_)([&] { return ProxyBackend::visit(key, visitor); }, [] { return false; });
+  return (*guard_)([&] { return proxied()->visit(key, visitor); }, [] { return false; });
 }
 
 std::vector<CachedValuePtr> GuardedBackend::get_multi(const Keys& keys) {
-  return (*guard_)([&] { return ProxyBackend::get_multi(keys); },
+  return (*guard_)([&] { return proxied()->get_multi(keys); },
                    [&] { return std::vector<CachedValuePtr>(keys.size()); });
 }
 
 void GuardedBackend::set(const std::string& key, CachedValuePtr value) {
-  (*guard_)([&] { ProxyBackend::set(key, std::move(value)); }, [] {});
+  (*guard_)([&] { proxied()->set(key, std::move(value)); }, [] {});
 }
 
 void GuardedBackend::set_multi(const ValueMapping& mapping) {
-  (*guard_)([&] { ProxyBackend::set_multi(mapping); }, [] {});
+  (*guard_)([&] { proxied()->set_multi(mapping); }, [] {});
 }
 
 void GuardedBackend::remove(std::string_view key) {
-  (*guard_)([&] { ProxyBackend::remove(key); }, [] {});
+  (*guard_)([&] { proxied()->remove(key); }, [] {});
 }
 
 void GuardedBackend::remove_multi(const Keys& keys) {
-  (*guard_)([&] { ProxyBackend::remove_multi(keys); }, [] {});
+  (*guard_)([&] { proxied()->remove_multi(keys); }, [] {});
 }
 
 std::unique_ptr<CacheMutex> GuardedBackend::get_mutex(std::string_view key) {
   // Under miss, a backend that fails to give a lock gives the in-process one.
-  auto mutex = (*guard_)([&] { return ProxyBackend::get_mutex(key); },
+  auto mutex = (*guard_)([&] { return proxied()->get_mutex(key); },
                          [] { return std::unique_ptr<CacheMutex>(); });
   if (!mutex) return nullptr;
   return std::make_unique<GuardedMutex>(std::move(mutex), guard_);

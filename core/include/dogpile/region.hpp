@@ -380,7 +380,9 @@ class DOGPILE_API CacheRegion {
   static std::vector<std::shared_ptr<const T>> values_as(std::vector<CachedValuePtr> values,
                                                          const Keys& keys);
   // get / get_multi, decoding with `decode`.
-  CachedValuePtr get_decoded(std::string_view key, const GetOptions& options, Decoder decode) const;
+  // `type`, when given, is the type `decode` makes: a stored object of it is not decoded.
+  CachedValuePtr get_decoded(std::string_view key, const GetOptions& options, Decoder decode,
+                             const std::type_info* type) const;
   // visit: calls `typed` with the value, when fresh, if it holds a `type` object, else decoded
   // with `decode`; exceptions (`typed`'s too) propagate after the backend's visit returns.
   bool visit_decoded(std::string_view key, const GetOptions& options, const std::type_info& type,
@@ -388,7 +390,8 @@ class DOGPILE_API CacheRegion {
   std::vector<CachedValuePtr> get_decoded_multi(const Keys& keys, const GetOptions& options,
                                                 Decoder decode) const;
   // The first read of get_or_create, before any lock.
-  Lookup lookup(std::string_view key, std::optional<double> expiration_time, Decoder decode) const;
+  Lookup lookup(std::string_view key, std::optional<double> expiration_time, Decoder decode,
+                const std::type_info* type) const;
   // get_or_create past a lookup that found no fresh value: the dogpile lock, or for a value
   // due for an eager refresh, that value while a refresh starts.
   CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make,

@@ -153,7 +153,7 @@ std::vector<std::shared_ptr<const T>> CacheRegion::values_as(std::vector<CachedV
 
 template <class T>
 std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions& options) const {
-  return value_as<T>(get_decoded(key, options, &decode_as<T>), key);
+  return value_as<T>(get_decoded(key, options, &decode_as<T>, &typeid(T)), key);
 }
 
 template <class T, class Reader>
@@ -188,7 +188,7 @@ template <class T, class MakeCreator>
 std::shared_ptr<const T> CacheRegion::get_or_create_made(
     std::string_view key, MakeCreator&& make_creator, std::optional<double> expiration_time,
     const std::function<bool(const T&)>& should_cache_fn) {
-  Lookup found = lookup(key, expiration_time, &decode_as<T>);
+  Lookup found = lookup(key, expiration_time, &decode_as<T>, &typeid(T));
   if (found.fresh) return value_as<T>(std::move(found.value), key);
   // Slow path: the creator is shared so a background runner can keep it past this call.
   auto shared = std::make_shared<std::invoke_result_t<MakeCreator&>>(make_creator());
