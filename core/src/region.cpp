@@ -97,13 +97,10 @@ double jittered(const RegionState& st, std::string_view key, const ValueMetadata
   return jitter == 0 ? expiration : spread(jitter, key, metadata.made(), expiration);
 }
 
-// A value read from the backend for `key`, decoded by `decode` (null: not decoded). A value
-// that does not decode is a miss, logged, unless the region raises on them. An object of
-// `type` (when given: the type `decode` makes) is returned as it is, without a call.
-CachedValuePtr decoded(const RegionState& st, CachedValuePtr value, std::string_view key,
-                       Decoder decode, const std::type_info* type = nullptr) {
-  if (!value) return nullptr;
-  if (type != nullptr && value->holds_object() && value->object_type() == *type) return value;
+// decoded() past its fast path: `value` (not null) decoded by `decode` (null: only checked),
+// a value that does not decode being a miss, logged, unless the region raises on them.
+[[gnu::noinline]] CachedValuePtr decoded_slowly(const RegionState& st, CachedValuePtr&& value,
+                                                std::string_view key, Decoder decode) {
   try {
     return detail::decode_for_key(std::move(value), key, decode);
   } catch (const CantDeserialize& e) {
@@ -114,6 +111,19 @@ CachedValuePtr decoded(const RegionState& st, CachedValuePtr value, std::string_
     }
     return nullptr;
   }
+}
+
+// A value read from the backend for `key`, decoded by `decode` (null: not decoded). An object
+// of `type` (when given: the type `decode` makes), the usual hit, is returned as it is: inline
+// and moved, since a call passing the pointer costs a hit a fifth of its time.
+[[gnu::always_inline]] inline CachedValuePtr decoded(const RegionState& st, CachedValuePtr&& value,
+                                                     std::string_view key, Decoder decode,
+                                                     const std::type_info* type = nullptr) {
+  if (!value) return nullptr;
+  if (type != nullptr && value->holds_object() && value->object_type() == *type) {
+    return std::move(value);
+  }
+  return decoded_slowly(st, std::move(value), key, decode);
 }
 
 // Whether `value` may be returned by get under `options`.
@@ -422,7 +432,7 @@ bool CacheRegion::visit_decoded(std::string_view key, const GetOptions& options,
       if (value->holds_object() && value->object_type() == type) {
         typed(value);  // in place: no copy of the pointer
         read = true;
-      } else if (const CachedValuePtr made = decoded(st, value, key, decode)) {
+      } else if (const CachedValuePtr made = decoded(st, CachedValuePtr(value), key, decode)) {
         typed(made);
         read = true;
       }
