@@ -240,6 +240,16 @@ BOOST_AUTO_TEST_CASE(memory_pickle_counts_the_stored_bytes) {
   BOOST_TEST(region->evictions() == 100u - present);
 }
 
+BOOST_AUTO_TEST_CASE(a_huge_bound_costs_nothing_up_front) {
+  // The frequency sketch grows with the entries held, not with max_size.
+  auto region = dogpile::make_region("huge");
+  region->configure("dogpile.cache.memory", {.arguments = {{"max_size", 1'000'000'000'000},
+                                                           {"max_bytes", 1'000'000'000'000}}});
+  for (int i = 0; i < 3000; ++i) region->set(key(i), i);
+  BOOST_TEST(*region->get<int>(key(2999)) == 2999);
+  BOOST_TEST(region->evictions() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(bad_bounds_are_refused_naming_the_key) {
   for (const auto& [name, value] :
        std::vector<std::pair<std::string, nlohmann::json>>{{"max_size", 0},

@@ -140,7 +140,7 @@ class WTinyLfu {
     const Cost main = {share(limit.entries, 99), share(limit.bytes, 99)};
     window_limit_ = {rest(limit.entries, main.entries), rest(limit.bytes, main.bytes)};
     protected_limit_ = {share(main.entries, 80), share(main.bytes, 80)};
-    sketch_.ensure_capacity(limit.entries == kUnlimited ? 1024 : limit.entries);
+    sketch_.ensure_capacity(1024);
   }
 
   Cost size() const { return window_.cost + probation_.cost + protected_.cost; }
@@ -169,7 +169,8 @@ class WTinyLfu {
   // A new entry (its cost set); evicts what no longer fits, through `evicted(PolicyEntry&)`.
   template <class Evicted>
   void add(PolicyEntry& entry, Evicted&& evicted) {
-    if (limit_.entries == kUnlimited) sketch_.ensure_capacity(size().entries + 1);
+    // The sketch grows with the entries held (a large max_size costs nothing up front).
+    sketch_.ensure_capacity(size().entries + 1);
     sketch_.increment(entry.hash);
     window_.push_back(entry, Queue::window);
     evict(evicted);
