@@ -2,10 +2,14 @@
 // bounded memory backends through regions: max_size, max_bytes, W-TinyLFU's admission,
 // evictions in the stats, readers and writers on many threads.
 #define BOOST_TEST_MODULE memory
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <barrier>
 #include <boost/test/unit_test.hpp>
 #include <dogpile/dogpile.hpp>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -148,6 +152,38 @@ BOOST_AUTO_TEST_CASE(replaced_and_removed_values_are_freed) {
     BOOST_TEST(alive.load() <= 1 + 64 + 64);
   }
   BOOST_TEST(alive.load() <= 64 + 64);  // the map's own are freed with it; the rest wait in the bag
+}
+
+BOOST_AUTO_TEST_CASE(a_child_of_fork_is_not_held_back_by_a_reader_of_its_parent) {
+  // A thread reading when its process forks does not exist in the child: the child must free
+  // what it retires all the same.
+  static std::atomic<int> alive{0};
+  struct Counted {
+    Counted() { ++alive; }
+    ~Counted() { --alive; }
+  };
+  using Value = std::shared_ptr<const Counted>;
+  ConcurrentMap<Value> map(4, {kUnlimited, kUnlimited}, nullptr);
+  map.insert_or_assign("k", std::make_shared<Counted>());
+  std::latch reading(1), done(1);
+  std::thread reader([&] {
+    map.visit("k", [&](const Value&) {
+      reading.count_down();
+      done.wait();
+    });
+  });
+  reading.wait();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    for (int i = 0; i < 10'000; ++i) map.insert_or_assign("k", std::make_shared<Counted>());
+    ::_exit(alive.load() <= 200 ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  done.count_down();
+  reader.join();
+  BOOST_TEST(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0, "the child kept " << WEXITSTATUS(status));
 }
 
 BOOST_AUTO_TEST_CASE(readers_and_writers_on_many_threads_see_only_values_written_for_their_key) {

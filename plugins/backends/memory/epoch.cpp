@@ -1,5 +1,8 @@
 #include "epoch.hpp"
 
+#include <pthread.h>
+
+#include <cassert>
 #include <deque>
 #include <mutex>
 #include <vector>
@@ -74,9 +77,22 @@ struct ThreadBag {
 };
 thread_local ThreadBag thread_bag;
 
+// In a child of fork(), only the forking thread lives: the records of the others are freed,
+// so that a thread that was reading when its process forked does not hold the epoch back.
+void after_fork_in_child() {
+  for (Record* r = records.load(std::memory_order_acquire); r != nullptr; r = r->next) {
+    if (r == this_thread) continue;
+    r->pinned.store(0, std::memory_order_relaxed);
+    r->depth = 0;
+    r->owned.store(false, std::memory_order_release);
+  }
+}
+
 }  // namespace
 
 Record* register_thread() {
+  static const int at_fork = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
+  (void)at_fork;
   Record* mine = nullptr;
   for (Record* r = records.load(std::memory_order_acquire); r != nullptr && mine == nullptr;
        r = r->next) {
@@ -102,6 +118,7 @@ Record* register_thread() {
 }
 
 void retire(void* object, void (*deleter)(void*)) {
+  assert(this_thread != nullptr && this_thread->depth > 0);
   const Retired retired{object, deleter, global_epoch.load(std::memory_order_seq_cst)};
   if (exiting) return give_to_orphans({retired});
   ThreadBag& mine = thread_bag;

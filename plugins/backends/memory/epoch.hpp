@@ -52,6 +52,9 @@ class EpochGuard {
 };
 
 // Frees `object` with `deleter` once no read section that began before this call is open.
+// REQUIRES: the caller unlinked `object` and retires it inside the same EpochGuard (as
+// crossbeam's defer): while it is pinned the epoch cannot pass the one it read, so the tag
+// cannot be earlier than the unlink is visible.
 void retire(void* object, void (*deleter)(void*));
 
 template <class T>
