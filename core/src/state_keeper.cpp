@@ -54,10 +54,18 @@ std::vector<AsyncCreationRunner> StateKeeper::take_runners() {
   return runners;
 }
 
+namespace {
+// A thread's slot + 1 (0: none yet). Constant-initialized and initial-exec, so reading it is
+// one load from the thread pointer on every call, not a TLS wrapper and __tls_get_addr.
+constinit thread_local std::size_t slot_plus_one __attribute__((tls_model("initial-exec"))) = 0;
+}  // namespace
+
 std::size_t StateKeeper::slot() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
-  return mine;
+  if (slot_plus_one == 0) [[unlikely]] {
+    static std::atomic<std::size_t> next{0};
+    slot_plus_one = next.fetch_add(1, std::memory_order_relaxed) % kSlots + 1;
+  }
+  return slot_plus_one - 1;
 }
 
 void StateKeeper::reclaim() {
