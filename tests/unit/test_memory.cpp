@@ -87,6 +87,29 @@ BOOST_AUTO_TEST_CASE(keys_that_differ_only_past_their_hash_tag_are_kept_apart) {
   BOOST_TEST(!map.find(std::string_view("\0", 1), out));
 }
 
+BOOST_AUTO_TEST_CASE(keys_of_every_length_differing_at_any_byte_are_told_apart) {
+  // Keys up to 16 bytes are compared in word loads from both ends: a difference anywhere,
+  // at every length, must still tell them apart.
+  Map map = unbounded(1);
+  std::vector<std::string> keys;
+  for (std::size_t length = 0; length <= 33; ++length) {
+    const std::string base(length, 'x');
+    keys.push_back(base);
+    for (std::size_t i = 0; i < length; ++i) {
+      std::string other = base;
+      other[i] = 'y';
+      keys.push_back(other);
+    }
+  }
+  for (const auto& k : keys) map.insert_or_assign(k, "=" + k);
+  std::string out;
+  for (const auto& k : keys) {
+    BOOST_TEST_REQUIRE(map.find(k, out));
+    BOOST_TEST(out == "=" + k);
+  }
+  BOOST_TEST(map.size() == keys.size());
+}
+
 BOOST_AUTO_TEST_CASE(max_size_is_never_exceeded_and_every_eviction_is_counted) {
   Map map(8, {100, kUnlimited}, &length);
   for (int i = 0; i < 10'000; ++i) {
