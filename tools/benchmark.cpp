@@ -54,7 +54,7 @@ class RawCache {
     return it == shard.map.end() ? nullptr : it->second;
   }
   void set(const std::string& key, std::shared_ptr<const std::string> value) {
-    Shard& shard = const_cast<Shard&>(shard_of(key));
+    Shard& shard = shard_of(key);
     std::unique_lock guard(shard.mutex);
     shard.map.insert_or_assign(key, std::move(value));
   }
@@ -64,10 +64,10 @@ class RawCache {
     mutable std::shared_mutex mutex;
     std::unordered_map<std::string, std::shared_ptr<const std::string>> map;
   };
-  const Shard& shard_of(const std::string& key) const {
+  Shard& shard_of(const std::string& key) const {
     return shards_[std::hash<std::string>{}(key) % shards_.size()];
   }
-  std::array<Shard, 64> shards_;
+  mutable std::array<Shard, 64> shards_;
 };
 
 // Total operations per second of `threads` threads each calling `op(key)` for `seconds`, on

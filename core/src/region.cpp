@@ -886,18 +886,14 @@ std::size_t CacheRegion::locks_in_use() const {
 
 std::optional<StatsSnapshot> CacheRegion::stats() const {
   detail::StatePin pin;
-  for (const CacheBackend* backend = pinned(pin).outer.get(); backend != nullptr;) {
-    if (const auto* provider = dynamic_cast<const StatsProvider*>(backend))
-      return provider->stats();
-    const auto* proxy = dynamic_cast<const ProxyBackend*>(backend);
-    backend = proxy != nullptr ? proxy->proxied().get() : nullptr;
-  }
-  return std::nullopt;
+  const auto* provider = find_in_chain<StatsProvider>(pinned(pin).outer.get());
+  if (provider == nullptr) return std::nullopt;
+  return provider->stats();
 }
 
 std::uint64_t CacheRegion::evictions() const {
   detail::StatePin pin;
-  const auto* counter = find_eviction_counter(pinned(pin).outer.get());
+  const auto* counter = find_in_chain<EvictionCounter>(pinned(pin).outer.get());
   return counter != nullptr ? counter->evictions() : 0;
 }
 

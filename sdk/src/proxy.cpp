@@ -1,7 +1,6 @@
 #include "dogpile/sdk/proxy.hpp"
 
 #include "dogpile/sdk/errors.hpp"
-#include "dogpile/sdk/stats.hpp"
 
 namespace dogpile {
 
@@ -247,19 +246,6 @@ std::unique_ptr<CacheMutex> InterceptingProxy::get_mutex(std::string_view key) {
   ProxiedCall call(CacheOperation::get_mutex, false, ProxiedCall::Subject::one, &key, send);
   intercept(call);
   return mutex;
-}
-
-}  // namespace dogpile
-
-namespace dogpile {
-
-const EvictionCounter* find_eviction_counter(const CacheBackend* backend) {
-  while (backend != nullptr) {
-    if (const auto* counter = dynamic_cast<const EvictionCounter*>(backend)) return counter;
-    const auto* proxy = dynamic_cast<const ProxyBackend*>(backend);
-    backend = proxy != nullptr ? proxy->proxied().get() : nullptr;
-  }
-  return nullptr;
 }
 
 }  // namespace dogpile

@@ -334,17 +334,25 @@ class ConcurrentMap {
     return (hash >> 16) & table->mask;
   }
 
-  // Readers: the node for `key` in `table`.
-  static Node* lookup(Table* table, std::string_view key, std::uint64_t hash) {
+  // The slot on `hash`'s probe path in `table` whose node `match(Node*)` accepts, and the
+  // node; nulls when an empty slot comes first. Readers may call it: slots are loaded once.
+  template <class Match>
+  static std::pair<std::atomic<std::uintptr_t>*, Node*> find(Table* table, std::uint64_t hash,
+                                                             Match&& match) {
     const std::uintptr_t tag = tag_of(hash);
     for (std::size_t i = start_of(hash, table);; i = (i + 1) & table->mask) {
-      const std::uintptr_t slot = table->slots()[i].load(std::memory_order_acquire);
-      if (slot == 0) return nullptr;
-      if (is_node(slot) && (slot >> 48) == tag) {
-        Node* node = node_of(slot);
-        if (same_key(node->key(), key)) return node;
+      auto* slot = &table->slots()[i];
+      const std::uintptr_t value = slot->load(std::memory_order_acquire);
+      if (value == 0) return {nullptr, nullptr};
+      if (is_node(value) && (value >> 48) == tag && match(node_of(value))) {
+        return {slot, node_of(value)};
       }
     }
+  }
+
+  // Readers: the node for `key` in `table`.
+  static Node* lookup(Table* table, std::string_view key, std::uint64_t hash) {
+    return find(table, hash, [&](Node* node) { return same_key(node->key(), key); }).second;
   }
 
   // Writers, under the shard mutex: the slot holding `key`'s node and the node, or the slot
@@ -386,12 +394,7 @@ class ConcurrentMap {
   // Pinned: a node whose key has `hash` (the first, if keys collide).
   Node* lookup_hash(std::uint64_t hash) {
     Table* table = shard_of(hash).table.load(std::memory_order_acquire);
-    const std::uintptr_t tag = tag_of(hash);
-    for (std::size_t i = start_of(hash, table);; i = (i + 1) & table->mask) {
-      const std::uintptr_t slot = table->slots()[i].load(std::memory_order_acquire);
-      if (slot == 0) return nullptr;
-      if (is_node(slot) && (slot >> 48) == tag && node_of(slot)->hash == hash) return node_of(slot);
-    }
+    return find(table, hash, [&](Node* node) { return node->hash == hash; }).second;
   }
 
   // A hit, sampled (kHitSampling), buffered for the policy.
@@ -462,16 +465,10 @@ class ConcurrentMap {
       {
         std::lock_guard lock(shard.mutex);
         Table* table = shard.table.load(std::memory_order_relaxed);
-        for (std::size_t i = start_of(node->hash, table);; i = (i + 1) & table->mask) {
-          auto& slot = table->slots()[i];
-          const std::uintptr_t value = slot.load(std::memory_order_relaxed);
-          if (value == 0) break;
-          if (is_node(value) && node_of(value) == node) {
-            slot.store(kTombstone, std::memory_order_release);
-            --shard.live;
-            unlinked = true;
-            break;
-          }
+        if (auto* slot = find(table, node->hash, [&](Node* n) { return n == node; }).first) {
+          slot->store(kTombstone, std::memory_order_release);
+          --shard.live;
+          unlinked = true;
         }
       }
       if (unlinked) retire(node);

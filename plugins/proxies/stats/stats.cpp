@@ -91,7 +91,7 @@ StatsSnapshot StatsProxy::stats() const {
   out.sets = sets_.load(std::memory_order_relaxed);
   out.deletes = deletes_.load(std::memory_order_relaxed);
   out.errors = errors_.load(std::memory_order_relaxed);
-  if (const auto* counter = find_eviction_counter(proxied().get())) {
+  if (const auto* counter = find_in_chain<EvictionCounter>(proxied().get())) {
     out.evictions = counter->evictions() - evictions_at_reset_.load(std::memory_order_relaxed);
   }
   for (std::size_t i = 0; i < kCacheOperationCount; ++i) {
@@ -110,7 +110,7 @@ StatsSnapshot StatsProxy::stats() const {
 
 void StatsProxy::reset_stats() {
   for (auto* counter : {&gets_, &hits_, &misses_, &sets_, &deletes_, &errors_}) counter->store(0);
-  const auto* evictions = find_eviction_counter(proxied().get());
+  const auto* evictions = find_in_chain<EvictionCounter>(proxied().get());
   evictions_at_reset_ = evictions != nullptr ? evictions->evictions() : 0;
   for (auto& counters : operations_) {
     counters.calls = 0;

@@ -51,6 +51,18 @@ class DOGPILE_API ProxyBackend : public CacheBackend {
   std::shared_ptr<CacheBackend> proxied_;
 };
 
+// The first backend of the chain that starts at `backend` (through ProxyBackends) that is a
+// T, e.g. a StatsProvider or an EvictionCounter; null when there is none.
+template <class T>
+const T* find_in_chain(const CacheBackend* backend) {
+  while (backend != nullptr) {
+    if (const auto* found = dynamic_cast<const T*>(backend)) return found;
+    const auto* proxy = dynamic_cast<const ProxyBackend*>(backend);
+    backend = proxy != nullptr ? proxy->proxied().get() : nullptr;
+  }
+  return nullptr;
+}
+
 // One call passing through an InterceptingProxy: what it is, its keys, and proceed() to send it
 // down the chain.
 class DOGPILE_API ProxiedCall {

@@ -44,16 +44,12 @@ struct StatsSnapshot {
 
 // Implemented by a backend that evicts entries to stay within a bound (dogpile.cache.memory
 // with max_size or max_bytes): how many it has evicted since it was made. The stats proxy and
-// CacheRegion::evictions() find it below them in the chain.
+// CacheRegion::evictions() find it below them in the chain (find_in_chain).
 class DOGPILE_API EvictionCounter {
  public:
   virtual ~EvictionCounter();
   virtual std::uint64_t evictions() const noexcept = 0;
 };
-
-// The first EvictionCounter in the chain that starts at `backend` (through proxies); null
-// when there is none.
-DOGPILE_API const EvictionCounter* find_eviction_counter(const CacheBackend* backend);
 
 class DOGPILE_API StatsProvider {
  public:
