@@ -130,7 +130,9 @@ class ConcurrentMap {
       Table* table = shard.table.load(std::memory_order_relaxed);
       auto [slot, found] = probe(table, key, hash);
       if (found == nullptr) {
-        if ((shard.used + 1) * 4 > (table->mask + 1) * 3) {
+        // At most half full: linear probing's paths stay short (a key added last to a
+        // crowded table, such as a hot key, otherwise probes several slots on every read).
+        if ((shard.used + 1) * 2 > table->mask + 1) {
           old_table = table;
           table = rebuild(shard, table);
           slot = probe(table, key, hash).first;
@@ -373,11 +375,11 @@ class ConcurrentMap {
     }
   }
 
-  // A new table for the shard's entries, at most half full, published for readers; the
+  // A new table for the shard's entries, at most a quarter full, published for readers; the
   // caller retires the old one.
   Table* rebuild(Shard& shard, Table* old) {
     std::size_t capacity = 8;
-    while (capacity < (shard.live + 1) * 2) capacity <<= 1;
+    while (capacity < (shard.live + 1) * 4) capacity <<= 1;
     Table* table = Table::make(capacity);
     for (std::size_t i = 0; i <= old->mask; ++i) {
       const std::uintptr_t slot = old->slots()[i].load(std::memory_order_relaxed);
