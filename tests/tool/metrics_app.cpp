@@ -1,6 +1,6 @@
 // An application exposing its cache figures, as the README shows it: a region wrapped in
 // dogpile.proxy.stats, a known workload (3 sets, then 6 lookups: 3 hits, 3 misses), and
-// dogpile::metrics_text() served at http://127.0.0.1:PORT/metrics. Prints "serving" once it
+// dogpile::metrics_text() served at http://127.0.0.1:PORT/metrics. Says so on stdout once it
 // listens. Usage: metrics_app PORT
 // Boost 1.74's Asio uses std::exchange without including <utility>.
 // clang-format off
@@ -10,14 +10,15 @@
 #include <boost/beast.hpp>
 #include <cstdio>
 #include <dogpile/dogpile.hpp>
+#include <iostream>
 #include <string>
 
-// --- the README's example, "Exposing the figures" ---
-void serve_metrics(unsigned short port) {
+// [readme:serve-metrics]
+void serve_metrics(unsigned short port) {  // #include <utility> first, for Boost 1.74's Asio
   namespace http = boost::beast::http;
   boost::asio::io_context io;
   boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), port});
-  std::puts("serving"), std::fflush(stdout);  // (for the test)
+  std::cout << "metrics on http://127.0.0.1:" << port << "/metrics" << std::endl;
   for (;;) {
     boost::asio::ip::tcp::socket socket = acceptor.accept();
     boost::beast::flat_buffer buffer;
@@ -32,7 +33,7 @@ void serve_metrics(unsigned short port) {
     http::write(socket, response, error);
   }
 }
-// ---
+// [/readme:serve-metrics]
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -184,7 +184,7 @@ def test_stats(scratch):
     port = free_port()
     app = subprocess.Popen([METRICS_APP, str(port)], stdout=subprocess.PIPE, text=True)
     try:
-        wait_until_ready(app, "serving")
+        wait_until_ready(app, "metrics on http://127.0.0.1:")
         url = "http://127.0.0.1:%d/metrics" % port
         r = run("stats", url)
         check(r.returncode == 0, "stats reads an application's metrics over HTTP", r)
