@@ -30,21 +30,14 @@ for f in "$plugindir/dogpile-memory.so" "$plugindir/dogpile-null.so" \
   [ -f "$f" ] || { echo "not installed: $f"; exit 1; }
 done
 
-step "a program builds with nothing but pkg-config's flags (-std=c++20 included) and runs"
-cat >"$work/program.cpp" <<'CPP'
-#include <dogpile/dogpile.hpp>
-#include <iostream>
-int main() {
-  auto region = dogpile::make_region({.name = "program"});
-  region->configure("dogpile.cache.memory");
-  region->set("greeting", "hello");
-  std::cout << *region->get<std::string>("greeting") << "\n";
-}
-CPP
+step "the README's first program builds with nothing but pkg-config's flags (-std=c++20 included) and runs"
 # shellcheck disable=SC2046  # pkg-config's output is a list of flags
-g++ -o "$work/program" "$work/program.cpp" $(pkg-config --cflags --libs dogpile) \
+g++ -o "$work/program" "$src/tests/readme/using_region.cpp" $(pkg-config --cflags --libs dogpile) \
   -Wl,-rpath,"$(pkg-config --variable=libdir dogpile)"
-[ "$("$work/program")" = "hello" ] || { echo "the program did not print hello"; exit 1; }
+"$work/program" >"$work/program.out"
+[ "$(head -n 1 "$work/program.out")" = "42" ] && \
+  [ "$(tail -n 1 "$work/program.out")" = "value of a, value of b" ] || {
+  echo "the program printed:"; cat "$work/program.out"; exit 1; }
 
 step "the plugin template builds against the installed SDK"
 cp -r "$src/sdk/template" "$work/template"
