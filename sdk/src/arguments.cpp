@@ -26,6 +26,25 @@ Arguments::Arguments(nlohmann::json values, std::string key_prefix)
 
 std::string Arguments::key(std::string_view name) const { return key_prefix_ + std::string(name); }
 
+Arguments Arguments::section(std::string_view name) const {
+  nlohmann::json values = nlohmann::json::object();
+  if (const nlohmann::json* whole = lookup(name); whole != nullptr && !whole->is_null()) {
+    if (!whole->is_object()) {
+      throw ValidationError(key(name) + " must be an object of arguments, not a " +
+                            whole->type_name());
+    }
+    values = *whole;
+  }
+  const std::string dotted = std::string(name) + ".";
+  for (const auto& item : values_.items()) {
+    if (item.key().size() > dotted.size() && item.key().starts_with(dotted)) {
+      asked_.emplace(item.key());
+      values[item.key().substr(dotted.size())] = item.value();
+    }
+  }
+  return Arguments(std::move(values), key_prefix_ + dotted);
+}
+
 bool Arguments::contains(std::string_view name) const {
   return values_.contains(std::string(name));
 }

@@ -39,6 +39,9 @@ std::unique_ptr<CacheMutex> CacheBackend::get_mutex(std::string_view) { return n
 KeyMangler CacheBackend::key_mangler() const { return {}; }
 bool CacheBackend::has_lock_timeout() const { return false; }
 BackendCapabilities CacheBackend::capabilities() const { return {}; }
+std::shared_ptr<Broadcast> CacheBackend::broadcast(std::string_view) { return nullptr; }
+Broadcast::~Broadcast() = default;
+Broadcast::Subscription::~Subscription() = default;
 
 // ObjectBackend: the bytes family in terms of objects.
 

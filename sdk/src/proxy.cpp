@@ -48,6 +48,9 @@ std::unique_ptr<CacheMutex> ProxyBackend::get_mutex(std::string_view key) {
 KeyMangler ProxyBackend::key_mangler() const { return next().key_mangler(); }
 bool ProxyBackend::has_lock_timeout() const { return next().has_lock_timeout(); }
 BackendCapabilities ProxyBackend::capabilities() const { return next().capabilities(); }
+std::shared_ptr<Broadcast> ProxyBackend::broadcast(std::string_view channel) {
+  return next().broadcast(channel);
+}
 
 // ProxiedCall
 

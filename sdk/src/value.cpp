@@ -53,6 +53,16 @@ CachedValuePtr CachedValue::with_metadata(const ValueMetadata& metadata) const {
   return std::make_shared<const CachedValue>(bytes(), metadata);
 }
 
+const CachedValue* CachedValue::keep_decoded(std::shared_ptr<const CachedValue> value) const {
+  const CachedValue* kept = nullptr;
+  if (decoded_.compare_exchange_strong(kept, value.get(), std::memory_order_acq_rel)) {
+    // The first caller only; `value` holds the object until it is moved in.
+    decoded_owner_ = std::move(value);
+    return decoded_owner_.get();
+  }
+  return kept;
+}
+
 std::string CachedValue::payload_bytes() const {
   if (!object_) return std::string(bytes());
   if (encoder_ == nullptr) {

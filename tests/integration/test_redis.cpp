@@ -637,3 +637,117 @@ BOOST_AUTO_TEST_CASE(soft_timeout_and_eager_refresh_store_in_the_background) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// dogpile.cache.layered on a real Redis: processes of tests/integration/layered_peer.cpp,
+// each with its own L1, driven over pipes.
+BOOST_AUTO_TEST_SUITE(layered)
+
+namespace {
+
+class Peer {
+ public:
+  explicit Peer(int port) {
+    const char* program = std::getenv("DOGPILE_TEST_LAYERED_PEER");
+    BOOST_TEST_REQUIRE(program != nullptr);
+    // Close-on-exec: no other child (another peer, a restarted server) may keep its input open.
+    int to_child[2], from_child[2];
+    BOOST_TEST_REQUIRE(::pipe2(to_child, O_CLOEXEC) == 0);
+    BOOST_TEST_REQUIRE(::pipe2(from_child, O_CLOEXEC) == 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(to_child[0], STDIN_FILENO);
+      ::dup2(from_child[1], STDOUT_FILENO);
+      for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) ::close(fd);
+      const std::string p = std::to_string(port);
+      ::execl(program, program, p.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    in_ = ::fdopen(to_child[1], "w");
+    out_ = ::fdopen(from_child[0], "r");
+  }
+  ~Peer() {
+    std::fclose(in_);  // end of its input: it exits
+    std::fclose(out_);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+
+  std::string operator()(const std::string& command) {
+    std::fputs((command + "\n").c_str(), in_);
+    std::fflush(in_);
+    char line[4096];
+    if (std::fgets(line, sizeof line, out_) == nullptr) return "(no answer)";
+    std::string answer(line);
+    if (!answer.empty() && answer.back() == '\n') answer.pop_back();
+    return answer;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* in_ = nullptr;
+  FILE* out_ = nullptr;
+};
+
+// Stores `value` (a string) as a C++ or Python process would, without any process's L1
+// knowing.
+void set_behind_their_backs(const test::RedisServer& server, const std::string& key,
+                            const std::string& value) {
+  const std::string wire = dogpile::serialize_cached_value(*CacheRegion::make_value(value));
+  redisContext* context = redisConnect("127.0.0.1", server.port());
+  freeReplyObject(redisCommand(context, "SET %b %b", key.data(), key.size(), wire.data(),
+                               wire.size()));
+  redisFree(context);
+}
+
+bool is_number(const std::string& text) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_write_in_one_process_reaches_the_others_l1) {
+  test::RedisServer redis;
+  Peer a(redis.port()), b(redis.port()), c(redis.port());
+  for (Peer* peer : {&a, &b, &c}) BOOST_TEST((*peer)("listening") == "yes");
+  // Stored without a message (a message in flight makes a read skip filling L1): b and c
+  // keep it in L1, where a value changed behind everyone's back is not seen...
+  set_behind_their_backs(redis, "k", "one");
+  BOOST_TEST(b("get k") == "one");
+  BOOST_TEST(c("get k") == "one");
+  set_behind_their_backs(redis, "k", "hidden");
+  BOOST_TEST(b("get k") == "one");
+  BOOST_TEST(c("get k") == "one");
+  // ...but a write through the layered backend is, by every other process.
+  BOOST_TEST(a("set k two") == "ok");
+  const std::string to_b = b("await k two");
+  const std::string to_c = c("await k two");
+  BOOST_TEST(is_number(to_b), to_b);
+  BOOST_TEST(is_number(to_c), to_c);
+  BOOST_TEST_MESSAGE("the write reached the others' L1 within " << to_b << " and " << to_c
+                                                                 << " us of being asked");
+  BOOST_TEST(c("set k three") == "ok");
+  BOOST_TEST(is_number(a("await k three")));
+  BOOST_TEST(is_number(b("await k three")));
+}
+
+BOOST_AUTO_TEST_CASE(after_a_restart_no_process_serves_what_was_replaced_meanwhile) {
+  test::RedisServer redis;
+  Peer a(redis.port()), b(redis.port());
+  for (Peer* peer : {&a, &b}) BOOST_TEST((*peer)("listening") == "yes");
+  BOOST_TEST(a("set k before") == "ok");
+  BOOST_TEST(b("get k") == "before");
+  redis.stop();
+  for (Peer* peer : {&a, &b}) BOOST_TEST((*peer)("lost") == "yes");
+  BOOST_TEST(a("get k").starts_with("error "));  // L1 is not served while disconnected
+  redis.start();  // the same port, empty
+  set_behind_their_backs(redis, "k", "after");  // replaced while they were disconnected
+  for (Peer* peer : {&a, &b}) {
+    BOOST_TEST((*peer)("listening") == "yes");
+    BOOST_TEST((*peer)("first k") == "after");
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -648,3 +648,17 @@ BOOST_AUTO_TEST_CASE(the_null_backends_mutex_never_blocks) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A value a backend holds as bytes (as dogpile.cache.layered's L1 holds what it read from
+// Redis) is decoded once: every hit after the first gets the object the first one made, kept
+// with the bytes, not a new decoding.
+BOOST_AUTO_TEST_CASE(a_bytes_value_is_decoded_once) {
+  auto region = test::region_on("dogpile.cache.memory");
+  const auto wire = dogpile::serialize_cached_value(*CacheRegion::make_value(std::string("v")));
+  region->set_value("k", dogpile::CachedValue::from_wire(wire));
+  const auto first = region->get<std::string>("k");
+  BOOST_TEST(*first == "v");
+  BOOST_TEST(region->get<std::string>("k").get() == first.get());
+  BOOST_TEST(*region->get<nlohmann::json>("k") == "v");  // another type: decoded for itself
+  BOOST_TEST(region->get<std::string>("k").get() == first.get());
+}

@@ -4,8 +4,14 @@
 // released by a script only while the token is still ours), so C++ and Python processes
 // exclude each other's creators.
 #include <hiredis/hiredis.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <list>
+#include <map>
 #include <charconv>
 #include <cmath>
 #include <dogpile/sdk/sdk.hpp>
@@ -415,6 +421,166 @@ class RedisMutex final : public CacheMutex {
   std::thread::id owner_;
 };
 
+// Redis pub/sub on one channel: PUBLISH through the pool; a thread of its own holds a
+// subscribed connection, pings it every second and reconnects (50 ms, doubling up to 1 s,
+// between attempts) when it fails, telling the listeners when it stops and starts listening.
+class RedisBroadcast final : public Broadcast {
+ public:
+  RedisBroadcast(std::shared_ptr<Pool> pool, std::string channel)
+      : pool_(std::move(pool)), channel_(std::move(channel)) {
+    if (::pipe(wake_) != 0) throw Error("dogpile.cache.redis: pipe() failed for the subscriber");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~RedisBroadcast() override {
+    stopping_ = true;
+    (void)!::write(wake_[1], "x", 1);
+    thread_.join();
+    ::close(wake_[0]);
+    ::close(wake_[1]);
+  }
+
+  void publish(std::string_view message) override {
+    pool_->lease().command({"PUBLISH", channel_, message});
+  }
+
+  std::unique_ptr<Subscription> subscribe(Listener listener) override {
+    std::lock_guard guard(dispatch_);
+    auto it = listeners_.insert(listeners_.end(), std::move(listener));
+    if (listening_ && it->on_state) call([&] { it->on_state(true); });
+    return std::make_unique<Handle>(*this, it);
+  }
+
+  bool listening() const override { return listening_; }
+
+ private:
+  class Handle final : public Subscription {
+   public:
+    Handle(RedisBroadcast& owner, std::list<Listener>::iterator it) : owner_(owner), it_(it) {}
+    ~Handle() override {
+      std::lock_guard guard(owner_.dispatch_);
+      owner_.listeners_.erase(it_);
+    }
+
+   private:
+    RedisBroadcast& owner_;
+    std::list<Listener>::iterator it_;
+  };
+
+  template <class F>
+  void call(F&& f) noexcept {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      log(LogLevel::error, "dogpile.cache.redis",
+          "a listener of channel " + channel_ + " failed: " + e.what());
+    } catch (...) {
+      log(LogLevel::error, "dogpile.cache.redis", "a listener of channel " + channel_ + " failed");
+    }
+  }
+
+  // Listeners hear of a loss after listening() turns false, and of a return before it turns
+  // true: whoever sees listening() true sees what the listeners did on being told.
+  void set_listening(bool listening) {
+    std::lock_guard guard(dispatch_);
+    if (listening_ == listening) return;
+    if (!listening) listening_ = false;
+    for (auto& listener : listeners_) {
+      if (listener.on_state) call([&] { listener.on_state(listening); });
+    }
+    if (listening) listening_ = true;
+  }
+
+  void deliver(std::string_view message) {
+    std::lock_guard guard(dispatch_);
+    for (auto& listener : listeners_) {
+      if (listener.on_message) call([&] { listener.on_message(message); });
+    }
+  }
+
+  // Waits up to `seconds` for the socket `fd` (-1: none) to be readable; false when the
+  // broadcast is stopping.
+  bool wait(int fd, double seconds, bool& readable) {
+    pollfd fds[2] = {{wake_[0], POLLIN, 0}, {fd, POLLIN, 0}};
+    const int ready = ::poll(fds, fd < 0 ? 1 : 2, static_cast<int>(seconds * 1000));
+    readable = ready > 0 && fd >= 0 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+    return !stopping_;
+  }
+
+  void run() {
+    double pause = 0.05;
+    bool readable = false;
+    bool warned = false;
+    while (!stopping_) {
+      try {
+        listen();
+        pause = 0.05;
+        warned = false;
+      } catch (const Error& e) {
+        if (!warned && !stopping_) {
+          log(LogLevel::warning, "dogpile.cache.redis",
+              "the subscription to channel " + channel_ + " is lost, retrying: " + e.what());
+          warned = true;
+        }
+      }
+      set_listening(false);
+      if (!wait(-1, pause, readable)) break;
+      pause = std::min(pause * 2, 1.0);
+    }
+  }
+
+  // Subscribes and delivers messages until the connection fails (throws) or the broadcast
+  // stops.
+  void listen() {
+    const Settings& s = pool_->settings();
+    Context context = connect(s);
+    append(context.get(), {"SUBSCRIBE", channel_}, s);
+    read_reply(context.get(), s);  // ["subscribe", channel, 1]
+    set_listening(true);
+    bool awaiting_pong = false;
+    bool readable = false;
+    while (wait(context->fd, 1.0, readable)) {
+      if (!readable) {
+        // A second without traffic: a server that answers no PING in the next one is gone.
+        if (awaiting_pong) {
+          throw BackendUnavailable("Redis at " + s.where() + " did not answer PING in 1 s");
+        }
+        append(context.get(), {"PING"}, s);
+        int done = 0;
+        while (done == 0) {
+          if (redisBufferWrite(context.get(), &done) != REDIS_OK) unavailable(context.get(), s);
+        }
+        awaiting_pong = true;
+        continue;
+      }
+      if (redisBufferRead(context.get()) != REDIS_OK) unavailable(context.get(), s);
+      for (;;) {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(context.get(), &raw) != REDIS_OK) {
+          unavailable(context.get(), s);
+        }
+        if (raw == nullptr) break;
+        Reply reply(static_cast<redisReply*>(raw));
+        awaiting_pong = false;  // any traffic shows the connection lives
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+            reply->element[0]->type == REDIS_REPLY_STRING &&
+            std::string_view(reply->element[0]->str, reply->element[0]->len) == "message" &&
+            reply->element[2]->type == REDIS_REPLY_STRING) {
+          deliver(std::string_view(reply->element[2]->str, reply->element[2]->len));
+        }
+      }
+    }
+  }
+
+  std::shared_ptr<Pool> pool_;
+  const std::string channel_;
+  std::mutex dispatch_;  // held while listeners are called, changed or told the state
+  std::list<Listener> listeners_;
+  std::atomic<bool> listening_{false};
+  std::atomic<bool> stopping_{false};
+  int wake_[2] = {-1, -1};
+  std::thread thread_;
+};
+
 class RedisBackend final : public BytesBackend {
  public:
   explicit RedisBackend(const Arguments& arguments)
@@ -480,6 +646,18 @@ class RedisBackend final : public BytesBackend {
   // Redis' own limit on a string (proto-max-bulk-len).
   BackendCapabilities capabilities() const override { return {.max_value_size = 512u << 20}; }
 
+  // One subscriber connection per channel, shared while anyone holds it.
+  std::shared_ptr<Broadcast> broadcast(std::string_view channel) override {
+    std::lock_guard guard(broadcasts_mutex_);
+    auto& weak = broadcasts_[std::string(channel)];
+    auto shared = weak.lock();
+    if (!shared) {
+      shared = std::make_shared<RedisBroadcast>(pool_, std::string(channel));
+      weak = shared;
+    }
+    return shared;
+  }
+
  private:
   // REQUIRES: check_value_size passed for `value` (a refusal must not cut a pipeline short).
   void send_set(Pool::Lease& lease, std::string_view key, std::string_view value) {
@@ -492,6 +670,8 @@ class RedisBackend final : public BytesBackend {
   }
 
   std::shared_ptr<Pool> pool_;
+  std::mutex broadcasts_mutex_;
+  std::map<std::string, std::weak_ptr<RedisBroadcast>, std::less<>> broadcasts_;
 };
 
 }  // namespace

@@ -96,6 +96,9 @@ CachedValuePtr CacheRegion::make_value(T&& value, double created) {
 template <class T>
 CachedValuePtr CacheRegion::decode_as(CachedValuePtr&& value) {
   if (value->holds_object() && value->object_type() == typeid(T)) return std::move(value);
+  if (const CachedValue* kept = value->decoded(); kept != nullptr && kept->object_type() == typeid(T)) {
+    return CachedValuePtr(std::move(value), kept);  // decoded before: shares the bytes' life
+  }
   if constexpr (!HasCodec<T>) {
     if (value->holds_object()) throw_wrong_type(value->object_type(), typeid(T));
     throw_no_codec(typeid(T));
@@ -111,7 +114,11 @@ CachedValuePtr CacheRegion::decode_as(CachedValuePtr&& value) {
       bytes = value->bytes();
     }
     try {
-      return make_value_with(Codec<T>::decode(bytes), value->metadata());
+      CachedValuePtr made = make_value_with(Codec<T>::decode(bytes), value->metadata());
+      if (value->holds_object()) return made;
+      const CachedValue* kept = value->keep_decoded(made);
+      if (kept->object_type() != typeid(T)) return made;  // kept as another type
+      return CachedValuePtr(std::move(value), kept);
     } catch (const ValueTypeError& e) {
       throw_cant_read<ValueTypeError>(typeid(T), e.what());
     } catch (const CantDeserialize& e) {

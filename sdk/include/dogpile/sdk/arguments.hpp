@@ -54,6 +54,12 @@ class DOGPILE_API Arguments {
 
   bool contains(std::string_view name) const;
 
+  // The arguments nested under `name` (`name: {...}`, or the flat keys `name.<argument>` a
+  // config file gives), for a plugin that makes another plugin with them: they count as read
+  // here, and the section's own look-ups and reject_unknown name them `<prefix>name.<argument>`.
+  // Throws ValidationError when `name` is neither absent nor an object.
+  Arguments section(std::string_view name) const;
+
   // An argument Python dogpile.cache accepts that has no meaning here: accepted, with a
   // warning that says why it is ignored.
   void ignore(std::string_view name, std::string_view why) const;

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "dogpile/sdk/broadcast.hpp"
 #include "dogpile/sdk/export.hpp"
 #include "dogpile/sdk/mutex.hpp"
 #include "dogpile/sdk/value.hpp"
@@ -125,6 +126,10 @@ class DOGPILE_API CacheBackend {
   virtual bool has_lock_timeout() const;
 
   virtual BackendCapabilities capabilities() const;
+
+  // Messages on `channel` between every process that shares this backend (Redis pub/sub);
+  // null when the backend cannot carry them. Calls with the same channel may share one.
+  virtual std::shared_ptr<Broadcast> broadcast(std::string_view channel);
 };
 
 // Base for backends that store CachedValue objects (e.g. dogpile.cache.memory). Implement the

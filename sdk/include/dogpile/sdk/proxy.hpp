@@ -42,6 +42,7 @@ class DOGPILE_API ProxyBackend : public CacheBackend {
   KeyMangler key_mangler() const override;
   bool has_lock_timeout() const override;
   BackendCapabilities capabilities() const override;
+  std::shared_ptr<Broadcast> broadcast(std::string_view channel) override;
 
  protected:
   // The backend this proxy forwards to; throws Error before wrap().

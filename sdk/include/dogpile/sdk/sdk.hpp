@@ -4,6 +4,7 @@
 
 #include "dogpile/sdk/arguments.hpp"
 #include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/broadcast.hpp"
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "dogpile/sdk/mutex.hpp"

@@ -12,6 +12,7 @@
 // so the bytes family is binary-safe and a region can treat them as a miss.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,6 +101,13 @@ class DOGPILE_API CachedValue {
   // The same payload (shared, not copied) with other metadata. REQUIRES: decodable().
   std::shared_ptr<const CachedValue> with_metadata(const ValueMetadata& metadata) const;
 
+  // A bytes value keeps the object the region decoded it into, so that a value a backend
+  // holds as bytes (dogpile.cache.layered's L1 filled from Redis, memory_pickle) is decoded
+  // once, not on every hit. decoded(): the one kept, or null. keep_decoded(): keeps `value`
+  // unless one is kept already, and returns the one kept. Both live as long as this value.
+  const CachedValue* decoded() const noexcept { return decoded_.load(std::memory_order_acquire); }
+  const CachedValue* keep_decoded(std::shared_ptr<const CachedValue> value) const;
+
   // The whole wire format; for a value read from bytes, exactly those bytes.
   // Throws CantSerialize when an object payload's type has no codec.
   std::string wire() const;
@@ -115,6 +123,8 @@ class DOGPILE_API CachedValue {
   std::size_t payload_offset_ = 0;
   std::string problem_;  // why wire_ is not in the wire format; empty when it is
   ValueMetadata metadata_;
+  mutable std::atomic<const CachedValue*> decoded_{nullptr};
+  mutable std::shared_ptr<const CachedValue> decoded_owner_;  // written once, by keep_decoded
 };
 
 // Python's repr() of a float, which str() and json.dumps also give: the shortest text that
