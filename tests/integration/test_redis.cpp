@@ -751,3 +751,38 @@ BOOST_AUTO_TEST_CASE(after_a_restart_no_process_serves_what_was_replaced_meanwhi
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(layered_configs)
+
+// configs/layered.{json,ini}, pointed at the test's server: a region on each shares values
+// through Redis and sees the other's writes.
+BOOST_AUTO_TEST_CASE(the_shipped_layered_configs_work) {
+  test::RedisServer redis;
+  const std::filesystem::path source = std::getenv("DOGPILE_SOURCE_DIR");
+  std::vector<std::shared_ptr<CacheRegion>> regions;
+  for (const char* name : {"configs/layered.json", "configs/layered.ini"}) {
+    std::ifstream file(source / name);
+    std::stringstream text;
+    text << file.rdbuf();
+    std::string config = text.str();
+    const std::string shipped = "127.0.0.1:6379";
+    BOOST_TEST_REQUIRE(config.find(shipped) != std::string::npos);
+    config.replace(config.find(shipped), shipped.size(), "127.0.0.1:" + std::to_string(redis.port()));
+    test::TempFile copy(std::filesystem::path(name).filename().string(), config);
+    auto loaded = dogpile::load_regions(copy.path);
+    regions.push_back(loaded.at("cache.layered"));
+  }
+  auto& json_region = *regions[0];
+  auto& ini_region = *regions[1];
+  BOOST_TEST(test::wait_until([&] {
+    return json_region.backend()->broadcast("dogpile:cache.layered")->listening() &&
+           ini_region.backend()->broadcast("dogpile:cache.layered")->listening();
+  }));
+  json_region.set("k", std::string("one"));
+  BOOST_TEST(*ini_region.get<std::string>("k") == "one");
+  ini_region.set("k", std::string("two"));
+  BOOST_TEST(test::wait_until([&] { return *json_region.get<std::string>("k") == "two"; }));
+  BOOST_TEST(json_region.backend_name() == "dogpile.cache.layered");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
