@@ -468,11 +468,13 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
       if (!value.is_string())
         throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + shown_value(key, value));
       settings.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
-    } else if (name == "replace_existing_backend" || name == "raise_on_undecodable") {
+    } else if (name == "replace_existing_backend" || name == "raise_on_undecodable" ||
+               name == "shared_invalidation") {
       if (!value.is_boolean())
         throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
-      (name == "raise_on_undecodable" ? options.raise_on_undecodable
-                                      : options.replace_existing_backend) = value.get<bool>();
+      (name == "raise_on_undecodable"  ? options.raise_on_undecodable
+       : name == "shared_invalidation" ? options.shared_invalidation
+                                       : options.replace_existing_backend) = value.get<bool>();
     } else if (name == "backend_errors") {
       if (value != "raise" && value != "miss") {
         throw ValidationError(key + " must be raise or miss, not " + shown_value(key, value));
@@ -514,7 +516,7 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
           "async_creation_runner_threads, async_creation_runner_queue, backend_errors, "
           "backend_retry_interval, backend_error_log_interval, fail_safe, fail_safe_max_age, "
           "fail_safe_throttle, soft_timeout, hard_timeout, eager_refresh, expiration_jitter, "
-          "serve_stale)");
+          "serve_stale, shared_invalidation)");
     }
   }
   // <prefix>wrap_arguments.<proxy name>.<argument>: the longest proxy name in wrap that fits.

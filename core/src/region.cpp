@@ -17,6 +17,7 @@
 #include "guarded_backend.hpp"
 #include "lock_registry.hpp"
 #include "registry.hpp"
+#include "shared_invalidation.hpp"
 #include "state_keeper.hpp"
 
 namespace dogpile {
@@ -325,8 +326,17 @@ CacheRegion& CacheRegion::configure_with(std::string_view backend, ConfigureOpti
   state->key_mangler = settings.key_mangler ? settings.key_mangler
                        : user_key_mangler_  ? user_key_mangler_
                                             : state->outer->key_mangler();
-  state->invalidator =
-      options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
+  if (options.shared_invalidation) {
+    if (options.region_invalidator) {
+      throw ValidationError(prefix + "shared_invalidation and region_invalidator exclude each "
+                                     "other: shared invalidation is a region invalidator");
+    }
+    state->invalidator =
+        detail::make_shared_invalidation(state->actual, name_, clock_, prefix + "shared_invalidation");
+  } else {
+    state->invalidator =
+        options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
+  }
   detail::MissPolicy miss;
   state->resilience = checked(options.resilience, prefix, miss);
   state->guard = std::make_shared<detail::BackendGuard>(state->backend_name, miss, clock_);

@@ -8,6 +8,7 @@
 //                     "timeout <last answer>"
 //   listening         waits (at most 10 s) until the subscription is in place: "yes" or "no"
 //   lost              waits (at most 10 s) until it is not: "yes" or "no"
+//   invalidate        the region's invalidate() (shared by every process): "ok" or "error ..."
 // usage: layered_peer PORT
 #include <chrono>
 #include <cstdio>
@@ -53,8 +54,9 @@ int main(int argc, char** argv) {
                                    {"l2_arguments", {{"host", "127.0.0.1"},
                                                      {"port", std::atoi(argv[1])},
                                                      {"socket_timeout", 2}}},
-                                   {"channel", "dogpile:layered-test"}}});
-  const auto broadcast = region->backend()->broadcast("dogpile:layered-test");
+                                   {"channel", "dogpile:layered-peer"}},
+                     .shared_invalidation = true});
+  const auto broadcast = region->backend()->broadcast("dogpile:layered-peer");
   std::string command, key;
   while (std::cin >> command) {
     std::string out;
@@ -84,6 +86,13 @@ int main(int argc, char** argv) {
       }
     } else if (command == "listening") {
       out = within_10s([&] { return broadcast->listening(); }) ? "yes" : "no";
+    } else if (command == "invalidate") {
+      try {
+        region->invalidate();
+        out = "ok";
+      } catch (const std::exception& e) {
+        out = std::string("error ") + e.what();
+      }
     } else if (command == "lost") {
       out = within_10s([&] { return !broadcast->listening(); }) ? "yes" : "no";
     } else {

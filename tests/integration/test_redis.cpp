@@ -733,6 +733,25 @@ BOOST_AUTO_TEST_CASE(a_write_in_one_process_reaches_the_others_l1) {
   BOOST_TEST(is_number(b("await k three")));
 }
 
+BOOST_AUTO_TEST_CASE(an_invalidation_in_one_process_makes_every_process_miss) {
+  test::RedisServer redis;
+  Peer a(redis.port()), b(redis.port()), c(redis.port());
+  for (Peer* peer : {&a, &b, &c}) BOOST_TEST((*peer)("listening") == "yes");
+  BOOST_TEST(a("set k one") == "ok");
+  for (Peer* peer : {&a, &b, &c}) BOOST_TEST((*peer)("await k one") != "timeout one");
+  BOOST_TEST(b("invalidate") == "ok");
+  for (Peer* peer : {&a, &b, &c}) {
+    const std::string took = (*peer)("await k miss");
+    BOOST_TEST(is_number(took), took);
+  }
+  // A process that starts now reads the time stored in Redis.
+  Peer late(redis.port());
+  BOOST_TEST(late("listening") == "yes");
+  BOOST_TEST(late("get k") == "miss");
+  BOOST_TEST(late("set k two") == "ok");
+  BOOST_TEST(is_number(a("await k two")));
+}
+
 BOOST_AUTO_TEST_CASE(after_a_restart_no_process_serves_what_was_replaced_meanwhile) {
   test::RedisServer redis;
   Peer a(redis.port()), b(redis.port());

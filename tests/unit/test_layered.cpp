@@ -275,3 +275,127 @@ BOOST_AUTO_TEST_CASE(bad_configuration_is_named) {
     BOOST_TEST(test::message_contains(e, "channel is required"));
   }
 }
+
+// ConfigureOptions::shared_invalidation: regions standing for processes share a store and a
+// broadcast, through an in-process backend.
+BOOST_AUTO_TEST_SUITE(shared_invalidation)
+
+namespace {
+
+class SharedStore final : public dogpile::ProxyBackend {
+ public:
+  SharedStore(std::shared_ptr<dogpile::CacheBackend> store,
+              std::shared_ptr<LocalBroadcast> broadcast)
+      : broadcast_(std::move(broadcast)) {
+    wrap(std::move(store));
+  }
+  std::shared_ptr<dogpile::Broadcast> broadcast(std::string_view) override { return broadcast_; }
+
+ private:
+  std::shared_ptr<LocalBroadcast> broadcast_;
+};
+
+struct Processes {
+  std::shared_ptr<dogpile::CacheBackend> store = memory();
+  std::shared_ptr<LocalBroadcast> broadcast = std::make_shared<LocalBroadcast>();
+  std::shared_ptr<dogpile::ManualClock> clock = std::make_shared<dogpile::ManualClock>();
+  Processes() {
+    dogpile::register_backend("test.shared", [this](const dogpile::Arguments&) {
+      return std::make_unique<SharedStore>(store, broadcast);
+    });
+  }
+  std::shared_ptr<CacheRegion> process() {
+    auto region = dogpile::make_region({.name = "shared", .clock = clock});
+    region->configure("test.shared", {.expiration_time = 600, .shared_invalidation = true});
+    return region;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_invalidation_in_one_process_reaches_the_others) {
+  Processes world;
+  auto a = world.process();
+  auto b = world.process();
+  a->set("k", 1);
+  BOOST_TEST(*b->get<int>("k") == 1);
+  world.clock->advance(1);
+  a->invalidate();  // hard
+  BOOST_TEST(b->get<int>("k") == nullptr);
+  BOOST_TEST(b->region_invalidator().was_hard_invalidated());
+  BOOST_TEST(*b->get_or_create("k", [] { return 2; }) == 2);
+  world.clock->advance(1);
+  b->invalidate(false);  // soft
+  BOOST_TEST(a->region_invalidator().was_soft_invalidated());
+  BOOST_TEST(a->get<int>("k") == nullptr);
+  // A process that starts later reads the time stored.
+  auto c = world.process();
+  BOOST_TEST(c->region_invalidator().was_soft_invalidated());
+  BOOST_TEST(c->get<int>("k") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(a_process_that_missed_the_message_reads_it_when_it_listens_again) {
+  Processes world;
+  auto a = world.process();
+  auto b = world.process();
+  a->set("k", 1);
+  world.clock->advance(1);
+  world.broadcast->set_listening(false);
+  a->invalidate();  // its message is lost
+  BOOST_TEST(*b->get<int>("k") == 1);
+  world.broadcast->set_listening(true);
+  BOOST_TEST(b->get<int>("k") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(the_latest_invalidation_wins_and_damaged_messages_are_ignored) {
+  Processes world;
+  auto a = world.process();
+  world.clock->advance(10);
+  a->invalidate();
+  const double hard_at = world.clock->now();
+  world.broadcast->inject("other|i|1.0");  // older: ignored
+  world.broadcast->inject("other|i|nan");
+  world.broadcast->inject("other|i|12abc");
+  world.broadcast->inject("other|i|");
+  BOOST_TEST(a->region_invalidator().is_hard_invalidated(hard_at - 0.5));
+  world.broadcast->inject("other|i|-" + dogpile::python_float_repr(hard_at + 5));
+  BOOST_TEST(a->region_invalidator().was_soft_invalidated());
+  BOOST_TEST(a->region_invalidator().is_soft_invalidated(hard_at + 4));
+}
+
+BOOST_AUTO_TEST_CASE(shared_invalidation_needs_a_backend_that_publishes) {
+  auto refused = [](const std::string& name, dogpile::ConfigureOptions options,
+                    const std::string& backend, const std::string& text) {
+    auto region = dogpile::make_region(name);
+    try {
+      region->configure(backend, std::move(options));
+    } catch (const dogpile::ValidationError& e) {
+      return test::message_contains(e, text);
+    }
+    return false;
+  };
+  BOOST_TEST(refused("r", {.config_prefix = "cache.r.", .shared_invalidation = true},
+                     "dogpile.cache.memory", "cache.r.shared_invalidation needs a backend"));
+  Processes world;
+  BOOST_TEST(refused("", {.shared_invalidation = true}, "test.shared", "a region with a name"));
+  BOOST_TEST(refused("r",
+                     {.region_invalidator = std::make_shared<dogpile::DefaultInvalidationStrategy>(),
+                      .shared_invalidation = true},
+                     "test.shared", "exclude each other"));
+  test::TempFile ini("shared.ini",
+                     "[cache.s]\nbackend = test.shared\nshared_invalidation = yes please\n");
+  try {
+    dogpile::load_regions(ini.path);
+    BOOST_FAIL("a shared_invalidation that is no boolean was accepted");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(test::message_contains(e, "shared_invalidation must be true or false, not \"yes please\" (region cache.s in"));
+  }
+  test::TempFile good("good.ini", "[cache.s]\nbackend = test.shared\nshared_invalidation = true\n");
+  auto regions = dogpile::load_regions(good.path);
+  regions.at("cache.s")->set("k", 1);
+  world.clock->advance(1);
+  regions.at("cache.s")->invalidate();
+  BOOST_TEST(world.broadcast->published == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

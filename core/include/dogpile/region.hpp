@@ -174,6 +174,10 @@ struct ConfigureOptions {
   bool raise_on_undecodable = false;
   // Fail-safe, timeouts, eager refresh, jitter, backend errors as misses: all off by default.
   ResilienceOptions resilience{};
+  // invalidate() reaches every process of the region: the time is stored in the backend
+  // (under `dogpile:<region>:invalidated`) and published on its channel `dogpile:<region>`.
+  // Needs a backend that can publish (CacheBackend::broadcast): redis, layered.
+  bool shared_invalidation = false;
 };
 
 struct GetOptions {
