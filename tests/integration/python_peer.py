@@ -8,6 +8,9 @@ usage: python_peer.py BACKEND PORT set KEY JSON
        python_peer.py BACKEND PORT get KEY        prints the value as JSON, or NO_VALUE
        python_peer.py BACKEND PORT hold KEY SECONDS JSON
            takes KEY's dogpile lock, prints "locked", waits, stores JSON under KEY, releases
+       python_peer.py BACKEND PORT create KEY JSON
+           get_or_create(KEY) with a creator returning JSON; prints the value and "created"
+           or "read"
 BACKEND: redis, pylibmc or memcached (python-memcache). Keys given to the memcached backends
 go through dogpile's sha1_mangle_key, as a service sharing keys with spaces would configure.
 """
@@ -58,6 +61,10 @@ def main(argv):
         time.sleep(float(argv[5]))
         cache.set(key, json.loads(argv[6]))
         mutex.release()
+    elif command == "create":
+        created = []
+        value = cache.get_or_create(key, lambda: created.append(1) or json.loads(argv[5]))
+        print(json.dumps(value, sort_keys=True), "created" if created else "read")
     else:
         raise SystemExit("unknown command " + command)
 

@@ -58,6 +58,20 @@ std::string raw(const test::RedisServer& server, const std::string& command) {
   return out;
 }
 
+// The integer at index 1 of an array reply (PUBSUB NUMSUB's count); -1 when there is none.
+long long raw_array_integer(const test::RedisServer& server, const std::string& command) {
+  redisContext* context = redisConnect("127.0.0.1", server.port());
+  auto* reply = static_cast<redisReply*>(redisCommand(context, command.c_str()));
+  long long out = -1;
+  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[1]->type == REDIS_REPLY_INTEGER) {
+    out = reply->element[1]->integer;
+  }
+  if (reply != nullptr) freeReplyObject(reply);
+  redisFree(context);
+  return out;
+}
+
 // How often the server ran `command`, from INFO commandstats.
 long calls_of(const test::RedisServer& server, const std::string& command) {
   const std::string info = raw(server, "INFO commandstats");
@@ -372,6 +386,38 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
       });
 }
 
+// A waiter sleeps between polls (lock_sleep, 10 s here) unless the holder announces its
+// release, which wakes it at once.
+BOOST_AUTO_TEST_CASE(a_release_wakes_the_waiters_before_their_next_poll) {
+  test::RedisServer redis;
+  auto holder = redis_region(redis, {{"distributed_lock", true}, {"thread_local_lock", false}});
+  auto waiter = redis_region(redis, {{"distributed_lock", true},
+                                     {"thread_local_lock", false},
+                                     {"lock_sleep", 10}});
+  auto held = holder->backend()->get_mutex("k");
+  BOOST_TEST_REQUIRE(held->acquire(true));
+  const long sets = calls_of(redis, "set");
+  std::atomic<bool> taken{false};
+  std::thread waiting([&] {
+    auto mutex = waiter->backend()->get_mutex("k");
+    taken = mutex->acquire(true);
+    mutex->release();
+  });
+  // The waiter tried once, failed, and listens for releases.
+  BOOST_TEST(test::wait_until([&] {
+    return calls_of(redis, "set") > sets &&
+           raw_array_integer(redis, "PUBSUB NUMSUB dogpile:lock-released") >= 1;
+  }));
+  const auto released = std::chrono::steady_clock::now();
+  held->release();
+  waiting.join();
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - released).count();
+  BOOST_TEST(taken);
+  BOOST_TEST(waited < 5.0);  // its next poll was 10 s away
+  BOOST_TEST_MESSAGE("the waiter had the lock " << waited * 1000 << " ms after the release");
+}
+
 BOOST_AUTO_TEST_CASE(four_processes_of_eight_threads_on_a_cold_key_create_once) {
   test::RedisServer redis;
   const char* herd = std::getenv("DOGPILE_TEST_REDIS_HERD");
@@ -438,6 +484,27 @@ BOOST_AUTO_TEST_CASE(while_python_holds_the_lock_cpp_waits_instead_of_creating) 
   BOOST_TEST(created == 0);
   BOOST_TEST((*value == json{{"by", "python"}}));
   BOOST_TEST(waited > 0.5);
+}
+
+// C++ announces its releases on a channel; Python's lock neither listens nor minds: it polls,
+// and reads the value C++ made.
+BOOST_AUTO_TEST_CASE(while_cpp_holds_the_lock_python_waits_and_reads_its_value) {
+  auto region = redis_region(
+      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_timeout", 30}});
+  auto mutex = region->backend()->get_mutex("held");
+  BOOST_TEST_REQUIRE(mutex->acquire(true));
+  const std::string command = test::python_peer_command(
+      "redis", redis.port(), "create held '{\"by\": \"python\"}'");
+  FILE* waiter = ::popen(command.c_str(), "r");
+  BOOST_TEST_REQUIRE(waiter != nullptr);
+  // Python polls the lock (SET NX) while C++ holds it: seen in the server's counts.
+  BOOST_TEST(test::wait_until([&] { return calls_of(redis, "set") >= 2; }));
+  region->set("held", json{{"by", "c++"}});
+  mutex->release();
+  char line[256] = {};
+  BOOST_TEST_REQUIRE(std::fgets(line, sizeof line, waiter) != nullptr);
+  BOOST_TEST(::pclose(waiter) == 0);
+  BOOST_TEST(std::string(line) == "{\"by\": \"c++\"} read\n");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -333,94 +333,6 @@ std::optional<std::string> string_of(const redisReply& reply) {
   return std::nullopt;
 }
 
-// The dogpile lock in Redis, as redis-py's Lock: SET <name> <token> NX [PX timeout]; release
-// deletes the key only while it still holds our token.
-class RedisMutex final : public CacheMutex {
- public:
-  RedisMutex(std::shared_ptr<Pool> pool, std::string name)
-      : pool_(std::move(pool)), name_(std::move(name)) {}
-
-  bool acquire(bool wait) override { return take(wait, nullptr); }
-
-  // Waiters for a value poll fast at first (2 ms, doubling up to lock_sleep) and read the
-  // value between polls, so a herd finishes close to the creator's own time.
-  bool acquire_unless(const std::function<bool()>& value_ready) override {
-    return take(true, &value_ready);
-  }
-
-  void release() override {
-    std::string token;
-    {
-      std::lock_guard guard(mutex_);
-      if (token_.empty()) throw Error("release of the Redis lock " + name_ + ", which is not held");
-      if (pool_->settings().thread_local_lock && owner_ != std::this_thread::get_id()) {
-        throw Error("the Redis lock " + name_ +
-                    " is released by another thread than the one that took it (set "
-                    "thread_local_lock to false to allow it)");
-      }
-      token = std::move(token_);
-      token_.clear();
-    }
-    // Deletes the key only while it holds our token: a lock that expired and was taken by
-    // someone else stays theirs.
-    static constexpr std::string_view kRelease =
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
-        "else return 0 end";
-    pool_->lease().command({"EVAL", kRelease, "1", name_, token});
-  }
-
-  bool locked() const override {
-    auto reply = pool_->lease().command({"EXISTS", name_});
-    return reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
-  }
-
- private:
-  bool take(bool wait, const std::function<bool()>* value_ready) {
-    const Settings& s = pool_->settings();
-    const std::string token = new_token();
-    const bool taken = poll_lock(
-        [&] { return try_take(token); },
-        {.wait = wait && s.lock_blocking,
-         .first_pause = value_ready != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep,
-         .longest_pause = s.lock_sleep,
-         .timeout = s.lock_blocking_timeout,
-         .value_ready = value_ready});
-    if (taken) {
-      std::lock_guard guard(mutex_);
-      token_ = token;
-      owner_ = std::this_thread::get_id();
-    }
-    return taken;
-  }
-
-  bool try_take(const std::string& token) {
-    const Settings& s = pool_->settings();
-    auto lease = pool_->lease();
-    Reply reply;
-    if (s.lock_timeout > 0) {
-      const auto ms = std::to_string(static_cast<long long>(std::ceil(s.lock_timeout * 1000.0)));
-      reply = lease.command({"SET", name_, token, "NX", "PX", ms});
-    } else {
-      reply = lease.command({"SET", name_, token, "NX"});
-    }
-    return reply->type == REDIS_REPLY_STATUS;  // OK; NIL when someone else holds it
-  }
-
-  static std::string new_token() {
-    thread_local std::mt19937_64 random(std::random_device{}());
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string token(32, '0');
-    for (char& c : token) c = kHex[random() & 0xf];
-    return token;
-  }
-
-  std::shared_ptr<Pool> pool_;
-  const std::string name_;
-  std::mutex mutex_;
-  std::string token_;
-  std::thread::id owner_;
-};
-
 // Redis pub/sub on one channel: PUBLISH through the pool; a thread of its own holds a
 // subscribed connection, pings it every second and reconnects (50 ms, doubling up to 1 s,
 // between attempts) when it fails, telling the listeners when it stops and starts listening.
@@ -581,10 +493,198 @@ class RedisBroadcast final : public Broadcast {
   std::thread thread_;
 };
 
+// Waiters for distributed locks, woken when a holder announces a release on the channel
+// kReleaseChannel (the release script publishes the lock's name) instead of at their next
+// poll. Subscribes on the first wait; while it is not listening, waiters just poll. A
+// release of a lock nobody here waits for costs nothing.
+constexpr std::string_view kReleaseChannel = "dogpile:lock-released";
+
+class ReleaseWaiters {
+ public:
+  explicit ReleaseWaiters(std::shared_ptr<Pool> pool) : pool_(std::move(pool)) {}
+
+  // A wait on `name` for the duration of a poll_lock.
+  class Registration {
+   public:
+    Registration(ReleaseWaiters& owner, std::string name) : owner_(owner), name_(std::move(name)) {
+      owner_.enter(name_);
+    }
+    ~Registration() { owner_.leave(name_); }
+    Registration(const Registration&) = delete;
+    Registration& operator=(const Registration&) = delete;
+    // Before a try: the releases announced so far.
+    std::uint64_t seen() { return owner_.generation(name_); }
+    // Between tries: at most `seconds`, less if a release is announced after `seen`.
+    void wait(std::uint64_t seen, double seconds) { owner_.wait(name_, seen, seconds); }
+
+   private:
+    ReleaseWaiters& owner_;
+    const std::string name_;
+  };
+
+ private:
+  void enter(const std::string& name) {
+    {
+      std::lock_guard guard(mutex_);
+      ++waiting_[name].waiters;
+    }
+    std::call_once(subscribed_, [this] {
+      try {
+        broadcast_ = std::make_shared<RedisBroadcast>(pool_, std::string(kReleaseChannel));
+        subscription_ = broadcast_->subscribe(
+            {.on_message = [this](std::string_view message) { released(message); },
+             .on_state = [this](bool) { released({}); }});  // a gap: everyone tries again
+      } catch (const Error& e) {
+        log(LogLevel::warning, "dogpile.cache.redis",
+            std::string("lock waiters will poll: ") + e.what());
+      }
+    });
+  }
+  void leave(const std::string& name) {
+    std::lock_guard guard(mutex_);
+    auto it = waiting_.find(name);
+    if (--it->second.waiters == 0) waiting_.erase(it);
+  }
+  std::uint64_t generation(const std::string& name) {
+    std::lock_guard guard(mutex_);
+    return waiting_[name].generation;
+  }
+  void wait(const std::string& name, std::uint64_t seen, double seconds) {
+    std::unique_lock guard(mutex_);
+    changed_.wait_for(guard, std::chrono::duration<double>(seconds),
+                      [&] { return waiting_[name].generation != seen; });
+  }
+  // `name` was released; empty: any may have been.
+  void released(std::string_view name) {
+    std::lock_guard guard(mutex_);
+    if (name.empty()) {
+      for (auto& [_, entry] : waiting_) ++entry.generation;
+    } else if (auto it = waiting_.find(name); it != waiting_.end()) {
+      ++it->second.generation;
+    } else {
+      return;
+    }
+    changed_.notify_all();
+  }
+
+  struct Entry {
+    unsigned waiters = 0;
+    std::uint64_t generation = 0;
+  };
+  std::shared_ptr<Pool> pool_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, Entry, std::less<>> waiting_;
+  std::once_flag subscribed_;
+  std::shared_ptr<RedisBroadcast> broadcast_;
+  std::unique_ptr<Broadcast::Subscription> subscription_;  // ended before broadcast_ goes
+};
+
+// The dogpile lock in Redis, as redis-py's Lock: SET <name> <token> NX [PX timeout]; release
+// deletes the key only while it still holds our token.
+class RedisMutex final : public CacheMutex {
+ public:
+  RedisMutex(std::shared_ptr<Pool> pool, std::shared_ptr<ReleaseWaiters> waiters,
+             std::string name)
+      : pool_(std::move(pool)), waiters_(std::move(waiters)), name_(std::move(name)) {}
+
+  bool acquire(bool wait) override { return take(wait, nullptr); }
+
+  // Waiters for a value poll fast at first (2 ms, doubling up to lock_sleep) and read the
+  // value between polls, so a herd finishes close to the creator's own time.
+  bool acquire_unless(const std::function<bool()>& value_ready) override {
+    return take(true, &value_ready);
+  }
+
+  void release() override {
+    std::string token;
+    {
+      std::lock_guard guard(mutex_);
+      if (token_.empty()) throw Error("release of the Redis lock " + name_ + ", which is not held");
+      if (pool_->settings().thread_local_lock && owner_ != std::this_thread::get_id()) {
+        throw Error("the Redis lock " + name_ +
+                    " is released by another thread than the one that took it (set "
+                    "thread_local_lock to false to allow it)");
+      }
+      token = std::move(token_);
+      token_.clear();
+    }
+    // Deletes the key only while it holds our token: a lock that expired and was taken by
+    // someone else stays theirs. And tells the waiters (ours; Python's poll), in the same
+    // round trip.
+    static constexpr std::string_view kRelease =
+        "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]); "
+        "redis.call('publish', ARGV[2], KEYS[1]); return 1 else return 0 end";
+    pool_->lease().command({"EVAL", kRelease, "1", name_, token, kReleaseChannel});
+  }
+
+  bool locked() const override {
+    auto reply = pool_->lease().command({"EXISTS", name_});
+    return reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+  }
+
+ private:
+  bool take(bool wait, const std::function<bool()>* value_ready) {
+    const Settings& s = pool_->settings();
+    const std::string token = new_token();
+    ReleaseWaiters::Registration registration(*waiters_, name_);
+    std::uint64_t seen = 0;
+    const std::function<void(double)> pause = [&](double seconds) {
+      registration.wait(seen, seconds);
+    };
+    const bool taken = poll_lock(
+        [&] {
+          seen = registration.seen();
+          return try_take(token);
+        },
+        {.wait = wait && s.lock_blocking,
+         .first_pause = value_ready != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep,
+         .longest_pause = s.lock_sleep,
+         .timeout = s.lock_blocking_timeout,
+         .value_ready = value_ready,
+         .pause = &pause});
+    if (taken) {
+      std::lock_guard guard(mutex_);
+      token_ = token;
+      owner_ = std::this_thread::get_id();
+    }
+    return taken;
+  }
+
+  bool try_take(const std::string& token) {
+    const Settings& s = pool_->settings();
+    auto lease = pool_->lease();
+    Reply reply;
+    if (s.lock_timeout > 0) {
+      const auto ms = std::to_string(static_cast<long long>(std::ceil(s.lock_timeout * 1000.0)));
+      reply = lease.command({"SET", name_, token, "NX", "PX", ms});
+    } else {
+      reply = lease.command({"SET", name_, token, "NX"});
+    }
+    return reply->type == REDIS_REPLY_STATUS;  // OK; NIL when someone else holds it
+  }
+
+  static std::string new_token() {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string token(32, '0');
+    for (char& c : token) c = kHex[random() & 0xf];
+    return token;
+  }
+
+  std::shared_ptr<Pool> pool_;
+  std::shared_ptr<ReleaseWaiters> waiters_;
+  const std::string name_;
+  std::mutex mutex_;
+  std::string token_;
+  std::thread::id owner_;
+};
+
 class RedisBackend final : public BytesBackend {
  public:
   explicit RedisBackend(const Arguments& arguments)
-      : pool_(std::make_shared<Pool>(read_settings(arguments))) {}
+      : pool_(std::make_shared<Pool>(read_settings(arguments))),
+        waiters_(std::make_shared<ReleaseWaiters>(pool_)) {}
 
   std::optional<std::string> get_serialized(std::string_view key) override {
     // A key holding another type (a list an application pushed there) reads as a miss, as MGET
@@ -636,7 +736,8 @@ class RedisBackend final : public BytesBackend {
 
   std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
     if (!pool_->settings().distributed_lock) return nullptr;
-    return std::make_unique<RedisMutex>(pool_, pool_->settings().lock_prefix + std::string(key));
+    return std::make_unique<RedisMutex>(pool_, waiters_,
+                                        pool_->settings().lock_prefix + std::string(key));
   }
 
   bool has_lock_timeout() const override {
@@ -670,6 +771,7 @@ class RedisBackend final : public BytesBackend {
   }
 
   std::shared_ptr<Pool> pool_;
+  std::shared_ptr<ReleaseWaiters> waiters_;
   std::mutex broadcasts_mutex_;
   std::map<std::string, std::weak_ptr<RedisBroadcast>, std::less<>> broadcasts_;
 };

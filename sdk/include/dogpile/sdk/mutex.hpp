@@ -42,6 +42,9 @@ struct LockPolling {
   std::optional<double> timeout{};  // seconds to wait at most; unset: no limit
   // acquire_unless's `value_ready`: asked between tries; true ends the wait.
   const std::function<bool()>* value_ready = nullptr;
+  // Waits between tries for at most the seconds given, returning early when the lock may have
+  // been released (the holder announced it); null: sleeps them.
+  const std::function<void(double)>* pause = nullptr;
 };
 
 // Calls try_take() (one attempt at the server's lock, true when it is now ours) until it
@@ -58,7 +61,11 @@ bool poll_lock(TryTake&& try_take, const LockPolling& polling) {
     if (try_take()) return true;
     if (!polling.wait || Clock::now() >= deadline) return false;
     if (polling.value_ready != nullptr && (*polling.value_ready)()) return false;
-    std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+    if (polling.pause != nullptr) {
+      (*polling.pause)(pause);
+    } else {
+      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+    }
     pause = std::min(pause * 2, polling.longest_pause);
   }
 }
