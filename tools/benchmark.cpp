@@ -209,6 +209,9 @@ struct RedisServer {
   }
 };
 
+void layered_rows(int port, long iterations, const std::vector<std::string>& keys,
+                  double redis_get);
+
 void redis_rows(int port, long iterations) {
   redisContext* raw = nullptr;
   for (int i = 0; i < 200 && (raw == nullptr || raw->err); ++i) {
@@ -236,9 +239,9 @@ void redis_rows(int port, long iterations) {
       port, iterations);
   const double raw_get =
       ops_per_second(iterations, [&](long i) { command("GET %s", keys[i % 100].c_str()); });
-  row("get<T> hit",
-      ops_per_second(iterations, [&](long i) { region->get<std::string>(keys[i % 100]); }),
-      raw_get);
+  const double region_get =
+      ops_per_second(iterations, [&](long i) { region->get<std::string>(keys[i % 100]); });
+  row("get<T> hit", region_get, raw_get);
   row("get_or_create hit",
       ops_per_second(iterations,
                      [&](long i) {
@@ -263,6 +266,36 @@ void redis_rows(int port, long iterations) {
       ops_per_second(iterations / 10, [&](long) { region->get_multi<std::string>(keys); }),
       raw_mget);
   redisFree(raw);
+  layered_rows(port, iterations, keys, region_get);
+}
+
+// dogpile.cache.layered on the same server: an L1 hit beside a plain memory hit, and an L1
+// miss (an L1 of one entry, which cycling over 100 keys empties) beside a redis get.
+void layered_rows(int port, long iterations, const std::vector<std::string>& keys,
+                  double redis_get) {
+  auto layered = [&](const char* name, nlohmann::json l1_arguments) {
+    auto region = dogpile::make_region(name);
+    region->configure("dogpile.cache.layered",
+                      {.arguments = {{"l2_backend", "dogpile.cache.redis"},
+                                     {"channel", std::string("dogpile:") + name},
+                                     {"l2_arguments", {{"host", "127.0.0.1"}, {"port", port}}},
+                                     {"l1_arguments", std::move(l1_arguments)}}});
+    return region;
+  };
+  auto l1 = layered("bench-layered", nlohmann::json::object());
+  auto tiny = layered("bench-layered-miss", {{"max_size", 1}});
+  auto memory = dogpile::make_region("bench-memory");
+  memory->configure("dogpile.cache.memory");
+  for (const auto& key : keys) memory->set(key, std::string(64, 'x'));
+  for (const auto& key : keys) l1->get<std::string>(key);  // filled from Redis
+  const long hits = iterations * 50;
+  std::printf("\ndogpile.cache.layered on the same server, %ld operations per hit row\n", hits);
+  row("layered get<T> hit (L1) vs memory get<T> hit",
+      ops_per_second(hits, [&](long i) { l1->get<std::string>(keys[i % 100]); }),
+      ops_per_second(hits, [&](long i) { memory->get<std::string>(keys[i % 100]); }));
+  row("layered get<T>, L1 miss, L2 hit vs redis get<T>",
+      ops_per_second(iterations, [&](long i) { tiny->get<std::string>(keys[i % 100]); }),
+      redis_get);
 }
 
 }  // namespace

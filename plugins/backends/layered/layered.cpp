@@ -26,12 +26,16 @@ std::string region_of(const Arguments& a) {
 }
 
 LayeredParts make_parts(const Arguments& a) {
-  LayeredParts parts;
+  // Every argument is read before any is refused, so that an error lists them all.
   const auto l2_name = a.require<std::string>("l2_backend");
+  std::string channel = a.get("channel", std::string());
+  LayeredParts parts;
+  parts.l1_expiration_time = a.find_seconds("l1_expiration_time").value_or(30);
+  const Arguments l2_arguments = a.section("l2_arguments");
+  const Arguments l1_arguments = a.section("l1_arguments");
   if (l2_name == "dogpile.cache.layered") {
     throw ValidationError(a.key("l2_backend") + " cannot be dogpile.cache.layered itself");
   }
-  std::string channel = a.get("channel", std::string());
   if (channel.empty()) {
     const std::string region = region_of(a);
     if (region.empty()) {
@@ -41,15 +45,14 @@ LayeredParts make_parts(const Arguments& a) {
     }
     channel = "dogpile:" + region;
   }
-  parts.l1_expiration_time = a.find_seconds("l1_expiration_time").value_or(30);
   if (parts.l1_expiration_time <= 0) {
     throw ValidationError(a.key("l1_expiration_time") +
                           " must be positive: it bounds how long a process may serve a value "
                           "another replaced while a message was lost");
   }
   PluginLoader& loader = PluginLoader::instance();
-  parts.l2 = loader.make_backend(l2_name, a.section("l2_arguments"));
-  parts.l1 = loader.make_backend("dogpile.cache.memory", a.section("l1_arguments"));
+  parts.l2 = loader.make_backend(l2_name, l2_arguments);
+  parts.l1 = loader.make_backend("dogpile.cache.memory", l1_arguments);
   parts.broadcast = parts.l2->broadcast(channel);
   if (!parts.broadcast) {
     throw ValidationError(a.key("l2_backend") + " is " + l2_name +
