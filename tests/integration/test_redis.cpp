@@ -872,3 +872,31 @@ BOOST_AUTO_TEST_CASE(the_shipped_layered_configs_work) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// shared_invalidation without an L1: regions on dogpile.cache.redis itself (processes of a
+// service with no layered backend).
+BOOST_FIXTURE_TEST_SUITE(shared_invalidation, Server)
+
+BOOST_AUTO_TEST_CASE(an_invalidation_reaches_the_other_regions_on_plain_redis) {
+  auto make = [&] {
+    auto region = dogpile::make_region("shared");
+    region->configure("dogpile.cache.redis",
+                      {.expiration_time = 600,
+                       .arguments = {{"url", redis.url()}},
+                       .shared_invalidation = true});
+    return region;
+  };
+  auto a = make();
+  auto b = make();
+  a->set("k", 1);
+  BOOST_TEST(*b->get<int>("k") == 1);
+  BOOST_TEST(test::wait_until([&] {
+    return raw_array_integer(redis, "PUBSUB NUMSUB dogpile:shared") >= 2;  // both listen
+  }));
+  a->invalidate();
+  BOOST_TEST(test::wait_until([&] { return b->get<int>("k") == nullptr; }));
+  BOOST_TEST(b->region_invalidator().was_hard_invalidated());
+  BOOST_TEST(raw(redis, "EXISTS dogpile:shared:invalidated") == "1");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
