@@ -29,9 +29,10 @@ class SharedInvalidation final : public RegionInvalidationStrategy {
         origin_(new_origin()) {
     subscription_ = broadcast_->subscribe(
         {.on_message = [this](std::string_view message) { on_message(message); },
-         .on_state = [this](bool listening) {
-           if (listening) read_stored();  // what was decided while this process did not hear
-         }});
+         .on_state =
+             [this](bool listening) {
+               if (listening) read_stored();  // what was decided while this process did not hear
+             }});
     read_stored();
   }
   ~SharedInvalidation() override { subscription_.reset(); }
@@ -83,8 +84,7 @@ class SharedInvalidation final : public RegionInvalidationStrategy {
       if (auto stored = CacheRegion::value_as<double>(backend_->get(key_), key_)) apply(*stored);
     } catch (const Error& e) {
       log(LogLevel::warning, "region",
-          "region '" + region_ + "': the shared invalidation time could not be read: " +
-              e.what());
+          "region '" + region_ + "': the shared invalidation time could not be read: " + e.what());
     }
   }
 

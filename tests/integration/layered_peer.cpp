@@ -49,13 +49,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto region = dogpile::make_region("layered-peer");
-  region->configure("dogpile.cache.layered",
-                    {.arguments = {{"l2_backend", "dogpile.cache.redis"},
-                                   {"l2_arguments", {{"host", "127.0.0.1"},
-                                                     {"port", std::atoi(argv[1])},
-                                                     {"socket_timeout", 2}}},
-                                   {"channel", "dogpile:layered-peer"}},
-                     .shared_invalidation = true});
+  region->configure(
+      "dogpile.cache.layered",
+      {.arguments = {{"l2_backend", "dogpile.cache.redis"},
+                     {"l2_arguments",
+                      {{"host", "127.0.0.1"}, {"port", std::atoi(argv[1])}, {"socket_timeout", 2}}},
+                     {"channel", "dogpile:layered-peer"}},
+       .shared_invalidation = true});
   const auto broadcast = region->backend()->broadcast("dogpile:layered-peer");
   std::string command, key;
   while (std::cin >> command) {
@@ -78,9 +78,8 @@ int main(int argc, char** argv) {
       std::cin >> wanted;
       const auto start = Clock::now();
       if (within_10s([&] { return (last = answer(*region, key)) == wanted; })) {
-        out = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
-                                 Clock::now() - start)
-                                 .count());
+        out = std::to_string(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
       } else {
         out = "timeout " + last;
       }

@@ -94,12 +94,12 @@ struct World {
   double now = 1000;
 
   std::shared_ptr<LayeredBackend> process(std::shared_ptr<dogpile::CacheBackend> l2 = nullptr) {
-    return std::make_shared<LayeredBackend>(dogpile::layered::LayeredParts{
-        .l1 = memory(),
-        .l2 = l2 ? l2 : this->l2,
-        .broadcast = broadcast,
-        .l1_expiration_time = 30,
-        .now = [this] { return now; }});
+    return std::make_shared<LayeredBackend>(
+        dogpile::layered::LayeredParts{.l1 = memory(),
+                                       .l2 = l2 ? l2 : this->l2,
+                                       .broadcast = broadcast,
+                                       .l1_expiration_time = 30,
+                                       .now = [this] { return now; }});
   }
 };
 
@@ -196,7 +196,7 @@ BOOST_AUTO_TEST_CASE(without_the_subscription_l1_is_bypassed_and_dropped_when_it
   world.l2->set("k", value(1));
   BOOST_TEST(as_int(a->get("k")) == 1);
   world.broadcast->set_listening(false);
-  world.l2->set("k", value(2));  // a write whose message a would have missed
+  world.l2->set("k", value(2));          // a write whose message a would have missed
   BOOST_TEST(as_int(a->get("k")) == 2);  // read from L2
   world.l2->set("k", value(3));
   BOOST_TEST(as_int(a->get("k")) == 3);  // and nothing was filled meanwhile
@@ -264,8 +264,9 @@ BOOST_AUTO_TEST_CASE(bad_configuration_is_named) {
                      "cache.layered.arguments.l2_arguments.prot"));
   BOOST_TEST(refused({{"l2_backend", "dogpile.cache.redis"}, {"l1_arguments", {{"max_size", 0}}}},
                      "cache.layered.arguments.l1_arguments.max_size"));
-  BOOST_TEST(refused({{"l2_backend", "dogpile.cache.redis"}, {"l2_arguments", nowhere}, {"l1_size", 1}},
-                     "cache.layered.arguments.l1_size"));
+  BOOST_TEST(
+      refused({{"l2_backend", "dogpile.cache.redis"}, {"l2_arguments", nowhere}, {"l1_size", 1}},
+              "cache.layered.arguments.l1_size"));
   auto region = dogpile::make_region("in-code");
   try {
     region->configure("dogpile.cache.layered", {.arguments = {{"l2_backend", "dogpile.cache.redis"},
@@ -378,17 +379,19 @@ BOOST_AUTO_TEST_CASE(shared_invalidation_needs_a_backend_that_publishes) {
                      "dogpile.cache.memory", "cache.r.shared_invalidation needs a backend"));
   Processes world;
   BOOST_TEST(refused("", {.shared_invalidation = true}, "test.shared", "a region with a name"));
-  BOOST_TEST(refused("r",
-                     {.region_invalidator = std::make_shared<dogpile::DefaultInvalidationStrategy>(),
-                      .shared_invalidation = true},
-                     "test.shared", "exclude each other"));
+  BOOST_TEST(
+      refused("r",
+              {.region_invalidator = std::make_shared<dogpile::DefaultInvalidationStrategy>(),
+               .shared_invalidation = true},
+              "test.shared", "exclude each other"));
   test::TempFile ini("shared.ini",
                      "[cache.s]\nbackend = test.shared\nshared_invalidation = yes please\n");
   try {
     dogpile::load_regions(ini.path);
     BOOST_FAIL("a shared_invalidation that is no boolean was accepted");
   } catch (const dogpile::ValidationError& e) {
-    BOOST_TEST(test::message_contains(e, "shared_invalidation must be true or false, not \"yes please\" (region cache.s in"));
+    BOOST_TEST(test::message_contains(
+        e, "shared_invalidation must be true or false, not \"yes please\" (region cache.s in"));
   }
   test::TempFile good("good.ini", "[cache.s]\nbackend = test.shared\nshared_invalidation = true\n");
   auto regions = dogpile::load_regions(good.path);

@@ -1,10 +1,10 @@
 // The dogpile.cache.layered plugin: its arguments, and the L1 and L2 it makes by entry-point
 // name through the plugin loader, as a region makes its backend.
+#include "layered.hpp"
+
 #include <time.h>
 
 #include <dogpile/loader.hpp>
-
-#include "layered.hpp"
 
 namespace dogpile::layered {
 

@@ -2,20 +2,21 @@
 // hiredis connections; optionally a distributed dogpile lock held in Redis itself, with the
 // same key and protocol as Python dogpile.cache on redis-py (`SET _lock<key> <token> NX PX`,
 // released by a script only while the token is still ours), so C++ and Python processes
-// exclude each other's creators.
+// exclude each other's creators; the release is also published, to wake C++ waiters at once.
+// Pub/sub carries messages between the processes sharing the server (CacheBackend::broadcast).
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <list>
-#include <map>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <dogpile/sdk/sdk.hpp>
 #include <dogpile/sdk/sigpipe.hpp>
+#include <list>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -584,8 +585,7 @@ class ReleaseWaiters {
 // deletes the key only while it still holds our token.
 class RedisMutex final : public CacheMutex {
  public:
-  RedisMutex(std::shared_ptr<Pool> pool, std::shared_ptr<ReleaseWaiters> waiters,
-             std::string name)
+  RedisMutex(std::shared_ptr<Pool> pool, std::shared_ptr<ReleaseWaiters> waiters, std::string name)
       : pool_(std::move(pool)), waiters_(std::move(waiters)), name_(std::move(name)) {}
 
   bool acquire(bool wait) override { return take(wait, nullptr); }

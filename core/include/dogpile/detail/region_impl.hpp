@@ -96,7 +96,8 @@ CachedValuePtr CacheRegion::make_value(T&& value, double created) {
 template <class T>
 CachedValuePtr CacheRegion::decode_as(CachedValuePtr&& value) {
   if (value->holds_object() && value->object_type() == typeid(T)) return std::move(value);
-  if (const CachedValue* kept = value->decoded(); kept != nullptr && kept->object_type() == typeid(T)) {
+  if (const CachedValue* kept = value->decoded();
+      kept != nullptr && kept->object_type() == typeid(T)) {
     return CachedValuePtr(std::move(value), kept);  // decoded before: shares the bytes' life
   }
   if constexpr (!HasCodec<T>) {
