@@ -3,8 +3,8 @@
 
 usage: run_kit.py KIT BACKEND [KIT OPTIONS...]
 
-For dogpile.cache.redis and dogpile.cache.memcached it first starts the server (see
-tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
+For dogpile.cache.redis, dogpile.cache.memcached and dogpile.cache.layered (on Redis) it
+first starts the server (see tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
 the server. The kit's output and exit status are passed through; with the lock on, a skipped
 check of the backend's mutex is a failure (the lock must be there to be checked).
 """
@@ -20,7 +20,18 @@ from servers import running_server  # noqa: E402
 SERVERS = {"dogpile.cache.redis": ("redis", {"distributed_lock": True,
                                              "thread_local_lock": False, "lock_timeout": 1}),
            "dogpile.cache.memcached": ("memcached", {"distributed_lock": True,
-                                                     "lock_timeout": 1})}
+                                                     "lock_timeout": 1}),
+           "dogpile.cache.layered": ("redis", {"distributed_lock": True,
+                                               "thread_local_lock": False, "lock_timeout": 1})}
+
+
+def backend_arguments(backend, server_arguments, lock_arguments):
+    """The arguments that reach the server; dogpile.cache.layered gives them to its L2."""
+    arguments = dict(server_arguments, **lock_arguments)
+    if backend == "dogpile.cache.layered":
+        return {"l2_backend": "dogpile.cache.redis", "l2_arguments": arguments,
+                "channel": "dogpile:conformance"}
+    return arguments
 
 
 def main(argv):
@@ -28,7 +39,7 @@ def main(argv):
     kind, lock_arguments = SERVERS.get(backend, (None, None))
     with running_server(kind) if kind else contextlib.nullcontext() as server:
         if server:
-            arguments = dict(server.arguments, **lock_arguments)
+            arguments = backend_arguments(backend, server.arguments, lock_arguments)
             options = ["--arguments", json.dumps(arguments)] + options
         run = subprocess.run([kit, backend] + options, stdout=subprocess.PIPE, text=True)
         sys.stdout.write(run.stdout)
