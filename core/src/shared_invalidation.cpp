@@ -3,7 +3,6 @@
 #include <atomic>
 #include <charconv>
 #include <cmath>
-#include <random>
 
 #include "dogpile/region.hpp"
 #include "dogpile/sdk/errors.hpp"
@@ -26,7 +25,7 @@ class SharedInvalidation final : public RegionInvalidationStrategy {
         key_("dogpile:" + region + ":invalidated"),
         region_(std::move(region)),
         clock_(std::move(clock)),
-        origin_(new_origin()) {
+        origin_(random_hex(16)) {
     subscription_ = broadcast_->subscribe(
         {.on_message = [this](std::string_view message) { on_message(message); },
          .on_state =
@@ -86,14 +85,6 @@ class SharedInvalidation final : public RegionInvalidationStrategy {
       log(LogLevel::warning, "region",
           "region '" + region_ + "': the shared invalidation time could not be read: " + e.what());
     }
-  }
-
-  static std::string new_origin() {
-    std::random_device random;
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string origin(16, '0');
-    for (char& c : origin) c = kHex[random() & 0xf];
-    return origin;
   }
 
   std::shared_ptr<CacheBackend> backend_;

@@ -2,9 +2,19 @@
 
 #include <openssl/evp.h>
 
+#include <random>
+
 #include "dogpile/sdk/errors.hpp"
 
 namespace dogpile {
+
+std::string random_hex(std::size_t digits) {
+  thread_local std::mt19937_64 random(std::random_device{}());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(digits, '0');
+  for (char& c : out) c = kHex[random() & 0xf];
+  return out;
+}
 
 std::string sha1_mangle_key(std::string_view key) {
   unsigned char digest[EVP_MAX_MD_SIZE];

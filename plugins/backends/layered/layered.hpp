@@ -18,7 +18,6 @@
 #include <dogpile/sdk/sdk.hpp>
 #include <functional>
 #include <memory>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,7 +84,7 @@ class LayeredBackend : public ObjectBackend {
         broadcast_(std::move(parts.broadcast)),
         l1_ttl_(parts.l1_expiration_time),
         now_(std::move(parts.now)),
-        origin_(new_origin()) {
+        origin_(random_hex(16)) {
     subscription_ = broadcast_->subscribe(
         {.on_message = [this](std::string_view message) { on_message(message); },
          .on_state = [this](bool listening) { on_state(listening); }});
@@ -227,14 +226,6 @@ class LayeredBackend : public ObjectBackend {
     changes_.fetch_add(1);
     generation_.fetch_add(1, std::memory_order_acq_rel);
     (void)listening;  // the broadcast's listening() is what reads and writes check
-  }
-
-  static std::string new_origin() {
-    std::random_device random;
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string origin(16, '0');
-    for (char& c : origin) c = kHex[random() & 0xf];
-    return origin;
   }
 
   std::shared_ptr<CacheBackend> l1_;

@@ -18,7 +18,6 @@
 #include <list>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -626,7 +625,7 @@ class RedisMutex final : public CacheMutex {
  private:
   bool take(bool wait, const std::function<bool()>* value_ready) {
     const Settings& s = pool_->settings();
-    const std::string token = new_token();
+    const std::string token = random_hex(32);
     ReleaseWaiters::Registration registration(*waiters_, name_);
     std::uint64_t seen = 0;
     const std::function<void(double)> pause = [&](double seconds) {
@@ -662,14 +661,6 @@ class RedisMutex final : public CacheMutex {
       reply = lease.command({"SET", name_, token, "NX"});
     }
     return reply->type == REDIS_REPLY_STATUS;  // OK; NIL when someone else holds it
-  }
-
-  static std::string new_token() {
-    thread_local std::mt19937_64 random(std::random_device{}());
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string token(32, '0');
-    for (char& c : token) c = kHex[random() & 0xf];
-    return token;
   }
 
   std::shared_ptr<Pool> pool_;

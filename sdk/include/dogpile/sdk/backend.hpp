@@ -37,6 +37,9 @@ using KeyMangler = std::function<std::string(std::string_view)>;
 // The hex SHA-1 of the key's bytes (UTF-8), as dogpile's sha1_mangle_key: a mangler a backend
 // can recommend (CacheBackend::key_mangler) for keys its server cannot take as they are.
 DOGPILE_API std::string sha1_mangle_key(std::string_view key);
+// `digits` random hex digits (a per-thread generator seeded from std::random_device): lock
+// tokens, and the origin that lets a process recognize its own broadcast messages.
+DOGPILE_API std::string random_hex(std::size_t digits);
 using Keys = std::vector<std::string>;
 
 // The kinds of backend call; both families are the same kind (get and get_serialized are
