@@ -44,7 +44,7 @@ class Server:
                             "--save", "", "--appendonly", "no", "--dir", scratch]
             self.ready_text = "Ready to accept connections"
             self.arguments = {"host": "127.0.0.1", "port": port}
-        elif kind == "memcached":
+        elif kind in ("memcached", "memcached-sasl"):
             # 2 MiB items, so that 1 MiB values fit.
             self.backend = "dogpile.cache.memcached"
             self.command = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0",
@@ -53,14 +53,28 @@ class Server:
                 self.command += ["-u", "root"]
             self.ready_text = "server listening"
             self.arguments = {"url": "127.0.0.1:%d" % port, "item_size_max": 2 * 1024 * 1024}
+            if kind == "memcached-sasl":
+                # PLAIN credentials of one user, in a sasldb saslpasswd2 writes.
+                self.backend = "dogpile.cache.bmemcached"
+                db = os.path.join(scratch, "sasldb2")
+                subprocess.run(["saslpasswd2", "-a", "memcached", "-c", "-p", "-f", db, "tester"],
+                               input=b"secret-pw", check=True)
+                with open(os.path.join(scratch, "memcached.conf"), "w") as conf:
+                    conf.write("mech_list: plain\nsasldb_path: %s\n" % db)
+                self.command.append("-S")
+                self.environment = dict(os.environ, SASL_CONF_PATH=scratch)
+                self.arguments.update(username="tester", password="secret-pw")
         else:
             raise ValueError("no server of kind %r" % kind)
         self.process = None
+
+    environment = None  # the test's own, unless a kind needs more
 
     def start(self):
         # memcached's -vv goes to stderr: both streams are read.
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, cwd=self.scratch, text=True,
+                                        env=self.environment,
                                         errors="replace")
         wait_until_ready(self.process, self.ready_text)
 

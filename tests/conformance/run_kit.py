@@ -3,8 +3,9 @@
 
 usage: run_kit.py KIT BACKEND [KIT OPTIONS...]
 
-For dogpile.cache.redis, dogpile.cache.memcached and dogpile.cache.layered (on Redis) it
-first starts the server (see tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
+For the server backends (Redis, memcached and its family's names; bmemcached's memcached
+asks for SASL credentials; dogpile.cache.layered is on Redis) it first starts the server (see
+tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
 the server. The kit's output and exit status are passed through; with the lock on, a skipped
 check of the backend's mutex is a failure (the lock must be there to be checked).
 """
@@ -21,6 +22,15 @@ SERVERS = {"dogpile.cache.redis": ("redis", {"distributed_lock": True,
                                              "thread_local_lock": False, "lock_timeout": 1}),
            "dogpile.cache.memcached": ("memcached", {"distributed_lock": True,
                                                      "lock_timeout": 1}),
+           "dogpile.cache.pylibmc": ("memcached", {"distributed_lock": True, "lock_timeout": 1,
+                                                   "binary": True,
+                                                   "behaviors": {"tcp_nodelay": True,
+                                                                 "ketama": True}}),
+           "dogpile.cache.bmemcached": ("memcached-sasl", {"distributed_lock": True,
+                                                           "lock_timeout": 1}),
+           "dogpile.cache.pymemcache": ("memcached", {"distributed_lock": True,
+                                                      "lock_timeout": 1,
+                                                      "enable_retry_client": True}),
            "dogpile.cache.layered": ("redis", {"distributed_lock": True,
                                                "thread_local_lock": False, "lock_timeout": 1})}
 

@@ -4,17 +4,18 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -98,12 +99,16 @@ class ServerProcess {
   int port() const { return port_; }
 
   void start() {
+    std::vector<char*> argv;
+    for (auto& a : args_) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+    for (auto& e : env_) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args_) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
+      ::execvpe(argv[0], argv.data(), envp.data());
       ::_exit(127);
     }
     for (int i = 0; i < 500; ++i) {
@@ -146,6 +151,7 @@ class ServerProcess {
   std::string scratch(const char* name) const { return (dir_.path / name).string(); }
 
   std::vector<std::string> args_;  // argv, set by the server's class before start()
+  std::vector<std::string> env_;   // NAME=value, added to the test's environment
 
  private:
   bool accepts() const {
@@ -192,6 +198,29 @@ class MemcachedServer : public ServerProcess {
   }
 
   std::string url() const { return "127.0.0.1:" + std::to_string(port()); }
+
+ protected:
+  struct NotStarted {};
+  explicit MemcachedServer(NotStarted) {}
+};
+
+// memcached that asks clients for SASL credentials (PLAIN, from a sasldb of one user that
+// saslpasswd2 writes in the scratch directory).
+class SaslMemcachedServer : public MemcachedServer {
+ public:
+  SaslMemcachedServer(const std::string& username, const std::string& password)
+      : MemcachedServer(NotStarted{}) {
+    const std::string db = scratch("sasldb2");
+    const std::string command = "printf %s '" + password +
+                                "' | saslpasswd2 -a memcached -c -p -f '" + db + "' '" + username +
+                                "'";
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("saslpasswd2 failed");
+    std::ofstream(scratch("memcached.conf")) << "mech_list: plain\nsasldb_path: " << db << "\n";
+    args_ = {"memcached", "-S", "-l", "127.0.0.1", "-p", std::to_string(port()), "-U", "0"};
+    if (::geteuid() == 0) args_.insert(args_.end(), {"-u", "root"});
+    env_ = {"SASL_CONF_PATH=" + scratch("")};
+    start();
+  }
 };
 
 // The message of the BackendUnavailable `call` throws, checked to name `where` (host:port);

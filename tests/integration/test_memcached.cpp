@@ -317,3 +317,155 @@ BOOST_AUTO_TEST_CASE(values_are_shared_with_python_on_pylibmc_and_python_memcach
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The names of Python dogpile.cache's other memcached backends, each with its client's
+// arguments, and the consistent hashing they all share.
+namespace {
+
+std::shared_ptr<CacheRegion> family_region(const std::string& backend, json arguments) {
+  auto region = dogpile::make_region();
+  region->configure(backend, {.arguments = std::move(arguments), .config_prefix = "cache.mc."});
+  return region;
+}
+
+std::string urls(const std::vector<const test::MemcachedServer*>& servers) {
+  std::string out;
+  for (const auto* server : servers) out += (out.empty() ? "" : ",") + server->url();
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(memcached_family)
+
+BOOST_AUTO_TEST_CASE(removing_one_of_three_servers_moves_only_its_own_keys) {
+  test::MemcachedServer a, b, c;
+  constexpr int kKeys = 600;
+  auto three = family_region("dogpile.cache.memcached", {{"url", urls({&a, &b, &c})}});
+  for (int i = 0; i < kKeys; ++i) three->set("key-" + std::to_string(i), i);
+  // Where each key went, read on each server.
+  std::map<const test::MemcachedServer*, int> held;
+  for (const auto* server : {&a, &b, &c}) {
+    Raw raw(*server);
+    for (int i = 0; i < kKeys; ++i) held[server] += raw.get("key-" + std::to_string(i)).has_value();
+  }
+  BOOST_TEST(held[&a] + held[&b] + held[&c] == kKeys);
+  for (const auto& [server, count] : held) {
+    BOOST_TEST(count > kKeys / 6, server->url() << " holds " << count << " keys");
+  }
+  // Without b, every key a or c holds is still found there: only b's third moved. (Modulo
+  // hashing would move about two thirds.)
+  auto two = family_region("dogpile.cache.memcached", {{"url", urls({&a, &c})}});
+  int found = 0;
+  for (int i = 0; i < kKeys; ++i) found += two->get<int>("key-" + std::to_string(i)) != nullptr;
+  BOOST_TEST(found == held[&a] + held[&c]);
+  BOOST_TEST_MESSAGE("of " << kKeys << " keys, " << kKeys - found << " moved");
+}
+
+BOOST_AUTO_TEST_CASE(pylibmc_takes_binary_and_behaviors) {
+  test::MemcachedServer memcached;
+  auto region = family_region("dogpile.cache.pylibmc", {{"url", memcached.url()},
+                                                        {"binary", true},
+                                                        {"behaviors",
+                                                         {{"tcp_nodelay", true},
+                                                          {"ketama", true},
+                                                          {"connect_timeout", 500},
+                                                          {"send_timeout", 500000},
+                                                          {"receive_timeout", 500000},
+                                                          {"hash", "md5"},
+                                                          {"distribution", "consistent ketama"},
+                                                          {"pickle_protocol", 2}}}});
+  region->set("k", 1);
+  BOOST_TEST(*region->get<int>("k") == 1);
+  // The flat keys an INI file gives.
+  auto from_ini = dogpile::make_region();
+  from_ini->configure_from_config({{"cache.backend", "dogpile.cache.pylibmc"},
+                                   {"cache.arguments.url", memcached.url()},
+                                   {"cache.arguments.behaviors.ketama", "true"},
+                                   {"cache.arguments.behaviors.connect_timeout", "500"}},
+                                  "cache.");
+  BOOST_TEST(*from_ini->get<int>("k") == 1);
+  test::check_bad_arguments(
+      "dogpile.cache.pylibmc", "cache.mc.",
+      {{{{"url", "h:1"}, {"behaviors", {{"no_block", true}}}},
+        "cache.mc.arguments.behaviors.no_block is not supported: a write would return before"},
+       {{{"url", "h:1"}, {"behaviors", {{"ketamma", true}}}},
+        "unknown argument cache.mc.arguments.behaviors.ketamma"},
+       {{{"url", "h:1"}, {"behaviors", {{"distribution", "ring"}}}},
+        "cache.mc.arguments.behaviors.distribution: 'ring' is not one of"},
+       {{{"url", "h:1"}, {"behaviors", {{"connect_timeout", 0}}}},
+        "cache.mc.arguments.behaviors.connect_timeout must be positive"},
+       {{{"url", "h:1"}, {"behaviors", 3}}, "cache.mc.arguments.behaviors"}});
+}
+
+BOOST_AUTO_TEST_CASE(bmemcached_authenticates_with_sasl_and_never_shows_the_password) {
+  test::SaslMemcachedServer memcached("alice", "s3cret-pw");
+  auto region =
+      family_region("dogpile.cache.bmemcached",
+                    {{"url", memcached.url()}, {"username", "alice"}, {"password", "s3cret-pw"}});
+  region->set("k", 1);
+  BOOST_TEST(*region->get<int>("k") == 1);
+  for (const json& wrong :
+       {json{{"username", "alice"}, {"password", "wrong-pw"}}, json::object()}) {
+    json arguments = wrong;
+    arguments["url"] = memcached.url();
+    auto refused = family_region("dogpile.cache.bmemcached", arguments);
+    try {
+      refused->set("k", 2);
+      BOOST_ERROR("a write without the right credentials was accepted: " << wrong.dump());
+    } catch (const dogpile::Error& e) {
+      const std::string text = e.what();
+      BOOST_TEST(text.find(memcached.url()) != std::string::npos, text);
+      BOOST_TEST(text.find("wrong-pw") == std::string::npos, text);
+    }
+  }
+  BOOST_TEST(*region->get<int>("k") == 1);
+  test::check_bad_arguments(
+      "dogpile.cache.bmemcached", "cache.mc.",
+      {{{{"url", "h:1"}, {"username", "alice"}},
+        "cache.mc.arguments.username and cache.mc.arguments.password are given together"},
+       {{{"url", "h:1"}, {"tls_context", "ctx"}},
+        "cache.mc.arguments.tls_context is not supported"}});
+}
+
+BOOST_AUTO_TEST_CASE(pymemcache_drops_a_dead_server_from_the_ring_as_its_hash_client_does) {
+  test::MemcachedServer a, b;
+  auto region = family_region("dogpile.cache.pymemcache", {{"url", urls({&a, &b})},
+                                                           {"socket_timeout", 1},
+                                                           {"hashclient_retry_attempts", 1},
+                                                           {"hashclient_retry_timeout", 1},
+                                                           {"hashclient_dead_timeout", 60}});
+  for (int i = 0; i < 50; ++i) region->set("key-" + std::to_string(i), i);
+  b.stop();
+  // Once b has failed, its keys go to a: every key can be written and read again.
+  BOOST_TEST(test::once_available([&] {
+    for (int i = 0; i < 50; ++i) {
+      region->set("key-" + std::to_string(i), i + 1);
+      BOOST_TEST_REQUIRE(*region->get<int>("key-" + std::to_string(i)) == i + 1);
+    }
+  }));
+}
+
+BOOST_AUTO_TEST_CASE(pymemcache_retries_as_its_retrying_client_and_refuses_python_objects) {
+  const int port = test::free_loopback_port();
+  auto region =
+      family_region("dogpile.cache.pymemcache", {{"url", "127.0.0.1:" + std::to_string(port)},
+                                                 {"socket_timeout", 1},
+                                                 {"enable_retry_client", true},
+                                                 {"retry_attempts", 3},
+                                                 {"retry_delay", 0.001},
+                                                 {"serde", nullptr},
+                                                 {"retry_for", nullptr}});
+  test::unavailable_message([&] { region->get<int>("k"); }, "127.0.0.1:" + std::to_string(port));
+  test::check_bad_arguments(
+      "dogpile.cache.pymemcache", "cache.mc.",
+      {{{{"url", "h:1"}, {"serde", "pickle"}},
+        "cache.mc.arguments.serde is not supported: it takes a Python object"},
+       {{{"url", "h:1"}, {"default_noreply", true}},
+        "cache.mc.arguments.default_noreply is not supported"},
+       {{{"url", "h:1"}, {"retry_attempts", 2}}, "need enable_retry_client = true"},
+       {{{"url", "h:1"}, {"hashclient_retry_attempts", 0}},
+        "cache.mc.arguments.hashclient_retry_attempts must be at least 1"}});
+}
+
+BOOST_AUTO_TEST_SUITE_END()

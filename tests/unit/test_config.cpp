@@ -308,9 +308,9 @@ BOOST_AUTO_TEST_CASE(json_and_ini_files_give_the_same_configuration) {
 
 BOOST_AUTO_TEST_CASE(the_shipped_example_configs_load) {
   const fs::path source = std::getenv("DOGPILE_SOURCE_DIR");
-  for (const char* name :
-       {"configs/example.json", "configs/example.ini", "configs/demo.json", "configs/redis.json",
-        "configs/redis.ini", "configs/memcached.json", "configs/memcached.ini"}) {
+  for (const char* name : {"configs/example.json", "configs/example.ini", "configs/demo.json",
+                           "configs/redis.json", "configs/redis.ini", "configs/memcached.json",
+                           "configs/memcached.ini", "configs/pylibmc.json"}) {
     BOOST_TEST_INFO(name);
     BOOST_TEST(!dogpile::load_regions(source / name).empty());
   }
