@@ -152,16 +152,7 @@ struct PluginLoader::Impl {
 
   // What to say of a backend name Python dogpile.cache knows and dogpile-cpp does not ship.
   static std::string python_only_hint(std::string_view name) {
-    constexpr std::string_view kMemcachedClients[] = {
-        "dogpile.cache.pylibmc", "dogpile.cache.bmemcached", "dogpile.cache.pymemcache"};
-    for (auto client : kMemcachedClients) {
-      if (name == client) {
-        return ". It is Python dogpile.cache's backend for one memcached client library; "
-               "dogpile-cpp's memcached backend is dogpile.cache.memcached (libmemcached), "
-               "which takes the same url";
-      }
-    }
-    constexpr std::string_view kNotYet[] = {"dogpile.cache.dbm", "dogpile.cache.redis_sentinel",
+    constexpr std::string_view kNotYet[] = {"dogpile.cache.redis_sentinel",
                                             "dogpile.cache.redis_cluster", "dogpile.cache.valkey"};
     for (auto backend : kNotYet) {
       if (name == backend) {
