@@ -284,17 +284,23 @@ inline void check_bad_arguments(const std::string& backend, const std::string& c
 }
 
 // The command that runs tests/integration/python_peer.py: Python dogpile.cache 1.1.8 with a
-// JSON serializer on `backend` (redis, pylibmc, memcached) at 127.0.0.1:port.
+// JSON serializer on `backend` (redis, pylibmc, memcached) at 127.0.0.1:`where` (a port), or
+// on dbm in the file `where`.
+inline std::string python_peer_command(const std::string& backend, const std::string& where,
+                                       const std::string& arguments) {
+  // exec: no shell stays between the test and Python holding descriptors the test passed.
+  return "exec /usr/bin/python3 '" + std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
+         "/tests/integration/python_peer.py' " + backend + " '" + where + "' " + arguments;
+}
 inline std::string python_peer_command(const std::string& backend, int port,
                                        const std::string& arguments) {
-  return "/usr/bin/python3 '" + std::string(std::getenv("DOGPILE_SOURCE_DIR")) +
-         "/tests/integration/python_peer.py' " + backend + " " + std::to_string(port) + " " +
-         arguments;
+  return python_peer_command(backend, std::to_string(port), arguments);
 }
 
 // What the Python peer printed; checks that it succeeded.
-inline std::string python_peer(const std::string& backend, int port, const std::string& arguments) {
-  const std::string command = python_peer_command(backend, port, arguments) + " 2>&1";
+inline std::string python_peer(const std::string& backend, const std::string& where,
+                               const std::string& arguments) {
+  const std::string command = python_peer_command(backend, where, arguments) + " 2>&1";
   std::string out;
   FILE* pipe = ::popen(command.c_str(), "r");
   char buffer[4096];
@@ -309,7 +315,7 @@ inline std::string python_peer(const std::string& backend, int port, const std::
 // names its backend): JSON objects, strings (unicode included), NaN and the infinities, and
 // a miss. Keys have spaces, which both sides' sha1 key mangler handles on memcached.
 inline void check_values_shared_with_python(dogpile::CacheRegion& region, const std::string& peer,
-                                            int port) {
+                                            const std::string& port) {
   using nlohmann::json;
   python_peer(peer, port, "set 'from python' '{\"a\": [1, 2], \"b\": \"x\"}'");
   auto object = region.get<json>("from python");

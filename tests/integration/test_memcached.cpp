@@ -311,7 +311,7 @@ BOOST_AUTO_TEST_CASE(values_are_shared_with_python_on_pylibmc_and_python_memcach
                                      {"cache.arguments.url", memcached.url()},
                                      {"cache.key_mangler", "sha1"}},
                                     "cache.");
-      test::check_values_shared_with_python(*region, peer, memcached.port());
+      test::check_values_shared_with_python(*region, peer, std::to_string(memcached.port()));
     }
   }
 }

@@ -457,7 +457,7 @@ BOOST_FIXTURE_TEST_SUITE(python_interoperability, Server)
 
 BOOST_AUTO_TEST_CASE(values_are_shared_with_python_both_ways) {
   auto region = redis_region(redis);
-  test::check_values_shared_with_python(*region, "redis", redis.port());
+  test::check_values_shared_with_python(*region, "redis", std::to_string(redis.port()));
 }
 
 BOOST_AUTO_TEST_CASE(while_python_holds_the_lock_cpp_waits_instead_of_creating) {

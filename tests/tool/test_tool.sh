@@ -2,7 +2,7 @@
 # The dogpile tool run as an operator runs it: on the shipped configs and on broken ones,
 # checking exit status, stdout and stderr. Usage: test_tool.sh TOOL SOURCE_DIR
 set -uo pipefail
-tool=$1
+tool=$(realpath "$1")
 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -62,6 +62,15 @@ for config in "$src"/configs/example.ini "$src"/configs/example.json; do
   grep -q "on dogpile.cache.null" <<<"$out" && fail "demo $config ran on the null backend"
   grep -q "keys start with dogpile-demo:" <<<"$out" || fail "demo $config uses keys of its own"
 done
+
+# The dbm examples name a file relative to the working directory.
+for config in "$src"/configs/dbm.json "$src"/configs/dbm.ini; do
+  (cd "$work" && run --config "$config" ping && [ "$status" -eq 0 ] && grep -q "dogpile.cache.dbm *ok" <<<"$out") ||
+    fail "ping on $config"
+  (cd "$work" && run demo "$config" && [ "$status" -eq 0 ] && grep -q "lookups: .* hits" <<<"$out") ||
+    fail "demo on $config"
+done
+[ -f "$work/dogpile-cache.dbm" ] || fail "the dbm examples' file is in the working directory"
 
 # A bounded region: bench's keys outnumber max_size, and it counts what was evicted.
 printf '[cache.small]\nbackend = dogpile.cache.memory\narguments.max_size = 100\n' >"$work/bounded.ini"

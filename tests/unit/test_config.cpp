@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <dogpile/dogpile.hpp>
 #include <iostream>
+#include <optional>
 
 #include "helpers.hpp"
 #include "log_capture.hpp"
@@ -314,6 +315,23 @@ BOOST_AUTO_TEST_CASE(the_shipped_example_configs_load) {
     BOOST_TEST_INFO(name);
     BOOST_TEST(!dogpile::load_regions(source / name).empty());
   }
+  // The dbm examples name a file relative to the working directory.
+  test::TempDir dir;
+  struct InDir {
+    fs::path back = fs::current_path();
+    explicit InDir(const fs::path& dir) { fs::current_path(dir); }
+    ~InDir() { fs::current_path(back); }
+  };
+  std::optional<InDir> in_dir(std::in_place, dir.path);
+  for (const char* name : {"configs/dbm.json", "configs/dbm.ini"}) {
+    BOOST_TEST_INFO(name);
+    auto regions = dogpile::load_regions(source / name);
+    BOOST_TEST_REQUIRE(regions.count("cache.local_file") == 1u);
+    regions.at("cache.local_file")->set("k", std::string("v"));
+    BOOST_TEST(*regions.at("cache.local_file")->get<std::string>("k") == "v");
+  }
+  in_dir.reset();
+  BOOST_TEST(fs::exists(dir.path / "dogpile-cache.dbm.dogpile.lock"));
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_argument_in_an_ini_file_names_file_line_and_key) {

@@ -138,13 +138,13 @@ BOOST_AUTO_TEST_CASE(python_backend_names_not_provided_say_so) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(every_python_memcached_name_is_an_entry_point) {
+BOOST_AUTO_TEST_CASE(every_python_memcached_and_dbm_name_is_an_entry_point) {
   PluginLoader loader;
   std::set<std::string> names;
   for (const auto& e : loader.list()) names.insert(e.name);
   for (const char* name :
        {"dogpile.cache.memcached", "dogpile.cache.pylibmc", "dogpile.cache.bmemcached",
-        "dogpile.cache.pymemcache"}) {
+        "dogpile.cache.pymemcache", "dogpile.cache.dbm"}) {
     BOOST_TEST(names.count(name) == 1u, name);
   }
 }
