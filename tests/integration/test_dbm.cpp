@@ -152,15 +152,16 @@ BOOST_AUTO_TEST_CASE(lock_files_are_where_the_arguments_say_or_none) {
 
 BOOST_AUTO_TEST_CASE(bad_arguments_and_paths_are_named) {
   test::TempDir dir;
+  const std::string x = (dir.path / "x.db").string();
   test::check_bad_arguments(
       "dogpile.cache.dbm", "cache.dbm.",
       {{json::object(), "missing required argument cache.dbm.arguments.filename"},
        {{{"filename", ""}}, "cache.dbm.arguments.filename must not be empty"},
-       {{{"filename", "x.db"}, {"rw_lockfile", true}},
+       {{{"filename", x}, {"rw_lockfile", true}},
         "cache.dbm.arguments.rw_lockfile must be a path, or false"},
-       {{{"filename", "x.db"}, {"lock_factory", "FileLock"}},
+       {{{"filename", x}, {"lock_factory", "FileLock"}},
         "cache.dbm.arguments.lock_factory is not supported"},
-       {{{"filename", "x.db"}, {"filenam", "y"}}, "unknown argument cache.dbm.arguments.filenam"}});
+       {{{"filename", x}, {"filenam", "y"}}, "unknown argument cache.dbm.arguments.filenam"}});
   const fs::path missing = dir.path / "no such dir" / "cache.db";
   try {
     dbm_region(missing);
