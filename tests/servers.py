@@ -64,6 +64,12 @@ class Server:
                 self.command.append("-S")
                 self.environment = dict(os.environ, SASL_CONF_PATH=scratch)
                 self.arguments.update(username="tester", password="secret-pw")
+        elif kind == "sentinel":
+            # A Redis Sentinel; running_server writes its sentinel.conf.
+            self.backend = "dogpile.cache.redis_sentinel"
+            self.command = ["redis-server", os.path.join(scratch, "sentinel.conf"), "--sentinel"]
+            self.ready_text = "+monitor master"
+            self.arguments = {"sentinels": ["127.0.0.1:%d" % port], "service_name": "mymaster"}
         else:
             raise ValueError("no server of kind %r" % kind)
         self.process = None
@@ -85,10 +91,32 @@ class Server:
             self.process = None
 
 
+def write_sentinel_conf(scratch, port, master_port):
+    with open(os.path.join(scratch, "sentinel.conf"), "w") as conf:
+        conf.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                   "sentinel monitor mymaster 127.0.0.1 %d 1\n"
+                   "sentinel down-after-milliseconds mymaster 1000\n" % (port, scratch, master_port))
+
+
 @contextlib.contextmanager
 def running_server(kind):
+    """kind: redis, memcached, memcached-sasl, or redis-sentinel (a master and one sentinel
+    that watches it as the service "mymaster": the server yielded is the sentinel)."""
+    if kind == "redis-sentinel":
+        with running_server("redis") as master:
+            scratch = tempfile.mkdtemp(prefix="dogpile-sentinel-")
+            port = free_port()
+            write_sentinel_conf(scratch, port, master.port)
+            with started(Server("sentinel", port, scratch), scratch) as sentinel:
+                yield sentinel
+        return
     scratch = tempfile.mkdtemp(prefix="dogpile-%s-" % kind)
-    server = Server(kind, free_port(), scratch)
+    with started(Server(kind, free_port(), scratch), scratch) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def started(server, scratch):
     try:
         server.start()
         yield server

@@ -152,8 +152,7 @@ struct PluginLoader::Impl {
 
   // What to say of a backend name Python dogpile.cache knows and dogpile-cpp does not ship.
   static std::string python_only_hint(std::string_view name) {
-    constexpr std::string_view kNotYet[] = {"dogpile.cache.redis_sentinel",
-                                            "dogpile.cache.redis_cluster", "dogpile.cache.valkey"};
+    constexpr std::string_view kNotYet[] = {"dogpile.cache.redis_cluster", "dogpile.cache.valkey"};
     for (auto backend : kNotYet) {
       if (name == backend) {
         return ". It is a Python dogpile.cache backend this version of dogpile-cpp does not "

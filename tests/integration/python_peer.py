@@ -16,8 +16,9 @@ usage: python_peer.py BACKEND WHERE set KEY JSON
        python_peer.py BACKEND WHERE create KEY JSON
            get_or_create(KEY) with a creator returning JSON; prints the value and "created"
            or "read"
-BACKEND: redis, pylibmc or memcached (python-memcache) with WHERE the port on 127.0.0.1, or
-dbm with WHERE the file. Keys given to the memcached backends go through dogpile's
+BACKEND: redis, pylibmc or memcached (python-memcache) with WHERE the port on 127.0.0.1,
+redis_sentinel with WHERE a sentinel's port (the service "mymaster"), or dbm with WHERE the
+file. Keys given to the memcached backends go through dogpile's
 sha1_mangle_key, as a service sharing keys with spaces would configure.
 """
 import json
@@ -45,6 +46,10 @@ def region(backend, where):
             "thread_local_lock": False,
             "lock_timeout": 30,
         }
+        mangler = None
+    elif backend == "redis_sentinel":
+        name = "dogpile.cache.redis_sentinel"
+        arguments = {"sentinels": [["127.0.0.1", int(where)]], "lock_timeout": 30}
         mangler = None
     else:
         name = "dogpile.cache." + backend

@@ -186,6 +186,24 @@ class RedisServer : public ServerProcess {
   std::string socket_path() const { return scratch("redis.sock"); }
 };
 
+// A Redis Sentinel (redis-server --sentinel) watching the master at `master_port` as the
+// service "mymaster", with a quorum of `quorum`; it takes a master for down after 1 s
+// without an answer.
+class RedisSentinelServer : public ServerProcess {
+ public:
+  RedisSentinelServer(int master_port, int quorum) {
+    std::ofstream(scratch("sentinel.conf"))
+        << "port " << port() << "\nbind 127.0.0.1\ndir " << scratch("") << "\nlogfile "
+        << scratch("sentinel.log") << "\nsentinel monitor mymaster 127.0.0.1 " << master_port << " "
+        << quorum
+        << "\nsentinel down-after-milliseconds mymaster 1000\n"
+           "sentinel failover-timeout mymaster 10000\n";
+    args_ = {"redis-server", scratch("sentinel.conf"), "--sentinel"};
+    start();
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port()); }
+};
+
 // memcached, TCP only, 64 MB.
 class MemcachedServer : public ServerProcess {
  public:

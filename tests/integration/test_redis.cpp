@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "redis_client.hpp"
 #include "servers.hpp"
 
 using dogpile::CacheRegion;
@@ -43,19 +44,7 @@ std::shared_ptr<CacheRegion> redis_region(const test::RedisServer& server,
 
 // A command sent outside the library, to look at the server.
 std::string raw(const test::RedisServer& server, const std::string& command) {
-  redisContext* context = redisConnect("127.0.0.1", server.port());
-  auto* reply = static_cast<redisReply*>(redisCommand(context, command.c_str()));
-  std::string out;
-  if (reply != nullptr) {
-    if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS) {
-      out.assign(reply->str, reply->len);
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
-      out = std::to_string(reply->integer);
-    }
-    freeReplyObject(reply);
-  }
-  redisFree(context);
-  return out;
+  return test::redis_raw(server.port(), command);
 }
 
 // The integer at index 1 of an array reply (PUBSUB NUMSUB's count); -1 when there is none.
@@ -391,9 +380,8 @@ BOOST_AUTO_TEST_CASE(bad_arguments_name_the_key) {
 BOOST_AUTO_TEST_CASE(a_release_wakes_the_waiters_before_their_next_poll) {
   test::RedisServer redis;
   auto holder = redis_region(redis, {{"distributed_lock", true}, {"thread_local_lock", false}});
-  auto waiter = redis_region(redis, {{"distributed_lock", true},
-                                     {"thread_local_lock", false},
-                                     {"lock_sleep", 10}});
+  auto waiter = redis_region(
+      redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_sleep", 10}});
   auto held = holder->backend()->get_mutex("k");
   BOOST_TEST_REQUIRE(held->acquire(true));
   const long sets = calls_of(redis, "set");
@@ -493,8 +481,8 @@ BOOST_AUTO_TEST_CASE(while_cpp_holds_the_lock_python_waits_and_reads_its_value) 
       redis, {{"distributed_lock", true}, {"thread_local_lock", false}, {"lock_timeout", 30}});
   auto mutex = region->backend()->get_mutex("held");
   BOOST_TEST_REQUIRE(mutex->acquire(true));
-  const std::string command = test::python_peer_command(
-      "redis", redis.port(), "create held '{\"by\": \"python\"}'");
+  const std::string command =
+      test::python_peer_command("redis", redis.port(), "create held '{\"by\": \"python\"}'");
   FILE* waiter = ::popen(command.c_str(), "r");
   BOOST_TEST_REQUIRE(waiter != nullptr);
   // Python polls the lock (SET NX) while C++ holds it: seen in the server's counts.
@@ -764,8 +752,8 @@ void set_behind_their_backs(const test::RedisServer& server, const std::string& 
                             const std::string& value) {
   const std::string wire = dogpile::serialize_cached_value(*CacheRegion::make_value(value));
   redisContext* context = redisConnect("127.0.0.1", server.port());
-  freeReplyObject(redisCommand(context, "SET %b %b", key.data(), key.size(), wire.data(),
-                               wire.size()));
+  freeReplyObject(
+      redisCommand(context, "SET %b %b", key.data(), key.size(), wire.data(), wire.size()));
   redisFree(context);
 }
 
@@ -794,7 +782,7 @@ BOOST_AUTO_TEST_CASE(a_write_in_one_process_reaches_the_others_l1) {
   BOOST_TEST(is_number(to_b), to_b);
   BOOST_TEST(is_number(to_c), to_c);
   BOOST_TEST_MESSAGE("the write reached the others' L1 within " << to_b << " and " << to_c
-                                                                 << " us of being asked");
+                                                                << " us of being asked");
   BOOST_TEST(c("set k three") == "ok");
   BOOST_TEST(is_number(a("await k three")));
   BOOST_TEST(is_number(b("await k three")));
@@ -828,8 +816,8 @@ BOOST_AUTO_TEST_CASE(after_a_restart_no_process_serves_what_was_replaced_meanwhi
   redis.stop();
   for (Peer* peer : {&a, &b}) BOOST_TEST((*peer)("lost") == "yes");
   BOOST_TEST(a("get k").starts_with("error "));  // L1 is not served while disconnected
-  redis.start();  // the same port, empty
-  set_behind_their_backs(redis, "k", "after");  // replaced while they were disconnected
+  redis.start();                                 // the same port, empty
+  set_behind_their_backs(redis, "k", "after");   // replaced while they were disconnected
   for (Peer* peer : {&a, &b}) {
     BOOST_TEST((*peer)("listening") == "yes");
     BOOST_TEST((*peer)("first k") == "after");
@@ -853,7 +841,8 @@ BOOST_AUTO_TEST_CASE(the_shipped_layered_configs_work) {
     std::string config = text.str();
     const std::string shipped = "127.0.0.1:6379";
     BOOST_TEST_REQUIRE(config.find(shipped) != std::string::npos);
-    config.replace(config.find(shipped), shipped.size(), "127.0.0.1:" + std::to_string(redis.port()));
+    config.replace(config.find(shipped), shipped.size(),
+                   "127.0.0.1:" + std::to_string(redis.port()));
     test::TempFile copy(std::filesystem::path(name).filename().string(), config);
     auto loaded = dogpile::load_regions(copy.path);
     regions.push_back(loaded.at("cache.layered"));
@@ -880,10 +869,9 @@ BOOST_FIXTURE_TEST_SUITE(shared_invalidation, Server)
 BOOST_AUTO_TEST_CASE(an_invalidation_reaches_the_other_regions_on_plain_redis) {
   auto make = [&] {
     auto region = dogpile::make_region("shared");
-    region->configure("dogpile.cache.redis",
-                      {.expiration_time = 600,
-                       .arguments = {{"url", redis.url()}},
-                       .shared_invalidation = true});
+    region->configure(
+        "dogpile.cache.redis",
+        {.expiration_time = 600, .arguments = {{"url", redis.url()}}, .shared_invalidation = true});
     return region;
   };
   auto a = make();

@@ -311,7 +311,8 @@ BOOST_AUTO_TEST_CASE(the_shipped_example_configs_load) {
   const fs::path source = std::getenv("DOGPILE_SOURCE_DIR");
   for (const char* name : {"configs/example.json", "configs/example.ini", "configs/demo.json",
                            "configs/redis.json", "configs/redis.ini", "configs/memcached.json",
-                           "configs/memcached.ini", "configs/pylibmc.json"}) {
+                           "configs/memcached.ini", "configs/pylibmc.json",
+                           "configs/redis_sentinel.json", "configs/redis_sentinel.ini"}) {
     BOOST_TEST_INFO(name);
     BOOST_TEST(!dogpile::load_regions(source / name).empty());
   }

@@ -352,6 +352,16 @@ BOOST_AUTO_TEST_CASE(arguments_nobody_read_are_rejected_with_the_known_ones) {
   BOOST_CHECK_NO_THROW(ok.reject_unknown("x"));
 }
 
+BOOST_AUTO_TEST_CASE(an_argument_read_as_json_counts_as_read) {
+  Arguments args(json{{"nodes", {"a:1", {"b", 2}}}, {"none", nullptr}});
+  const json* nodes = args.find_json("nodes");
+  BOOST_TEST_REQUIRE(nodes != nullptr);
+  BOOST_TEST((*nodes)[1][1] == 2);
+  BOOST_TEST(args.find_json("none") == nullptr);
+  BOOST_TEST(args.find_json("absent") == nullptr);
+  BOOST_CHECK_NO_THROW(args.reject_unknown("x"));
+}
+
 BOOST_AUTO_TEST_CASE(ignored_python_arguments_are_accepted_with_a_warning) {
   test::LogCapture logs;
   Arguments args(json{{"cache_dict", "{}"}}, "cache.x.arguments.");

@@ -18,6 +18,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -45,9 +46,21 @@ struct Settings {
   std::string lock_prefix = "_lock";
   unsigned pool_size = 16;
 
+  // dogpile.cache.redis_sentinel: the master of `service_name` is the server, as the sentinels
+  // name it (host and port are then where it was found).
+  std::string service_name;
+  std::vector<std::pair<std::string, int>> sentinels;
+  std::string sentinel_username;
+  std::string sentinel_password;
+  double sentinel_socket_timeout = 5;
+  std::optional<double> sentinel_connect_timeout;
+
   // Where the server is, for messages: never credentials.
   std::string where() const {
-    return unix_socket.empty() ? host + ":" + std::to_string(port) : "unix:" + unix_socket;
+    std::string out =
+        unix_socket.empty() ? host + ":" + std::to_string(port) : "unix:" + unix_socket;
+    if (!service_name.empty()) out += " (master of Redis Sentinel service '" + service_name + "')";
+    return out;
   }
 };
 
@@ -119,11 +132,94 @@ void apply_url(Settings& s, const std::string& url, const std::string& key) {
   if (!rest.empty()) s.host = rest;
 }
 
-Settings read_settings(const Arguments& a) {
+// "host:port" (the port 26379 when left out), as a sentinel is given in a list.
+std::pair<std::string, int> sentinel_address(const nlohmann::json& item, const std::string& key) {
+  const auto fail = [&] {
+    throw ValidationError(key + " lists " + item.dump() +
+                          ": each sentinel is \"host:port\" or [host, port]");
+  };
+  std::string host;
+  long port = 26379;
+  if (item.is_array() && item.size() == 2 && item[0].is_string() && item[1].is_number_integer()) {
+    host = item[0].get<std::string>();
+    port = item[1].get<long>();
+  } else if (item.is_string()) {
+    host = item.get<std::string>();
+    if (auto colon = host.rfind(':'); colon != std::string::npos) {
+      const std::string digits = host.substr(colon + 1);
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+      if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) fail();
+      host.resize(colon);
+    }
+  } else {
+    fail();
+  }
+  if (host.empty() || port <= 0 || port > 65535) fail();
+  return {host, static_cast<int>(port)};
+}
+
+// The options of a connection (`c`, a section: connection_kwargs or sentinel_kwargs) that
+// have a meaning here, on top of `s`.
+void read_connection_options(const Arguments& c, std::string& username, std::string& password,
+                             double& socket_timeout, std::optional<double>& connect_timeout) {
+  username = c.get("username", username);
+  password = c.get("password", password);
+  socket_timeout = c.find_seconds("socket_timeout", 1e-6).value_or(socket_timeout);
+  if (auto connect = c.find_seconds("socket_connect_timeout", 1e-6)) connect_timeout = connect;
+}
+
+void read_sentinel_settings(Settings& s, const Arguments& a) {
+  s.service_name = a.get<std::string>("service_name", "mymaster");
+  if (s.service_name.empty()) throw ValidationError(a.key("service_name") + " must not be empty");
+  const nlohmann::json* list = a.find_json("sentinels");
+  if (list == nullptr) {
+    throw ValidationError("missing required argument " + a.key("sentinels") +
+                          ": the sentinels to ask for the master, as [\"host:port\", ...]");
+  }
+  if (list->is_string()) {  // INI: "host:port, host:port"
+    for (const auto& item : a.get<std::vector<std::string>>("sentinels", {})) {
+      s.sentinels.push_back(sentinel_address(item, a.key("sentinels")));
+    }
+  } else if (list->is_array()) {
+    for (const auto& item : *list)
+      s.sentinels.push_back(sentinel_address(item, a.key("sentinels")));
+  } else {
+    throw ValidationError(a.key("sentinels") + " must be a list of \"host:port\" or [host, port]");
+  }
+  if (s.sentinels.empty()) throw ValidationError(a.key("sentinels") + " must not be empty");
+  for (const char* name : {"url", "host", "port"}) {
+    a.ignore(name, "the master's address comes from the sentinels");
+  }
+  // As dogpile.cache: the master's connections take connection_kwargs over the top-level
+  // arguments, the sentinels' take sentinel_kwargs over the top-level password and
+  // socket_timeout.
+  s.sentinel_password = s.password;
+  s.sentinel_socket_timeout = s.socket_timeout;
+  const Arguments sentinel = a.section("sentinel_kwargs");
+  read_connection_options(sentinel, s.sentinel_username, s.sentinel_password,
+                          s.sentinel_socket_timeout, s.sentinel_connect_timeout);
+  sentinel.ignore("db", "a sentinel has no databases");
+  sentinel.reject_unknown("dogpile.cache.redis_sentinel");
+  const Arguments connection = a.section("connection_kwargs");
+  read_connection_options(connection, s.username, s.password, s.socket_timeout,
+                          s.socket_connect_timeout);
+  s.db = connection.get("db", s.db);
+  s.socket_keepalive = connection.get("socket_keepalive", s.socket_keepalive);
+  connection.reject_unknown("dogpile.cache.redis_sentinel");
+}
+
+// `sentinel`: dogpile.cache.redis_sentinel, whose locks default to distributed and free to be
+// released by another thread, as dogpile.cache's.
+Settings read_settings(const Arguments& a, bool sentinel) {
   Settings s;
-  if (auto url = a.find<std::string>("url")) apply_url(s, *url, a.key("url"));
-  s.host = a.get("host", s.host);
-  s.port = a.get("port", s.port);
+  if (sentinel) {
+    s.distributed_lock = true;
+    s.thread_local_lock = false;
+  } else {
+    if (auto url = a.find<std::string>("url")) apply_url(s, *url, a.key("url"));
+    s.host = a.get("host", s.host);
+    s.port = a.get("port", s.port);
+  }
   s.db = a.get("db", s.db);
   s.username = a.get("username", s.username);
   s.password = a.get("password", s.password);
@@ -131,6 +227,7 @@ Settings read_settings(const Arguments& a) {
   s.socket_timeout = a.find_seconds("socket_timeout", 1e-6).value_or(s.socket_timeout);
   s.socket_connect_timeout = a.find_seconds("socket_connect_timeout", 1e-6);
   s.socket_keepalive = a.get("socket_keepalive", s.socket_keepalive);
+  if (sentinel) read_sentinel_settings(s, a);
   s.redis_expiration_time = a.get("redis_expiration_time", s.redis_expiration_time);
   s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
   s.lock_timeout = a.find_seconds("lock_timeout", 1e-3).value_or(s.lock_timeout);
@@ -148,7 +245,9 @@ Settings read_settings(const Arguments& a) {
                             "has no TLS and no keepalive options");
     }
   }
-  a.ignore("connection_kwargs", "redis-py's own connection options have no hiredis equivalent");
+  if (!sentinel) {
+    a.ignore("connection_kwargs", "redis-py's own connection options have no hiredis equivalent");
+  }
   a.ignore("connection_pool",
            "a redis-py pool object cannot be given here; see connection_pool_size");
   if (s.port <= 0 || s.port > 65535) {
@@ -235,6 +334,10 @@ Reply read_reply(redisContext* context, const Settings& s) {
     const std::string text(reply->str, reply->len);
     if (text.starts_with("WRONGTYPE"))
       throw WrongType("Redis at " + s.where() + " answered: " + text);
+    if (text.starts_with("READONLY") && !s.service_name.empty()) {
+      // A master demoted under us: the sentinels are asked for the new one.
+      throw BackendUnavailable("Redis at " + s.where() + " is a replica now: " + text);
+    }
     throw ServerError("Redis at " + s.where() + " answered: " + text);
   }
   return reply;
@@ -267,20 +370,92 @@ Context connect(const Settings& s) {
   return context;
 }
 
+std::optional<std::string> string_of(const redisReply& reply) {
+  if (reply.type == REDIS_REPLY_STRING) return std::string(reply.str, reply.len);
+  return std::nullopt;
+}
+
+// A connection, and the server it is to (for messages; the master of a Sentinel service
+// changes).
+struct Connection {
+  Context context;
+  std::shared_ptr<const Settings> server;
+  std::uint64_t epoch = 0;  // the master it was opened to; connections to an older one go
+};
+
+// Asks the sentinels, in order, for the master of the service: the first that names one
+// whose state is not down (SENTINEL MASTER) tells where it is. Throws BackendUnavailable
+// naming the service and what each sentinel said.
+// How to reach one of the sentinels of `s`.
+Settings sentinel_settings(const Settings& s, const std::pair<std::string, int>& address) {
+  Settings sentinel;
+  sentinel.host = address.first;
+  sentinel.port = address.second;
+  sentinel.username = s.sentinel_username;
+  sentinel.password = s.sentinel_password;
+  sentinel.socket_timeout = s.sentinel_socket_timeout;
+  sentinel.socket_connect_timeout = s.sentinel_connect_timeout;
+  return sentinel;
+}
+
+std::pair<std::string, int> discover_master(const Settings& s) {
+  std::string said;
+  for (const auto& address : s.sentinels) {
+    const Settings sentinel = sentinel_settings(s, address);
+    const std::string name = sentinel.where();
+    try {
+      Context context = connect(sentinel);
+      append(context.get(), {"SENTINEL", "MASTER", s.service_name}, sentinel);
+      Reply reply = read_reply(context.get(), sentinel);
+      std::map<std::string, std::string, std::less<>> state;
+      for (std::size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i + 1 < reply->elements; i += 2) {
+        auto field = string_of(*reply->element[i]);
+        auto value = string_of(*reply->element[i + 1]);
+        if (field && value) state[*field] = *value;
+      }
+      const std::string flags = state["flags"];
+      int master_port = 0;
+      const std::string& digits = state["port"];
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), master_port);
+      if (state["ip"].empty() || ec != std::errc() || end != digits.data() + digits.size()) {
+        said += "; sentinel " + name + ": no address for it";
+      } else if (flags.find("s_down") != std::string::npos ||
+                 flags.find("o_down") != std::string::npos) {
+        said += "; sentinel " + name + ": its master " + state["ip"] + ":" + digits + " is down";
+      } else {
+        return {state["ip"], master_port};
+      }
+    } catch (const Error& e) {  // unreachable, or does not know the service
+      said += std::string("; ") + e.what();
+    }
+  }
+  throw BackendUnavailable("Redis Sentinel service '" + s.service_name + "': no master known" +
+                           said);
+}
+
 // The backend's connections (the SDK's ConnectionPool) and its settings. A call waits at most
 // socket_timeout for a free connection. A connection that fails is dropped and the next call
 // reconnects, so the backend recovers by itself once the server is back.
+// With Sentinel, the server is the master the sentinels name: asked before the first
+// connection and again after a connection failed or found a replica (a failover). A new
+// connection checks that its server is a master (ROLE); when the sentinels name another
+// master, connections to the old one are closed instead of used.
 class Pool {
  public:
   explicit Pool(Settings settings)
       : settings_(std::move(settings)),
-        connections_(settings_.pool_size, settings_.socket_timeout, "Redis at " + settings_.where(),
-                     [this] { return connect(settings_); }) {}
+        connections_(settings_.pool_size, settings_.socket_timeout,
+                     settings_.service_name.empty()
+                         ? "Redis at " + settings_.where()
+                         : "Redis Sentinel service '" + settings_.service_name + "'",
+                     [this] { return open(); }) {
+    if (settings_.service_name.empty()) server_ = std::make_shared<const Settings>(settings_);
+  }
 
   // One connection for the caller's round trips; back to the pool unless it failed.
   class Lease {
    public:
-    explicit Lease(Pool& pool) : settings_(pool.settings_), lease_(pool.connections_.lease()) {}
+    explicit Lease(Pool& pool) : pool_(pool), lease_(pool.current_lease()) {}
     // A connection with replies still unread (a pipeline cut short by an error) would hand
     // them to its next user: it is closed instead.
     ~Lease() {
@@ -295,13 +470,13 @@ class Pool {
     }
     // Pipelining: send several commands, then read their replies in order.
     void send(const std::vector<std::string_view>& args) {
-      guarded([&] { append(lease_->get(), args, settings_); });
+      guarded([&] { append(lease_->context.get(), args, *lease_->server); });
       ++unread_;
     }
     Reply reply() {
       Reply out;
       --unread_;  // read, or failed to read: either way this reply is gone
-      guarded([&] { out = read_reply(lease_->get(), settings_); });
+      guarded([&] { out = read_reply(lease_->context.get(), *lease_->server); });
       return out;
     }
 
@@ -310,36 +485,157 @@ class Pool {
     void guarded(F&& f) {
       try {
         f();
-      } catch (const BackendUnavailable&) {
+      } catch (const BackendUnavailable& e) {
         lease_.discard();  // never reused
+        pool_.forget(lease_->epoch, e.what());
         throw;
       }
     }
-    const Settings& settings_;
-    ConnectionPool<Context>::Lease lease_;
+    Pool& pool_;
+    ConnectionPool<Connection>::Lease lease_;
     unsigned unread_ = 0;
   };
 
   Lease lease() { return Lease(*this); }
   const Settings& settings() const { return settings_; }
 
- private:
-  const Settings settings_;
-  ConnectionPool<Context> connections_;
-};
+  // A connection of its own (a subscriber's), to the server the pool's connections go to.
+  Connection open() {
+    std::uint64_t epoch = 0;
+    auto server = current(epoch);
+    Connection connection{connect(*server), server, epoch};
+    if (!settings_.service_name.empty()) {
+      // The sentinels may name a master that a failover has just demoted.
+      append(connection.context.get(), {"ROLE"}, *server);
+      Reply role = read_reply(connection.context.get(), *server);
+      const auto what = role->type == REDIS_REPLY_ARRAY && role->elements > 0
+                            ? string_of(*role->element[0])
+                            : std::nullopt;
+      if (what != "master") {
+        const std::string why = "Redis at " + server->where() + " is no master (its role is " +
+                                what.value_or("unknown") + ")";
+        forget(epoch, why);
+        throw BackendUnavailable(why);
+      }
+    }
+    return connection;
+  }
 
-std::optional<std::string> string_of(const redisReply& reply) {
-  if (reply.type == REDIS_REPLY_STRING) return std::string(reply.str, reply.len);
-  return std::nullopt;
-}
+  // A connection to the first sentinel that answers, for a subscriber.
+  Connection open_sentinel() const {
+    std::string said;
+    for (const auto& address : settings_.sentinels) {
+      auto sentinel = std::make_shared<const Settings>(sentinel_settings(settings_, address));
+      try {
+        return {connect(*sentinel), sentinel, 0};
+      } catch (const BackendUnavailable& e) {
+        said += std::string("; ") + e.what();
+      }
+    }
+    throw BackendUnavailable("Redis Sentinel service '" + settings_.service_name +
+                             "': no sentinel answers" + said);
+  }
+
+  // A sentinel announced a new master (+switch-master): connections to the old one close.
+  void master_is(const std::string& host, int port) {
+    auto server = std::make_shared<Settings>(settings_);
+    server->host = host;
+    server->port = port;
+    std::lock_guard guard(mutex_);
+    if (!last_ || last_->host != host || last_->port != port) ++epoch_;
+    server_ = last_ = server;
+    ask_after_ = {};
+  }
+
+  // The connection opened at `epoch` failed (`why`): with Sentinel, the sentinels are asked
+  // where the master is, not before kRediscoveryPause (calls meanwhile fail with `why`, so that
+  // an outage does not turn every call into a round of questions to the sentinels).
+  void forget(std::uint64_t epoch, const std::string& why) {
+    if (settings_.service_name.empty()) return;
+    std::lock_guard guard(mutex_);
+    if (epoch == epoch_ && server_) {
+      server_.reset();
+      failure_ = why;
+      ask_after_ = std::chrono::steady_clock::now() + kRediscoveryPause;
+    }
+  }
+
+ private:
+  // The server to connect to, and its epoch; with Sentinel, asked of the sentinels when it
+  // is not known (one thread asks, the others wait for its answer).
+  std::shared_ptr<const Settings> current(std::uint64_t& epoch) {
+    // Known (or asked by another thread meanwhile), or failed too recently to ask again.
+    const auto known = [&] {
+      std::lock_guard guard(mutex_);
+      if (server_) {
+        epoch = epoch_;
+        return true;
+      }
+      if (std::chrono::steady_clock::now() < ask_after_) throw BackendUnavailable(failure_);
+      return false;
+    };
+    if (known()) return server_;
+    std::lock_guard asking(discovery_);
+    if (known()) return server_;
+    std::pair<std::string, int> master;
+    try {
+      master = discover_master(settings_);
+    } catch (const BackendUnavailable& e) {
+      std::lock_guard guard(mutex_);
+      failure_ = e.what();
+      ask_after_ = std::chrono::steady_clock::now() + kRediscoveryPause;
+      throw;
+    }
+    master_is(master.first, master.second);
+    std::lock_guard guard(mutex_);
+    epoch = epoch_;
+    return server_;
+  }
+
+  // A connection to the current master: connections opened to an earlier one are closed.
+  ConnectionPool<Connection>::Lease current_lease() {
+    for (;;) {
+      auto lease = connections_.lease();
+      if (lease->epoch == epoch_.load()) return lease;
+      lease.discard();
+    }
+  }
+
+  static constexpr std::chrono::milliseconds kRediscoveryPause{100};
+
+  const Settings settings_;
+  ConnectionPool<Connection> connections_;
+  std::mutex discovery_;
+  std::mutex mutex_;                        // guards what follows
+  std::shared_ptr<const Settings> server_;  // none: to be asked of the sentinels
+  std::shared_ptr<const Settings> last_;    // the last master the sentinels named
+  std::atomic<std::uint64_t> epoch_{0};     // changed under mutex_
+  std::string failure_;                     // why the master was forgotten
+  std::chrono::steady_clock::time_point ask_after_;
+};
 
 // Redis pub/sub on one channel: PUBLISH through the pool; a thread of its own holds a
 // subscribed connection, pings it every second and reconnects (50 ms, doubling up to 1 s,
 // between attempts) when it fails, telling the listeners when it stops and starts listening.
 class RedisBroadcast final : public Broadcast {
  public:
+  // Subscribes on the server of the pool's connections, and publishes there.
   RedisBroadcast(std::shared_ptr<Pool> pool, std::string channel)
-      : pool_(std::move(pool)), channel_(std::move(channel)) {
+      : RedisBroadcast(
+            std::move(channel), [pool = pool.get()] { return pool->open(); },
+            [pool = pool.get()](std::uint64_t epoch, const std::string& why) {
+              pool->forget(epoch, why);
+            },
+            pool) {}
+  // Subscribes on the server `open` connects to; `failed` hears of a subscribed connection's
+  // failure (its epoch). Publishes through `pool` (none: publishing is an error).
+  RedisBroadcast(std::string channel, std::function<Connection()> open,
+                 std::function<void(std::uint64_t, const std::string&)> failed,
+                 std::shared_ptr<Pool> pool)
+      : pool_(std::move(pool)),
+        channel_(std::move(channel)),
+        open_(std::move(open)),
+        failed_(std::move(failed)) {
     if (::pipe(wake_) != 0) throw Error("dogpile.cache.redis: pipe() failed for the subscriber");
     thread_ = std::thread([this] { run(); });
   }
@@ -352,6 +648,7 @@ class RedisBroadcast final : public Broadcast {
   }
 
   void publish(std::string_view message) override {
+    if (!pool_) throw Error("dogpile.cache.redis: channel " + channel_ + " is only listened to");
     pool_->lease().command({"PUBLISH", channel_, message});
   }
 
@@ -443,8 +740,15 @@ class RedisBroadcast final : public Broadcast {
   // Subscribes and delivers messages until the connection fails (throws) or the broadcast
   // stops.
   void listen() {
-    const Settings& s = pool_->settings();
-    Context context = connect(s);
+    Connection connection = open_();
+    try {
+      listen(connection.context, *connection.server);
+    } catch (const BackendUnavailable& e) {
+      failed_(connection.epoch, e.what());
+      throw;
+    }
+  }
+  void listen(const Context& context, const Settings& s) {
     append(context.get(), {"SUBSCRIBE", channel_}, s);
     read_reply(context.get(), s);  // ["subscribe", channel, 1]
     set_listening(true);
@@ -485,6 +789,8 @@ class RedisBroadcast final : public Broadcast {
 
   std::shared_ptr<Pool> pool_;
   const std::string channel_;
+  const std::function<Connection()> open_;
+  const std::function<void(std::uint64_t, const std::string&)> failed_;
   std::mutex dispatch_;  // held while listeners are called, changed or told the state
   std::list<Listener> listeners_;
   std::atomic<bool> listening_{false};
@@ -671,11 +977,13 @@ class RedisMutex final : public CacheMutex {
   std::thread::id owner_;
 };
 
-class RedisBackend final : public BytesBackend {
+class RedisBackend : public BytesBackend {
  public:
-  explicit RedisBackend(const Arguments& arguments)
-      : pool_(std::make_shared<Pool>(read_settings(arguments))),
-        waiters_(std::make_shared<ReleaseWaiters>(pool_)) {}
+  explicit RedisBackend(const Arguments& arguments, bool sentinel = false)
+      : pool_(std::make_shared<Pool>(read_settings(arguments, sentinel))),
+        waiters_(std::make_shared<ReleaseWaiters>(pool_)) {
+    if (sentinel) watch_for_failovers();
+  }
 
   std::optional<std::string> get_serialized(std::string_view key) override {
     // A key holding another type (a list an application pushed there) reads as a miss, as MGET
@@ -765,6 +1073,47 @@ class RedisBackend final : public BytesBackend {
   std::shared_ptr<ReleaseWaiters> waiters_;
   std::mutex broadcasts_mutex_;
   std::map<std::string, std::weak_ptr<RedisBroadcast>, std::less<>> broadcasts_;
+  std::unique_ptr<RedisBroadcast> failovers_;  // Sentinel: +switch-master, heard from a sentinel
+  std::unique_ptr<Broadcast::Subscription> failover_subscription_;
+
+  // A failover that leaves the old master running (SENTINEL FAILOVER, a network partition)
+  // fails no connection to it until the sentinels demote it, and writes meanwhile would be
+  // lost: a sentinel's announcement of the new master moves the connections at once. After a
+  // gap in listening, the sentinels are asked again, in case one was missed.
+  void watch_for_failovers() {
+    Pool* pool = pool_.get();
+    failovers_ = std::make_unique<RedisBroadcast>(
+        "+switch-master", [pool] { return pool->open_sentinel(); },
+        [](std::uint64_t, const std::string&) {}, nullptr);
+    failover_subscription_ = failovers_->subscribe(
+        {.on_message =
+             [pool](std::string_view message) {
+               // "<service> <old ip> <old port> <new ip> <new port>"
+               std::istringstream fields{std::string(message)};
+               std::string service, old_host, old_port, host;
+               int port = 0;
+               if (fields >> service >> old_host >> old_port >> host >> port &&
+                   service == pool->settings().service_name && port > 0 && port <= 65535) {
+                 pool->master_is(host, port);
+               }
+             },
+         .on_state =
+             [pool](bool listening) {
+               if (!listening) return;
+               try {
+                 const auto [host, port] = discover_master(pool->settings());
+                 pool->master_is(host, port);
+               } catch (const Error&) {
+                 // No master known now: the next call asks again.
+               }
+             }});
+  }
+};
+
+// dogpile.cache.redis_sentinel: the same backend on the master the sentinels name.
+class RedisSentinelBackend final : public RedisBackend {
+ public:
+  explicit RedisSentinelBackend(const Arguments& arguments) : RedisBackend(arguments, true) {}
 };
 
 }  // namespace
@@ -775,3 +1124,7 @@ DOGPILE_BACKEND_PLUGIN(redis, "dogpile.cache.redis", "1.0.0",
                        "Redis through hiredis: the wire format, one round trip per multi call, "
                        "and an optional distributed dogpile lock",
                        dogpile::redis::RedisBackend);
+DOGPILE_BACKEND_PLUGIN(redis_sentinel, "dogpile.cache.redis_sentinel", "1.0.0",
+                       "Redis through hiredis, on the master that Redis Sentinel names, found "
+                       "again after a failover; the distributed dogpile lock on by default",
+                       dogpile::redis::RedisSentinelBackend);

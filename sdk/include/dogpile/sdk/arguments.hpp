@@ -53,6 +53,9 @@ class DOGPILE_API Arguments {
   std::optional<double> find_seconds(std::string_view name, double resolution = 1e-3) const;
 
   bool contains(std::string_view name) const;
+  // The argument as given, for a plugin that reads a shape the typed look-ups do not (a list
+  // of mixed items); counts as read. nullptr when absent or null.
+  const nlohmann::json* find_json(std::string_view name) const { return lookup(name); }
 
   // The arguments nested under `name` (`name: {...}`, or the flat keys `name.<argument>` a
   // config file gives), for a plugin that makes another plugin with them: they count as read
