@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 
 def free_port():
@@ -98,10 +99,68 @@ def write_sentinel_conf(scratch, port, master_port):
                    "sentinel down-after-milliseconds mymaster 1000\n" % (port, scratch, master_port))
 
 
+def cluster_port():
+    """A free port whose cluster bus port, 10000 above, exists and is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class ClusterServers:
+    """The masters of a Redis Cluster of three, as one server: `arguments` name them all."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.kind, self.port = "redis-cluster", nodes[0].port
+        self.backend = "dogpile.cache.redis_cluster"
+        self.arguments = {"startup_nodes": ["127.0.0.1:%d" % n.port for n in nodes]}
+
+
+def cluster_state_ok(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"CLUSTER INFO\r\n")
+        return b"cluster_state:ok" in s.recv(65536)
+
+
+@contextlib.contextmanager
+def running_cluster():
+    with contextlib.ExitStack() as stack:
+        nodes = []
+        for _ in range(3):
+            scratch = tempfile.mkdtemp(prefix="dogpile-cluster-")
+            server = Server("redis", cluster_port(), scratch)
+            server.command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                               "--cluster-node-timeout", "1000"]
+            nodes.append(stack.enter_context(started(server, scratch)))
+        subprocess.run(["redis-cli", "--cluster", "create"] +
+                       ["127.0.0.1:%d" % n.port for n in nodes] +
+                       ["--cluster-replicas", "0", "--cluster-yes"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                       timeout=60)
+        deadline = time.monotonic() + 30
+        while not all(cluster_state_ok(n.port) for n in nodes):
+            if time.monotonic() > deadline:
+                raise SystemExit("the cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+        yield ClusterServers(nodes)
+
+
 @contextlib.contextmanager
 def running_server(kind):
-    """kind: redis, memcached, memcached-sasl, or redis-sentinel (a master and one sentinel
-    that watches it as the service "mymaster": the server yielded is the sentinel)."""
+    """kind: redis, memcached, memcached-sasl, redis-sentinel (a master and one sentinel
+    that watches it as the service "mymaster": the server yielded is the sentinel), or
+    redis-cluster (three masters)."""
+    if kind == "redis-cluster":
+        with running_cluster() as cluster:
+            yield cluster
+        return
     if kind == "redis-sentinel":
         with running_server("redis") as master:
             scratch = tempfile.mkdtemp(prefix="dogpile-sentinel-")

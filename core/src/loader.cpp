@@ -152,12 +152,9 @@ struct PluginLoader::Impl {
 
   // What to say of a backend name Python dogpile.cache knows and dogpile-cpp does not ship.
   static std::string python_only_hint(std::string_view name) {
-    constexpr std::string_view kNotYet[] = {"dogpile.cache.redis_cluster", "dogpile.cache.valkey"};
-    for (auto backend : kNotYet) {
-      if (name == backend) {
-        return ". It is a Python dogpile.cache backend this version of dogpile-cpp does not "
-               "provide";
-      }
+    if (name == "dogpile.cache.valkey") {
+      return ". It is a Python dogpile.cache backend this version of dogpile-cpp does not "
+             "provide";
     }
     return {};
   }

@@ -5,7 +5,7 @@ usage: run_kit.py KIT BACKEND [KIT OPTIONS...]
 
 For the server backends (Redis, memcached and its family's names; bmemcached's memcached
 asks for SASL credentials; dogpile.cache.layered is on Redis; redis_sentinel gets a master
-and a sentinel) it first starts the server (see
+and a sentinel, redis_cluster a cluster of three masters) it first starts the server (see
 tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
 the server. dogpile.cache.dbm gets a file in a scratch directory. The kit's output and exit status are passed through; with the lock on, a skipped
 check of the backend's mutex is a failure (the lock must be there to be checked).
@@ -35,6 +35,9 @@ SERVERS = {"dogpile.cache.redis": ("redis", {"distributed_lock": True,
                                                       "enable_retry_client": True}),
            "dogpile.cache.redis_sentinel": ("redis-sentinel", {"distributed_lock": True,
                                                               "lock_timeout": 1}),
+           "dogpile.cache.redis_cluster": ("redis-cluster", {"distributed_lock": True,
+                                                            "thread_local_lock": False,
+                                                            "lock_timeout": 1}),
            "dogpile.cache.layered": ("redis", {"distributed_lock": True,
                                                "thread_local_lock": False, "lock_timeout": 1})}
 

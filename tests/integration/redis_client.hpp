@@ -4,17 +4,25 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 namespace test {
 
-// The reply's text: a string or status, an integer in decimal, the elements of an array that
-// are strings or integers joined by spaces; empty for anything else or no answer.
-inline std::string redis_raw(int port, const std::string& command) {
+// The reply to `args`: a string or status, an integer in decimal, the elements of an array
+// that are strings or integers joined by spaces; empty for anything else or no answer.
+inline std::string redis_raw(int port, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lengths;
+  for (const auto& arg : args) {
+    argv.push_back(arg.data());
+    lengths.push_back(arg.size());
+  }
   redisContext* context = redisConnect("127.0.0.1", port);
   auto* reply = context != nullptr && context->err == 0
-                    ? static_cast<redisReply*>(redisCommand(context, command.c_str()))
+                    ? static_cast<redisReply*>(redisCommandArgv(
+                          context, static_cast<int>(argv.size()), argv.data(), lengths.data()))
                     : nullptr;
   const auto text = [](const redisReply& r) -> std::string {
     if (r.type == REDIS_REPLY_STRING || r.type == REDIS_REPLY_STATUS) return {r.str, r.len};
@@ -34,6 +42,18 @@ inline std::string redis_raw(int port, const std::string& command) {
   }
   if (context != nullptr) redisFree(context);
   return out;
+}
+
+// The same for a command of words separated by spaces.
+inline std::string redis_raw(int port, const std::string& command) {
+  std::vector<std::string> words;
+  std::size_t at = 0;
+  while (at < command.size()) {
+    const auto end = std::min(command.find(' ', at), command.size());
+    if (end > at) words.push_back(command.substr(at, end - at));
+    at = end + 1;
+  }
+  return redis_raw(port, words);
 }
 
 }  // namespace test

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -146,7 +147,7 @@ class ServerProcess {
   }
 
  protected:
-  ServerProcess() : port_(free_loopback_port()) {}
+  explicit ServerProcess(int port = 0) : port_(port != 0 ? port : free_loopback_port()) {}
 
   std::string scratch(const char* name) const { return (dir_.path / name).string(); }
 
@@ -173,7 +174,8 @@ class ServerProcess {
 // redis-server, without persistence, also listening on a unix socket.
 class RedisServer : public ServerProcess {
  public:
-  explicit RedisServer(std::vector<std::string> extra_args = {}) {
+  explicit RedisServer(std::vector<std::string> extra_args = {}, int fixed_port = 0)
+      : ServerProcess(fixed_port) {
     args_ = {"redis-server",     "--port",    std::to_string(port()), "--bind",       "127.0.0.1",
              "--save",           "",          "--appendonly",         "no",           "--dir",
              scratch(""),        "--logfile", scratch("redis.log"),   "--unixsocket", socket_path(),
@@ -202,6 +204,53 @@ class RedisSentinelServer : public ServerProcess {
     start();
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port()); }
+};
+
+// A Redis Cluster of `masters` masters, each with `replicas_each` replicas, made by
+// `redis-cli --cluster create` on fresh nodes. A node takes another for failed after 1 s
+// without an answer; the slots of the others stay served while some are not
+// (cluster-require-full-coverage no).
+class RedisClusterServers {
+ public:
+  RedisClusterServers(int masters, int replicas_each) {
+    std::string command = "redis-cli --cluster create";
+    for (int i = 0; i < masters * (1 + replicas_each); ++i) {
+      nodes.push_back(std::make_unique<RedisServer>(
+          std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file",
+                                   "nodes.conf", "--cluster-node-timeout", "1000",
+                                   "--cluster-require-full-coverage", "no"},
+          node_port()));
+      command += " 127.0.0.1:" + std::to_string(nodes.back()->port());
+    }
+    command +=
+        " --cluster-replicas " + std::to_string(replicas_each) + " --cluster-yes > /dev/null 2>&1";
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("redis-cli --cluster create");
+  }
+
+  nlohmann::json startup_nodes() const {
+    auto list = nlohmann::json::array();
+    for (const auto& node : nodes) list.push_back("127.0.0.1:" + std::to_string(node->port()));
+    return list;
+  }
+
+  std::vector<std::unique_ptr<RedisServer>> nodes;
+
+ private:
+  // A free port whose cluster bus port (10000 above) is free too, and exists.
+  static int node_port() {
+    for (;;) {
+      const int port = free_loopback_port();
+      if (port + 10000 > 65535) continue;
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      address.sin_port = htons(static_cast<uint16_t>(port + 10000));
+      const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+      ::close(fd);
+      if (free) return port;
+    }
+  }
 };
 
 // memcached, TCP only, 64 MB.

@@ -309,10 +309,11 @@ BOOST_AUTO_TEST_CASE(json_and_ini_files_give_the_same_configuration) {
 
 BOOST_AUTO_TEST_CASE(the_shipped_example_configs_load) {
   const fs::path source = std::getenv("DOGPILE_SOURCE_DIR");
-  for (const char* name : {"configs/example.json", "configs/example.ini", "configs/demo.json",
-                           "configs/redis.json", "configs/redis.ini", "configs/memcached.json",
-                           "configs/memcached.ini", "configs/pylibmc.json",
-                           "configs/redis_sentinel.json", "configs/redis_sentinel.ini"}) {
+  for (const char* name :
+       {"configs/example.json", "configs/example.ini", "configs/demo.json", "configs/redis.json",
+        "configs/redis.ini", "configs/memcached.json", "configs/memcached.ini",
+        "configs/pylibmc.json", "configs/redis_sentinel.json", "configs/redis_sentinel.ini",
+        "configs/redis_cluster.json", "configs/redis_cluster.ini"}) {
     BOOST_TEST_INFO(name);
     BOOST_TEST(!dogpile::load_regions(source / name).empty());
   }

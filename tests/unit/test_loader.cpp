@@ -130,12 +130,10 @@ BOOST_AUTO_TEST_CASE(a_plugin_linked_with_gc_sections_keeps_its_manifest) {
 
 BOOST_AUTO_TEST_CASE(python_backend_names_not_provided_say_so) {
   PluginLoader loader;
-  for (const std::string name : {"dogpile.cache.redis_cluster", "dogpile.cache.valkey"}) {
-    auto message =
-        error_of<dogpile::PluginNotFound>([&] { loader.make_backend(name, Arguments()); });
-    BOOST_TEST(message.find("this version of dogpile-cpp does not provide") != std::string::npos,
-               message);
-  }
+  auto message = error_of<dogpile::PluginNotFound>(
+      [&] { loader.make_backend("dogpile.cache.valkey", Arguments()); });
+  BOOST_TEST(message.find("this version of dogpile-cpp does not provide") != std::string::npos,
+             message);
 }
 
 BOOST_AUTO_TEST_CASE(every_python_name_shipped_is_an_entry_point) {
@@ -144,7 +142,8 @@ BOOST_AUTO_TEST_CASE(every_python_name_shipped_is_an_entry_point) {
   for (const auto& e : loader.list()) names.insert(e.name);
   for (const char* name :
        {"dogpile.cache.memcached", "dogpile.cache.pylibmc", "dogpile.cache.bmemcached",
-        "dogpile.cache.pymemcache", "dogpile.cache.dbm", "dogpile.cache.redis_sentinel"}) {
+        "dogpile.cache.pymemcache", "dogpile.cache.dbm", "dogpile.cache.redis_sentinel",
+        "dogpile.cache.redis_cluster"}) {
     BOOST_TEST(names.count(name) == 1u, name);
   }
 }

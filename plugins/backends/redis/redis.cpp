@@ -18,9 +18,12 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
+
+#include "slots.hpp"
 
 namespace dogpile::redis {
 
@@ -50,6 +53,7 @@ struct Settings {
   // name it (host and port are then where it was found).
   std::string service_name;
   std::vector<std::pair<std::string, int>> sentinels;
+  std::vector<std::pair<std::string, int>> startup_nodes;  // dogpile.cache.redis_cluster
   std::string sentinel_username;
   std::string sentinel_password;
   double sentinel_socket_timeout = 5;
@@ -132,17 +136,24 @@ void apply_url(Settings& s, const std::string& url, const std::string& key) {
   if (!rest.empty()) s.host = rest;
 }
 
-// "host:port" (the port 26379 when left out), as a sentinel is given in a list.
-std::pair<std::string, int> sentinel_address(const nlohmann::json& item, const std::string& key) {
+// One server of a list (sentinels, a cluster's startup nodes): "host:port" (`default_port`
+// when left out), [host, port], or {"host": host, "port": port} as redis-py's ClusterNode.
+std::pair<std::string, int> node_address(const nlohmann::json& item, const std::string& key,
+                                         const char* what, long default_port) {
   const auto fail = [&] {
-    throw ValidationError(key + " lists " + item.dump() +
-                          ": each sentinel is \"host:port\" or [host, port]");
+    throw ValidationError(key + " lists " + item.dump() + ": each " + what +
+                          " is \"host:port\" or [host, port]");
   };
   std::string host;
-  long port = 26379;
+  long port = default_port;
   if (item.is_array() && item.size() == 2 && item[0].is_string() && item[1].is_number_integer()) {
     host = item[0].get<std::string>();
     port = item[1].get<long>();
+  } else if (item.is_object() && item.size() == 2 && item.contains("host") &&
+             item["host"].is_string() && item.contains("port") &&
+             item["port"].is_number_integer()) {
+    host = item["host"].get<std::string>();
+    port = item["port"].get<long>();
   } else if (item.is_string()) {
     host = item.get<std::string>();
     if (auto colon = host.rfind(':'); colon != std::string::npos) {
@@ -168,25 +179,46 @@ void read_connection_options(const Arguments& c, std::string& username, std::str
   if (auto connect = c.find_seconds("socket_connect_timeout", 1e-6)) connect_timeout = connect;
 }
 
+// The list argument `name` of servers (a JSON list, or "host:port, ..." in INI).
+std::vector<std::pair<std::string, int>> node_list(const Arguments& a, const char* name,
+                                                   const char* what, long default_port) {
+  std::vector<std::pair<std::string, int>> nodes;
+  const nlohmann::json* list = a.find_json(name);
+  if (list == nullptr) return nodes;
+  if (list->is_string()) {
+    for (const auto& item : a.get<std::vector<std::string>>(name, {})) {
+      nodes.push_back(node_address(item, a.key(name), what, default_port));
+    }
+  } else if (list->is_array()) {
+    for (const auto& item : *list) {
+      nodes.push_back(node_address(item, a.key(name), what, default_port));
+    }
+  } else {
+    throw ValidationError(a.key(name) + " must be a list of \"host:port\" or [host, port]");
+  }
+  if (nodes.empty()) throw ValidationError(a.key(name) + " must not be empty");
+  return nodes;
+}
+
+// connection_kwargs of dogpile.cache's redis_sentinel and redis_cluster: redis-py's options
+// for the servers' connections, over the top-level arguments; those with a meaning here.
+void read_connection_kwargs(Settings& s, const Arguments& a, const char* plugin) {
+  const Arguments connection = a.section("connection_kwargs");
+  read_connection_options(connection, s.username, s.password, s.socket_timeout,
+                          s.socket_connect_timeout);
+  s.db = connection.get("db", s.db);
+  s.socket_keepalive = connection.get("socket_keepalive", s.socket_keepalive);
+  connection.reject_unknown(plugin);
+}
+
 void read_sentinel_settings(Settings& s, const Arguments& a) {
   s.service_name = a.get<std::string>("service_name", "mymaster");
   if (s.service_name.empty()) throw ValidationError(a.key("service_name") + " must not be empty");
-  const nlohmann::json* list = a.find_json("sentinels");
-  if (list == nullptr) {
+  s.sentinels = node_list(a, "sentinels", "sentinel", 26379);
+  if (s.sentinels.empty()) {
     throw ValidationError("missing required argument " + a.key("sentinels") +
                           ": the sentinels to ask for the master, as [\"host:port\", ...]");
   }
-  if (list->is_string()) {  // INI: "host:port, host:port"
-    for (const auto& item : a.get<std::vector<std::string>>("sentinels", {})) {
-      s.sentinels.push_back(sentinel_address(item, a.key("sentinels")));
-    }
-  } else if (list->is_array()) {
-    for (const auto& item : *list)
-      s.sentinels.push_back(sentinel_address(item, a.key("sentinels")));
-  } else {
-    throw ValidationError(a.key("sentinels") + " must be a list of \"host:port\" or [host, port]");
-  }
-  if (s.sentinels.empty()) throw ValidationError(a.key("sentinels") + " must not be empty");
   for (const char* name : {"url", "host", "port"}) {
     a.ignore(name, "the master's address comes from the sentinels");
   }
@@ -200,19 +232,31 @@ void read_sentinel_settings(Settings& s, const Arguments& a) {
                           s.sentinel_socket_timeout, s.sentinel_connect_timeout);
   sentinel.ignore("db", "a sentinel has no databases");
   sentinel.reject_unknown("dogpile.cache.redis_sentinel");
-  const Arguments connection = a.section("connection_kwargs");
-  read_connection_options(connection, s.username, s.password, s.socket_timeout,
-                          s.socket_connect_timeout);
-  s.db = connection.get("db", s.db);
-  s.socket_keepalive = connection.get("socket_keepalive", s.socket_keepalive);
-  connection.reject_unknown("dogpile.cache.redis_sentinel");
+  read_connection_kwargs(s, a, "dogpile.cache.redis_sentinel");
 }
 
-// `sentinel`: dogpile.cache.redis_sentinel, whose locks default to distributed and free to be
-// released by another thread, as dogpile.cache's.
-Settings read_settings(const Arguments& a, bool sentinel) {
+// The startup nodes of dogpile.cache.redis_cluster: startup_nodes, else the url's node.
+void read_cluster_settings(Settings& s, const Arguments& a) {
+  s.startup_nodes = node_list(a, "startup_nodes", "startup node", 6379);
+  if (s.startup_nodes.empty()) s.startup_nodes.emplace_back(s.host, s.port);
+  read_connection_kwargs(s, a, "dogpile.cache.redis_cluster");
+  if (s.db != 0) {
+    throw ValidationError(a.key("db") + " must be 0: a Redis Cluster has only database 0");
+  }
+  if (s.lock_prefix.find_first_of("{}") != std::string::npos) {
+    throw ValidationError(a.key("lock_prefix") +
+                          " must not hold braces on a cluster: the lock key's hash tag is the "
+                          "key's, so that lock and value live in one slot");
+  }
+}
+
+enum class Mode { plain, sentinel, cluster };
+
+// dogpile.cache.redis_sentinel's locks default to distributed and free to be released by
+// another thread, as dogpile.cache's.
+Settings read_settings(const Arguments& a, Mode mode) {
   Settings s;
-  if (sentinel) {
+  if (mode == Mode::sentinel) {
     s.distributed_lock = true;
     s.thread_local_lock = false;
   } else {
@@ -227,7 +271,9 @@ Settings read_settings(const Arguments& a, bool sentinel) {
   s.socket_timeout = a.find_seconds("socket_timeout", 1e-6).value_or(s.socket_timeout);
   s.socket_connect_timeout = a.find_seconds("socket_connect_timeout", 1e-6);
   s.socket_keepalive = a.get("socket_keepalive", s.socket_keepalive);
-  if (sentinel) read_sentinel_settings(s, a);
+  s.lock_prefix = a.get("lock_prefix", s.lock_prefix);
+  if (mode == Mode::sentinel) read_sentinel_settings(s, a);
+  if (mode == Mode::cluster) read_cluster_settings(s, a);
   s.redis_expiration_time = a.get("redis_expiration_time", s.redis_expiration_time);
   s.distributed_lock = a.get("distributed_lock", s.distributed_lock);
   s.lock_timeout = a.find_seconds("lock_timeout", 1e-3).value_or(s.lock_timeout);
@@ -245,7 +291,7 @@ Settings read_settings(const Arguments& a, bool sentinel) {
                             "has no TLS and no keepalive options");
     }
   }
-  if (!sentinel) {
+  if (mode == Mode::plain) {
     a.ignore("connection_kwargs", "redis-py's own connection options have no hiredis equivalent");
   }
   a.ignore("connection_pool",
@@ -319,6 +365,39 @@ struct WrongType : Error {
   using Error::Error;
 };
 
+// A cluster node's MOVED or ASK: the slot is served at host:port (for good, or for this
+// command while the slot migrates).
+struct Redirect : Error {
+  Redirect(const std::string& text, bool ask, unsigned slot, std::string host, int port)
+      : Error(text), ask(ask), slot(slot), host(std::move(host)), port(port) {}
+  bool ask;
+  unsigned slot;
+  std::string host;
+  int port;
+};
+
+// "MOVED <slot> <host>:<port>" or "ASK ..."; nullopt for another error. An empty host means
+// the node that answered.
+std::optional<Redirect> redirect_of(const std::string& text, const Settings& from) {
+  const bool ask = text.starts_with("ASK ");
+  if (!ask && !text.starts_with("MOVED ")) return std::nullopt;
+  std::istringstream fields(text);
+  std::string word, address;
+  unsigned slot = 0;
+  if (!(fields >> word >> slot >> address) || slot >= kClusterSlots) return std::nullopt;
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  int port = 0;
+  const std::string digits = address.substr(colon + 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc() || end != digits.data() + digits.size() || port <= 0 || port > 65535) {
+    return std::nullopt;
+  }
+  std::string host = address.substr(0, colon);
+  if (host.empty()) host = from.host;
+  return Redirect("Redis at " + from.where() + " answered: " + text, ask, slot, host, port);
+}
+
 // Reads the next reply, after writing what is queued; throws BackendUnavailable on a
 // connection error and Error on an error reply.
 Reply read_reply(redisContext* context, const Settings& s) {
@@ -334,6 +413,10 @@ Reply read_reply(redisContext* context, const Settings& s) {
     const std::string text(reply->str, reply->len);
     if (text.starts_with("WRONGTYPE"))
       throw WrongType("Redis at " + s.where() + " answered: " + text);
+    if (auto redirect = redirect_of(text, s)) throw *redirect;
+    if (text.starts_with("CLUSTERDOWN") || text.starts_with("TRYAGAIN")) {
+      throw BackendUnavailable("Redis at " + s.where() + " answered: " + text);
+    }
     if (text.starts_with("READONLY") && !s.service_name.empty()) {
       // A master demoted under us: the sentinels are asked for the new one.
       throw BackendUnavailable("Redis at " + s.where() + " is a replica now: " + text);
@@ -433,6 +516,20 @@ std::pair<std::string, int> discover_master(const Settings& s) {
                            said);
 }
 
+// Where a key's commands go: the one server (Pool), or the cluster node that serves its slot
+// (Cluster). Also what the pub/sub and the locks are built on.
+class Router {
+ public:
+  virtual ~Router() = default;
+  virtual const Settings& settings() const = 0;
+  // One command about `key` (its first key), its reply; error replies throw.
+  virtual Reply command(std::string_view key, const std::vector<std::string_view>& args) = 0;
+  virtual void publish(std::string_view channel, std::string_view message) = 0;
+  // A connection of its own, for a subscriber; forget() hears of its failure.
+  virtual Connection open_subscriber() = 0;
+  virtual void forget(std::uint64_t epoch, const std::string& why) = 0;
+};
+
 // The backend's connections (the SDK's ConnectionPool) and its settings. A call waits at most
 // socket_timeout for a free connection. A connection that fails is dropped and the next call
 // reconnects, so the backend recovers by itself once the server is back.
@@ -440,7 +537,7 @@ std::pair<std::string, int> discover_master(const Settings& s) {
 // connection and again after a connection failed or found a replica (a failover). A new
 // connection checks that its server is a master (ROLE); when the sentinels name another
 // master, connections to the old one are closed instead of used.
-class Pool {
+class Pool final : public Router {
  public:
   explicit Pool(Settings settings)
       : settings_(std::move(settings)),
@@ -497,7 +594,15 @@ class Pool {
   };
 
   Lease lease() { return Lease(*this); }
-  const Settings& settings() const { return settings_; }
+  const Settings& settings() const override { return settings_; }
+
+  Reply command(std::string_view, const std::vector<std::string_view>& args) override {
+    return lease().command(args);
+  }
+  void publish(std::string_view channel, std::string_view message) override {
+    lease().command({"PUBLISH", channel, message});
+  }
+  Connection open_subscriber() override { return open(); }
 
   // A connection of its own (a subscriber's), to the server the pool's connections go to.
   Connection open() {
@@ -550,7 +655,7 @@ class Pool {
   // The connection opened at `epoch` failed (`why`): with Sentinel, the sentinels are asked
   // where the master is, not before kRediscoveryPause (calls meanwhile fail with `why`, so that
   // an outage does not turn every call into a round of questions to the sentinels).
-  void forget(std::uint64_t epoch, const std::string& why) {
+  void forget(std::uint64_t epoch, const std::string& why) override {
     if (settings_.service_name.empty()) return;
     std::lock_guard guard(mutex_);
     if (epoch == epoch_ && server_) {
@@ -614,25 +719,261 @@ class Pool {
   std::chrono::steady_clock::time_point ask_after_;
 };
 
+// A Redis Cluster, as its specification asks of a client: a key's commands go to the master
+// serving its slot, from a slot map read with CLUSTER SLOTS (from the startup nodes, or any
+// node known since); MOVED updates the map and is followed, ASK is followed for the one
+// command (after ASKING). A node that fails, or a MOVED, has the whole map read again, at
+// most every 100 ms. Each node has its own pool of connections.
+class Cluster final : public Router {
+ public:
+  explicit Cluster(Settings settings) : settings_(std::move(settings)), slots_(kClusterSlots) {}
+
+  const Settings& settings() const override { return settings_; }
+
+  Reply command(std::string_view key, const std::vector<std::string_view>& args) override {
+    return run(key_slot(key), args);
+  }
+
+  void publish(std::string_view channel, std::string_view message) override {
+    run(key_slot(channel), {"PUBLISH", channel, message});  // the cluster passes it to every node
+  }
+
+  Connection open_subscriber() override {
+    try {
+      return node_for(0)->open();
+    } catch (const BackendUnavailable&) {
+      refresh_soon();
+      throw;
+    }
+  }
+  void forget(std::uint64_t, const std::string&) override { refresh_soon(); }
+
+  // The node serving `slot`; BackendUnavailable when none does.
+  std::shared_ptr<Pool> node_for(unsigned slot) {
+    refresh_if_wanted();
+    std::shared_lock guard(map_mutex_);
+    if (auto node = slots_[slot]) return node;
+    throw BackendUnavailable("Redis Cluster: no node serves slot " + std::to_string(slot) +
+                             (failure_.empty() ? "" : " (" + failure_ + ")"));
+  }
+
+  // `count` commands, one per key, in one round trip per node: `key_of(i)` routes command i,
+  // `args_of(i)` is it; `on_reply(i, reply)` hears each reply, null for a key holding another
+  // type. A redirected command is run again on its own, following the redirection.
+  template <class KeyOf, class ArgsOf, class OnReply>
+  void pipelined(std::size_t count, KeyOf&& key_of, ArgsOf&& args_of, OnReply&& on_reply) {
+    std::vector<std::pair<std::shared_ptr<Pool>, std::vector<std::size_t>>> by_node;
+    for (std::size_t i = 0; i < count; ++i) {
+      auto node = node_for(key_slot(key_of(i)));
+      auto it = std::find_if(by_node.begin(), by_node.end(),
+                             [&](const auto& group) { return group.first == node; });
+      if (it == by_node.end()) it = by_node.insert(by_node.end(), {node, {}});
+      it->second.push_back(i);
+    }
+    std::vector<std::size_t> redirected;
+    try {
+      for (auto& [node, indexes] : by_node) {
+        auto lease = node->lease();
+        for (auto i : indexes) lease.send(args_of(i));
+        for (auto i : indexes) {
+          try {
+            on_reply(i, lease.reply());
+          } catch (const Redirect& redirect) {
+            follow(redirect);
+            redirected.push_back(i);
+          } catch (const WrongType&) {
+            on_reply(i, Reply());
+          }
+        }
+      }
+    } catch (const BackendUnavailable&) {
+      refresh_soon();
+      throw;
+    }
+    for (auto i : redirected) {
+      try {
+        on_reply(i, command(key_of(i), args_of(i)));
+      } catch (const WrongType&) {
+        on_reply(i, Reply());
+      }
+    }
+  }
+
+ private:
+  static constexpr int kMostRedirections = 5;
+  static constexpr std::chrono::milliseconds kRefreshPause{100};
+
+  Reply run(unsigned slot, const std::vector<std::string_view>& args) {
+    std::shared_ptr<Pool> node = node_for(slot);
+    bool asking = false;
+    for (int hop = 0;; ++hop) {
+      try {
+        auto lease = node->lease();
+        if (!asking) return lease.command(args);
+        lease.send({"ASKING"});
+        lease.send(args);
+        lease.reply();
+        return lease.reply();
+      } catch (const Redirect& redirect) {
+        if (hop == kMostRedirections) {
+          refresh_soon();
+          throw BackendUnavailable("Redis Cluster: slot " + std::to_string(slot) + " moved " +
+                                   std::to_string(hop + 1) +
+                                   " times in a row; last: " + redirect.what());
+        }
+        node = follow(redirect);
+        asking = redirect.ask;
+      } catch (const BackendUnavailable&) {
+        refresh_soon();
+        throw;
+      }
+    }
+  }
+
+  // The node a redirection names; a MOVED also moves its slot in the map, and asks for the
+  // whole map again (a resharding moves many slots).
+  std::shared_ptr<Pool> follow(const Redirect& redirect) {
+    std::unique_lock guard(map_mutex_);
+    auto node = pool_at(redirect.host, redirect.port);
+    if (!redirect.ask) {
+      slots_[redirect.slot] = node;
+      refresh_wanted_ = true;
+    }
+    return node;
+  }
+
+  void refresh_soon() {
+    std::unique_lock guard(map_mutex_);
+    refresh_wanted_ = true;
+  }
+
+  // Reads the slot map when there is none (waiting for it), or when one was asked for and
+  // nobody reads it now and the last try is 100 ms old.
+  void refresh_if_wanted() {
+    {
+      std::shared_lock guard(map_mutex_);
+      if (loaded_ && (!refresh_wanted_ || std::chrono::steady_clock::now() < next_refresh_)) {
+        return;
+      }
+    }
+    std::unique_lock refreshing(refresh_mutex_, std::defer_lock);
+    if (loaded_.load()) {
+      if (!refreshing.try_lock()) return;  // another thread reads it; the old map serves
+    } else {
+      refreshing.lock();
+      if (loaded_.load()) return;
+    }
+    refresh();
+  }
+
+  // CLUSTER SLOTS from the first node that answers: the known masters first, then the
+  // startup nodes. Keeps the old map when none answers (throws when there is none).
+  void refresh() {
+    std::vector<std::pair<std::string, int>> candidates;
+    {
+      std::shared_lock guard(map_mutex_);
+      for (const auto& [address, pool] : pools_) {
+        candidates.emplace_back(pool->settings().host, pool->settings().port);
+      }
+    }
+    candidates.insert(candidates.end(), settings_.startup_nodes.begin(),
+                      settings_.startup_nodes.end());
+    std::string said;
+    for (const auto& [host, port] : candidates) {
+      Settings node = settings_;
+      node.host = host;
+      node.port = port;
+      try {
+        Context context = connect(node);
+        append(context.get(), {"CLUSTER", "SLOTS"}, node);
+        Reply reply = read_reply(context.get(), node);
+        if (install(*reply, node)) return;
+        said += "; " + node.where() + " serves no slot map";
+      } catch (const Error& e) {
+        said += std::string("; ") + e.what();
+      }
+    }
+    std::unique_lock guard(map_mutex_);
+    next_refresh_ = std::chrono::steady_clock::now() + kRefreshPause;
+    failure_ = "no node answered CLUSTER SLOTS" + said;
+    if (!loaded_) throw BackendUnavailable("Redis Cluster: " + failure_);
+  }
+
+  // A CLUSTER SLOTS reply ([[first, last, [host, port, ...], replicas...], ...]) as the map.
+  bool install(const redisReply& reply, const Settings& from) {
+    if (reply.type != REDIS_REPLY_ARRAY || reply.elements == 0) return false;
+    std::unique_lock guard(map_mutex_);
+    std::vector<std::shared_ptr<Pool>> slots(kClusterSlots);
+    for (std::size_t r = 0; r < reply.elements; ++r) {
+      const redisReply& range = *reply.element[r];
+      if (range.type != REDIS_REPLY_ARRAY || range.elements < 3 ||
+          range.element[0]->type != REDIS_REPLY_INTEGER ||
+          range.element[1]->type != REDIS_REPLY_INTEGER ||
+          range.element[2]->type != REDIS_REPLY_ARRAY || range.element[2]->elements < 2 ||
+          range.element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+        return false;
+      }
+      const long long first = range.element[0]->integer;
+      const long long last = range.element[1]->integer;
+      const long long port = range.element[2]->element[1]->integer;
+      std::string host = string_of(*range.element[2]->element[0]).value_or("");
+      if (host.empty() || host == "?") host = from.host;
+      if (first < 0 || last < first || last >= kClusterSlots || port <= 0 || port > 65535) {
+        return false;
+      }
+      auto node = pool_at(host, static_cast<int>(port));
+      for (long long slot = first; slot <= last; ++slot) slots[slot] = node;
+    }
+    slots_ = std::move(slots);
+    loaded_ = true;
+    refresh_wanted_ = false;
+    failure_.clear();
+    next_refresh_ = std::chrono::steady_clock::now() + kRefreshPause;
+    return true;
+  }
+
+  // REQUIRES: map_mutex_ held exclusively.
+  std::shared_ptr<Pool> pool_at(const std::string& host, int port) {
+    auto& pool = pools_[host + ":" + std::to_string(port)];
+    if (!pool) {
+      Settings node = settings_;
+      node.host = host;
+      node.port = port;
+      pool = std::make_shared<Pool>(std::move(node));
+    }
+    return pool;
+  }
+
+  const Settings settings_;
+  std::mutex refresh_mutex_;     // one reader of the map at a time
+  std::shared_mutex map_mutex_;  // guards what follows
+  std::vector<std::shared_ptr<Pool>> slots_;
+  std::map<std::string, std::shared_ptr<Pool>> pools_;  // by host:port
+  std::atomic<bool> loaded_{false};
+  bool refresh_wanted_ = false;
+  std::chrono::steady_clock::time_point next_refresh_;
+  std::string failure_;  // why the last reading failed
+};
+
 // Redis pub/sub on one channel: PUBLISH through the pool; a thread of its own holds a
 // subscribed connection, pings it every second and reconnects (50 ms, doubling up to 1 s,
 // between attempts) when it fails, telling the listeners when it stops and starts listening.
 class RedisBroadcast final : public Broadcast {
  public:
-  // Subscribes on the server of the pool's connections, and publishes there.
-  RedisBroadcast(std::shared_ptr<Pool> pool, std::string channel)
+  // Subscribes and publishes through `router`.
+  RedisBroadcast(std::shared_ptr<Router> router, std::string channel)
       : RedisBroadcast(
-            std::move(channel), [pool = pool.get()] { return pool->open(); },
-            [pool = pool.get()](std::uint64_t epoch, const std::string& why) {
-              pool->forget(epoch, why);
+            std::move(channel), [router = router.get()] { return router->open_subscriber(); },
+            [router = router.get()](std::uint64_t epoch, const std::string& why) {
+              router->forget(epoch, why);
             },
-            pool) {}
+            router) {}
   // Subscribes on the server `open` connects to; `failed` hears of a subscribed connection's
-  // failure (its epoch). Publishes through `pool` (none: publishing is an error).
+  // failure (its epoch). Publishes through `router` (none: publishing is an error).
   RedisBroadcast(std::string channel, std::function<Connection()> open,
                  std::function<void(std::uint64_t, const std::string&)> failed,
-                 std::shared_ptr<Pool> pool)
-      : pool_(std::move(pool)),
+                 std::shared_ptr<Router> router)
+      : router_(std::move(router)),
         channel_(std::move(channel)),
         open_(std::move(open)),
         failed_(std::move(failed)) {
@@ -648,8 +989,10 @@ class RedisBroadcast final : public Broadcast {
   }
 
   void publish(std::string_view message) override {
-    if (!pool_) throw Error("dogpile.cache.redis: channel " + channel_ + " is only listened to");
-    pool_->lease().command({"PUBLISH", channel_, message});
+    if (!router_) {
+      throw Error("dogpile.cache.redis: channel " + channel_ + " is only listened to");
+    }
+    router_->publish(channel_, message);
   }
 
   std::unique_ptr<Subscription> subscribe(Listener listener) override {
@@ -787,7 +1130,7 @@ class RedisBroadcast final : public Broadcast {
     }
   }
 
-  std::shared_ptr<Pool> pool_;
+  std::shared_ptr<Router> router_;
   const std::string channel_;
   const std::function<Connection()> open_;
   const std::function<void(std::uint64_t, const std::string&)> failed_;
@@ -807,7 +1150,7 @@ constexpr std::string_view kReleaseChannel = "dogpile:lock-released";
 
 class ReleaseWaiters {
  public:
-  explicit ReleaseWaiters(std::shared_ptr<Pool> pool) : pool_(std::move(pool)) {}
+  explicit ReleaseWaiters(std::shared_ptr<Router> router) : router_(std::move(router)) {}
 
   // A wait on `name` for the duration of a poll_lock.
   class Registration {
@@ -836,7 +1179,7 @@ class ReleaseWaiters {
     }
     std::call_once(subscribed_, [this] {
       try {
-        broadcast_ = std::make_shared<RedisBroadcast>(pool_, std::string(kReleaseChannel));
+        broadcast_ = std::make_shared<RedisBroadcast>(router_, std::string(kReleaseChannel));
         subscription_ = broadcast_->subscribe(
             {.on_message = [this](std::string_view message) { released(message); },
              .on_state = [this](bool) { released({}); }});  // a gap: everyone tries again
@@ -877,7 +1220,7 @@ class ReleaseWaiters {
     unsigned waiters = 0;
     std::uint64_t generation = 0;
   };
-  std::shared_ptr<Pool> pool_;
+  std::shared_ptr<Router> router_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, Entry, std::less<>> waiting_;
@@ -890,8 +1233,9 @@ class ReleaseWaiters {
 // deletes the key only while it still holds our token.
 class RedisMutex final : public CacheMutex {
  public:
-  RedisMutex(std::shared_ptr<Pool> pool, std::shared_ptr<ReleaseWaiters> waiters, std::string name)
-      : pool_(std::move(pool)), waiters_(std::move(waiters)), name_(std::move(name)) {}
+  RedisMutex(std::shared_ptr<Router> router, std::shared_ptr<ReleaseWaiters> waiters,
+             std::string name)
+      : router_(std::move(router)), waiters_(std::move(waiters)), name_(std::move(name)) {}
 
   bool acquire(bool wait) override { return take(wait, nullptr); }
 
@@ -906,7 +1250,7 @@ class RedisMutex final : public CacheMutex {
     {
       std::lock_guard guard(mutex_);
       if (token_.empty()) throw Error("release of the Redis lock " + name_ + ", which is not held");
-      if (pool_->settings().thread_local_lock && owner_ != std::this_thread::get_id()) {
+      if (router_->settings().thread_local_lock && owner_ != std::this_thread::get_id()) {
         throw Error("the Redis lock " + name_ +
                     " is released by another thread than the one that took it (set "
                     "thread_local_lock to false to allow it)");
@@ -920,17 +1264,17 @@ class RedisMutex final : public CacheMutex {
     static constexpr std::string_view kRelease =
         "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]); "
         "redis.call('publish', ARGV[2], KEYS[1]); return 1 else return 0 end";
-    pool_->lease().command({"EVAL", kRelease, "1", name_, token, kReleaseChannel});
+    router_->command(name_, {"EVAL", kRelease, "1", name_, token, kReleaseChannel});
   }
 
   bool locked() const override {
-    auto reply = pool_->lease().command({"EXISTS", name_});
+    auto reply = router_->command(name_, {"EXISTS", name_});
     return reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
   }
 
  private:
   bool take(bool wait, const std::function<bool()>* value_ready) {
-    const Settings& s = pool_->settings();
+    const Settings& s = router_->settings();
     const std::string token = random_hex(32);
     ReleaseWaiters::Registration registration(*waiters_, name_);
     std::uint64_t seen = 0;
@@ -957,19 +1301,18 @@ class RedisMutex final : public CacheMutex {
   }
 
   bool try_take(const std::string& token) {
-    const Settings& s = pool_->settings();
-    auto lease = pool_->lease();
+    const Settings& s = router_->settings();
     Reply reply;
     if (s.lock_timeout > 0) {
       const auto ms = std::to_string(static_cast<long long>(std::ceil(s.lock_timeout * 1000.0)));
-      reply = lease.command({"SET", name_, token, "NX", "PX", ms});
+      reply = router_->command(name_, {"SET", name_, token, "NX", "PX", ms});
     } else {
-      reply = lease.command({"SET", name_, token, "NX"});
+      reply = router_->command(name_, {"SET", name_, token, "NX"});
     }
     return reply->type == REDIS_REPLY_STATUS;  // OK; NIL when someone else holds it
   }
 
-  std::shared_ptr<Pool> pool_;
+  std::shared_ptr<Router> router_;
   std::shared_ptr<ReleaseWaiters> waiters_;
   const std::string name_;
   std::mutex mutex_;
@@ -977,11 +1320,67 @@ class RedisMutex final : public CacheMutex {
   std::thread::id owner_;
 };
 
-class RedisBackend : public BytesBackend {
+// What the backends share, on their router: the distributed lock, the value limit, pub/sub.
+class RedisBase : public BytesBackend {
+ public:
+  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
+    if (!router_->settings().distributed_lock) return nullptr;
+    return std::make_unique<RedisMutex>(router_, waiters_, lock_name(key));
+  }
+
+  bool has_lock_timeout() const override {
+    return router_->settings().distributed_lock && router_->settings().lock_timeout > 0;
+  }
+
+  // Redis' own limit on a string (proto-max-bulk-len).
+  BackendCapabilities capabilities() const override { return {.max_value_size = kMaxValue}; }
+
+  // One subscriber connection per channel, shared while anyone holds it.
+  std::shared_ptr<Broadcast> broadcast(std::string_view channel) override {
+    std::lock_guard guard(broadcasts_mutex_);
+    auto& weak = broadcasts_[std::string(channel)];
+    auto shared = weak.lock();
+    if (!shared) {
+      shared = std::make_shared<RedisBroadcast>(router_, std::string(channel));
+      weak = shared;
+    }
+    return shared;
+  }
+
+ protected:
+  static constexpr std::size_t kMaxValue = 512u << 20;
+
+  explicit RedisBase(std::shared_ptr<Router> router)
+      : router_(std::move(router)), waiters_(std::make_shared<ReleaseWaiters>(router_)) {}
+
+  virtual std::string lock_name(std::string_view key) const {
+    return router_->settings().lock_prefix + std::string(key);
+  }
+
+  // The SET of a value, with the server-side expiry when there is one.
+  std::vector<std::string_view> set_command(std::string_view key, std::string_view value,
+                                            const std::string& ttl) const {
+    if (ttl.empty()) return {"SET", key, value};
+    return {"SET", key, value, "EX", ttl};
+  }
+  std::string ttl() const {
+    const long long seconds = router_->settings().redis_expiration_time;
+    return seconds > 0 ? std::to_string(seconds) : std::string();
+  }
+
+  std::shared_ptr<Router> router_;
+
+ private:
+  std::shared_ptr<ReleaseWaiters> waiters_;
+  std::mutex broadcasts_mutex_;
+  std::map<std::string, std::weak_ptr<RedisBroadcast>, std::less<>> broadcasts_;
+};
+
+class RedisBackend : public RedisBase {
  public:
   explicit RedisBackend(const Arguments& arguments, bool sentinel = false)
-      : pool_(std::make_shared<Pool>(read_settings(arguments, sentinel))),
-        waiters_(std::make_shared<ReleaseWaiters>(pool_)) {
+      : RedisBackend(std::make_shared<Pool>(
+            read_settings(arguments, sentinel ? Mode::sentinel : Mode::plain))) {
     if (sentinel) watch_for_failovers();
   }
 
@@ -1008,20 +1407,19 @@ class RedisBackend : public BytesBackend {
   }
 
   void set_serialized(const std::string& key, std::string_view value) override {
-    check_value_size(value, capabilities().max_value_size, "dogpile.cache.redis");
-    auto lease = pool_->lease();
-    send_set(lease, key, value);
-    lease.reply();
+    check_value_size(value, kMaxValue, "dogpile.cache.redis");
+    pool_->lease().command(set_command(key, value, ttl()));
   }
 
   void set_serialized_multi(const SerializedMapping& mapping) override {
     if (mapping.empty()) return;
-    for (const auto& item : mapping) {
-      check_value_size(item.second, capabilities().max_value_size, "dogpile.cache.redis");
-    }
+    // All refused before any is sent: a refusal must not cut a pipeline short.
+    for (const auto& item : mapping)
+      check_value_size(item.second, kMaxValue, "dogpile.cache.redis");
+    const std::string seconds = ttl();
     auto lease = pool_->lease();
-    for (const auto& [key, value] : mapping) send_set(lease, key, value);  // one round trip
-    for (std::size_t i = 0; i < mapping.size(); ++i) lease.reply();
+    for (const auto& [key, value] : mapping) lease.send(set_command(key, value, seconds));
+    for (std::size_t i = 0; i < mapping.size(); ++i) lease.reply();  // one round trip
   }
 
   void remove(std::string_view key) override { pool_->lease().command({"DEL", key}); }
@@ -1033,46 +1431,10 @@ class RedisBackend : public BytesBackend {
     pool_->lease().command(args);
   }
 
-  std::unique_ptr<CacheMutex> get_mutex(std::string_view key) override {
-    if (!pool_->settings().distributed_lock) return nullptr;
-    return std::make_unique<RedisMutex>(pool_, waiters_,
-                                        pool_->settings().lock_prefix + std::string(key));
-  }
-
-  bool has_lock_timeout() const override {
-    return pool_->settings().distributed_lock && pool_->settings().lock_timeout > 0;
-  }
-
-  // Redis' own limit on a string (proto-max-bulk-len).
-  BackendCapabilities capabilities() const override { return {.max_value_size = 512u << 20}; }
-
-  // One subscriber connection per channel, shared while anyone holds it.
-  std::shared_ptr<Broadcast> broadcast(std::string_view channel) override {
-    std::lock_guard guard(broadcasts_mutex_);
-    auto& weak = broadcasts_[std::string(channel)];
-    auto shared = weak.lock();
-    if (!shared) {
-      shared = std::make_shared<RedisBroadcast>(pool_, std::string(channel));
-      weak = shared;
-    }
-    return shared;
-  }
-
  private:
-  // REQUIRES: check_value_size passed for `value` (a refusal must not cut a pipeline short).
-  void send_set(Pool::Lease& lease, std::string_view key, std::string_view value) {
-    const long long ttl = pool_->settings().redis_expiration_time;
-    if (ttl > 0) {
-      lease.send({"SET", key, value, "EX", std::to_string(ttl)});
-    } else {
-      lease.send({"SET", key, value});
-    }
-  }
+  explicit RedisBackend(const std::shared_ptr<Pool>& pool) : RedisBase(pool), pool_(pool) {}
 
   std::shared_ptr<Pool> pool_;
-  std::shared_ptr<ReleaseWaiters> waiters_;
-  std::mutex broadcasts_mutex_;
-  std::map<std::string, std::weak_ptr<RedisBroadcast>, std::less<>> broadcasts_;
   std::unique_ptr<RedisBroadcast> failovers_;  // Sentinel: +switch-master, heard from a sentinel
   std::unique_ptr<Broadcast::Subscription> failover_subscription_;
 
@@ -1110,6 +1472,74 @@ class RedisBackend : public BytesBackend {
   }
 };
 
+// dogpile.cache.redis_cluster: values spread over a Redis Cluster's masters by key slot. The
+// multi calls send one pipeline of single-key commands to each node (MGET and DEL of several
+// keys work only within one slot), and put the replies back in the keys' order.
+class RedisClusterBackend final : public RedisBase {
+ public:
+  explicit RedisClusterBackend(const Arguments& arguments)
+      : RedisClusterBackend(std::make_shared<Cluster>(read_settings(arguments, Mode::cluster))) {}
+
+  std::optional<std::string> get_serialized(std::string_view key) override {
+    try {
+      return string_of(*cluster_->command(key, {"GET", key}));
+    } catch (const WrongType&) {
+      return std::nullopt;
+    }
+  }
+
+  SerializedValues get_serialized_multi(const Keys& keys) override {
+    SerializedValues values(keys.size());
+    cluster_->pipelined(
+        keys.size(), [&](std::size_t i) -> std::string_view { return keys[i]; },
+        [&](std::size_t i) {
+          return std::vector<std::string_view>{"GET", keys[i]};
+        },
+        [&](std::size_t i, Reply reply) {
+          if (reply) values[i] = string_of(*reply);
+        });
+    return values;
+  }
+
+  void set_serialized(const std::string& key, std::string_view value) override {
+    check_value_size(value, kMaxValue, "dogpile.cache.redis_cluster");
+    cluster_->command(key, set_command(key, value, ttl()));
+  }
+
+  void set_serialized_multi(const SerializedMapping& mapping) override {
+    for (const auto& item : mapping) {
+      check_value_size(item.second, kMaxValue, "dogpile.cache.redis_cluster");
+    }
+    const std::string seconds = ttl();
+    cluster_->pipelined(
+        mapping.size(), [&](std::size_t i) -> std::string_view { return mapping[i].first; },
+        [&](std::size_t i) { return set_command(mapping[i].first, mapping[i].second, seconds); },
+        [](std::size_t, Reply) {});
+  }
+
+  void remove(std::string_view key) override { cluster_->command(key, {"DEL", key}); }
+
+  void remove_multi(const Keys& keys) override {
+    cluster_->pipelined(
+        keys.size(), [&](std::size_t i) -> std::string_view { return keys[i]; },
+        [&](std::size_t i) {
+          return std::vector<std::string_view>{"DEL", keys[i]};
+        },
+        [](std::size_t, Reply) {});
+  }
+
+ private:
+  explicit RedisClusterBackend(const std::shared_ptr<Cluster>& cluster)
+      : RedisBase(cluster), cluster_(cluster) {}
+
+  // In the key's slot, so that lock and value live on one node.
+  std::string lock_name(std::string_view key) const override {
+    return cluster_lock_name(router_->settings().lock_prefix, key);
+  }
+
+  std::shared_ptr<Cluster> cluster_;
+};
+
 // dogpile.cache.redis_sentinel: the same backend on the master the sentinels name.
 class RedisSentinelBackend final : public RedisBackend {
  public:
@@ -1128,3 +1558,7 @@ DOGPILE_BACKEND_PLUGIN(redis_sentinel, "dogpile.cache.redis_sentinel", "1.0.0",
                        "Redis through hiredis, on the master that Redis Sentinel names, found "
                        "again after a failover; the distributed dogpile lock on by default",
                        dogpile::redis::RedisSentinelBackend);
+DOGPILE_BACKEND_PLUGIN(redis_cluster, "dogpile.cache.redis_cluster", "1.0.0",
+                       "Redis Cluster through hiredis: keys routed by slot, MOVED and ASK "
+                       "followed, the multi calls pipelined per node, the lock in its key's slot",
+                       dogpile::redis::RedisClusterBackend);
