@@ -53,9 +53,16 @@ meson install -C "$work/template-build" >/dev/null
 
 step "the installed tool finds every plugin without DOGPILE_PLUGIN_PATH"
 listing=$("$prefix/bin/dogpile" plugins)
-for name in dogpile.cache.memory dogpile.cache.memory_pickle dogpile.cache.null example.cache.dict; do
+for name in dogpile.cache.memory dogpile.cache.memory_pickle dogpile.cache.null \
+            dogpile.cache.redis dogpile.cache.redis_sentinel dogpile.cache.redis_cluster \
+            dogpile.cache.memcached dogpile.cache.pylibmc dogpile.cache.bmemcached \
+            dogpile.cache.pymemcache dogpile.cache.dbm dogpile.cache.layered example.cache.dict; do
   grep -q "^$name " <<<"$listing" || { echo "$name not listed:"; echo "$listing"; exit 1; }
 done
+
+step "the installed tool runs the shipped dbm example (its file in the working directory)"
+(cd "$work" && "$prefix/bin/dogpile" --config "$src/configs/dbm.json" ping >/dev/null) ||
+  { echo "ping on configs/dbm.json failed"; exit 1; }
 
 step "a region on the third-party plugin works"
 cat >"$work/example.json" <<'JSON'
