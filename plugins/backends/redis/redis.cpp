@@ -466,9 +466,6 @@ struct Connection {
   std::uint64_t epoch = 0;  // the master it was opened to; connections to an older one go
 };
 
-// Asks the sentinels, in order, for the master of the service: the first that names one
-// whose state is not down (SENTINEL MASTER) tells where it is. Throws BackendUnavailable
-// naming the service and what each sentinel said.
 // How to reach one of the sentinels of `s`.
 Settings sentinel_settings(const Settings& s, const std::pair<std::string, int>& address) {
   Settings sentinel;
@@ -481,6 +478,9 @@ Settings sentinel_settings(const Settings& s, const std::pair<std::string, int>&
   return sentinel;
 }
 
+// Asks the sentinels, in order, for the master of the service: the first that names one
+// whose state is not down (SENTINEL MASTER) tells where it is. Throws BackendUnavailable
+// naming the service and what each sentinel said.
 std::pair<std::string, int> discover_master(const Settings& s) {
   std::string said;
   for (const auto& address : s.sentinels) {
@@ -848,22 +848,26 @@ class Cluster final : public Router {
   }
 
   // Reads the slot map when there is none (waiting for it), or when one was asked for and
-  // nobody reads it now and the last try is 100 ms old.
+  // nobody reads it now; not within 100 ms of the last try (without a map, calls meanwhile
+  // fail as it did).
   void refresh_if_wanted() {
-    {
+    // Whether the map is to be read now.
+    const auto due = [&] {
       std::shared_lock guard(map_mutex_);
-      if (loaded_ && (!refresh_wanted_ || std::chrono::steady_clock::now() < next_refresh_)) {
-        return;
+      if (std::chrono::steady_clock::now() < next_refresh_) {
+        if (loaded_) return false;
+        throw BackendUnavailable("Redis Cluster: " + failure_);
       }
-    }
+      return !loaded_ || refresh_wanted_;
+    };
+    if (!due()) return;
     std::unique_lock refreshing(refresh_mutex_, std::defer_lock);
     if (loaded_.load()) {
       if (!refreshing.try_lock()) return;  // another thread reads it; the old map serves
     } else {
-      refreshing.lock();
-      if (loaded_.load()) return;
+      refreshing.lock();  // no map to serve: wait for the thread reading it
     }
-    refresh();
+    if (due()) refresh();
   }
 
   // CLUSTER SLOTS from the first node that answers: the known masters first, then the
