@@ -304,6 +304,18 @@ std::string unavailable_message(Call&& call, const std::string& where) {
   return {};
 }
 
+// Polls `condition` every 20 ms until it holds, at most `seconds`; whether it held. For what
+// servers do in their own time (a replica's sync, a failover).
+template <class Condition>
+bool eventually(Condition&& condition, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 // Calls `call` until it stops throwing BackendUnavailable (a client may leave a failed server
 // alone for a while), for at most 5 s; whether it succeeded.
 template <class Call>

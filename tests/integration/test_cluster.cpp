@@ -19,20 +19,10 @@
 #include "servers.hpp"
 
 using nlohmann::json;
+using test::eventually;
 using test::redis_raw;
 
 namespace {
-
-// Polls `condition` every 20 ms until it holds, at most `seconds`; whether it held.
-template <class Condition>
-bool eventually(Condition&& condition, double seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 // A cluster every node of which sees every slot served.
 struct Cluster {
@@ -269,7 +259,7 @@ BOOST_AUTO_TEST_CASE(a_killed_master_fails_its_slots_until_its_replica_is_promot
         try {
           served = region->get<int>("m:0") != nullptr;
           return true;
-        } catch (const dogpile::BackendUnavailable& e) {
+        } catch (const dogpile::BackendUnavailable&) {
           return false;
         }
       },

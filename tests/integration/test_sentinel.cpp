@@ -15,22 +15,10 @@
 #include "servers.hpp"
 
 using nlohmann::json;
-using test::message_contains;
+using test::eventually;
 using test::redis_raw;
 
 namespace {
-
-// Polls `condition` every 20 ms until it holds, at most `seconds`; whether it held. For what
-// servers do in their own time (a replica's sync, a failover).
-template <class Condition>
-bool eventually(Condition&& condition, double seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 // A master, a replica in sync with it, and three sentinels (quorum 2) that see both.
 struct Service {
