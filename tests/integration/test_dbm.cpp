@@ -20,7 +20,6 @@ using dogpile::CacheRegion;
 using nlohmann::json;
 using test::message_contains;
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 
 namespace {
 
@@ -311,22 +310,31 @@ BOOST_AUTO_TEST_CASE(creators_of_two_keys_run_in_parallel_across_processes_one_k
   for (int fd : {a_started[0], a_started[1], b_started[0], b_started[1]}) ::close(fd);
   BOOST_TEST(both == 2);
 
+  // Each of the 8 threads writes a byte before its get_or_create; the creator returns only
+  // once all 8 are in, so the others are waiting for the lock (or read its value) meanwhile.
   const fs::path calls = dir.path / "calls";
+  int entered[2];
+  BOOST_TEST_REQUIRE(::pipe(entered) == 0);
   const int herd = in_processes(2, [&](int) {
     auto region = dbm_region(file);
+    std::atomic<bool> all_in{true};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&] {
+        (void)!::write(entered[1], "x", 1);
         region->get_or_create("cold", [&] {
           std::ofstream(calls, std::ios::app) << "created\n";
-          std::this_thread::sleep_for(50ms);  // a creator's work, for the others to pile up on
+          for (int i = 0; i < 8; ++i) {
+            if (!byte_within_10s(entered[0])) all_in = false;
+          }
           return 1;
         });
       });
     }
     for (auto& thread : threads) thread.join();
-    return true;
+    return all_in.load();
   });
+  for (int fd : entered) ::close(fd);
   BOOST_TEST(herd == 2);
   std::ifstream in(calls);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

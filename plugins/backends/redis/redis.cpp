@@ -842,15 +842,13 @@ class Cluster final : public Router {
     return node;
   }
 
-  void refresh_soon() {
-    std::unique_lock guard(map_mutex_);
-    refresh_wanted_ = true;
-  }
+  void refresh_soon() { refresh_wanted_ = true; }
 
   // Reads the slot map when there is none (waiting for it), or when one was asked for and
   // nobody reads it now; not within 100 ms of the last try (without a map, calls meanwhile
   // fail as it did).
   void refresh_if_wanted() {
+    if (loaded_.load() && !refresh_wanted_.load()) return;  // every call: no lock
     // Whether the map is to be read now.
     const auto due = [&] {
       std::shared_lock guard(map_mutex_);
@@ -954,7 +952,7 @@ class Cluster final : public Router {
   std::vector<std::shared_ptr<Pool>> slots_;
   std::map<std::string, std::shared_ptr<Pool>> pools_;  // by host:port
   std::atomic<bool> loaded_{false};
-  bool refresh_wanted_ = false;
+  std::atomic<bool> refresh_wanted_{false};
   std::chrono::steady_clock::time_point next_refresh_;
   std::string failure_;  // why the last reading failed
 };
