@@ -14,11 +14,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <dogpile/sdk/sdk.hpp>
 #include <filesystem>
-#include <thread>
 
 namespace dogpile::dbm {
 
@@ -90,17 +88,11 @@ class Fd {
   int fd_;
 };
 
-// Calls `attempt` (true: done) until it succeeds or kLockWait passes; whether it succeeded.
+// Calls `attempt` (true: done) until it succeeds or kLockWait passes (50 µs between the
+// first tries, doubling up to 5 ms); whether it succeeded.
 template <class Attempt>
 bool retry_for_a_while(Attempt&& attempt) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kLockWait);
-  auto pause = std::chrono::microseconds(50);
-  while (!attempt()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(5000));
-  }
-  return true;
+  return poll_lock(attempt, {.first_pause = 50e-6, .longest_pause = 0.005, .timeout = kLockWait});
 }
 
 // flock(2) on the rw lockfile for one operation: shared to read, exclusive to write. Each
