@@ -7,8 +7,9 @@ For the server backends (Redis, memcached and its family's names; bmemcached's m
 asks for SASL credentials; dogpile.cache.layered is on Redis; redis_sentinel gets a master
 and a sentinel, redis_cluster a cluster of three masters) it first starts the server (see
 tests/servers.py), runs the kit with arguments that turn the distributed lock on, then stops
-the server. dogpile.cache.dbm gets a file in a scratch directory. The kit's output and exit status are passed through; with the lock on, a skipped
-check of the backend's mutex is a failure (the lock must be there to be checked).
+the server. dogpile.cache.dbm gets a file in a scratch directory. The kit's output and exit
+status are passed through; with the lock on, a skipped check of the backend's mutex is a
+failure (the lock must be there to be checked).
 """
 import contextlib
 import json
