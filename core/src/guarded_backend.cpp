@@ -26,8 +26,8 @@ class GuardedMutex final : public CacheMutex {
   bool acquire(bool wait) override {
     return (*guard_)([&] { return mutex_->acquire(wait); }, [&] { return pretend(); });
   }
-  bool acquire_unless(const std::function<bool()>& value_ready) override {
-    return (*guard_)([&] { return mutex_->acquire_unless(value_ready); },
+  bool acquire_until(Deadline deadline, const std::function<bool()>& arrived) override {
+    return (*guard_)([&] { return mutex_->acquire_until(deadline, arrived); },
                      [&] { return pretend(); });
   }
   void release() override {

@@ -1,7 +1,6 @@
 #include "lock_registry.hpp"
 
 #include <atomic>
-#include <chrono>
 #include <semaphore>
 
 namespace dogpile::detail {
@@ -26,8 +25,10 @@ class ProcessMutex final : public CacheMutex {
     semaphore_.release();
   }
   bool locked() const override { return held_.load(std::memory_order_relaxed); }
-  bool acquire_for(std::chrono::steady_clock::duration timeout) {
-    if (!semaphore_.try_acquire_for(timeout)) return false;
+  // Waits on the semaphore: nothing to poll, so `arrived` is never asked.
+  bool acquire_until(Deadline deadline, const std::function<bool()>&) override {
+    if (deadline == Deadline::max()) return acquire(true);
+    if (!semaphore_.try_acquire_until(deadline)) return false;
     held_.store(true, std::memory_order_relaxed);
     return true;
   }
@@ -38,25 +39,6 @@ class ProcessMutex final : public CacheMutex {
 };
 
 }  // namespace
-
-std::optional<bool> acquire_within(CacheMutex& mutex, const std::function<bool()>& value_ready,
-                                   double seconds) {
-  using Clock = std::chrono::steady_clock;
-  const auto timeout =
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  if (auto* process = dynamic_cast<ProcessMutex*>(&mutex)) {
-    if (process->acquire_for(timeout)) return true;
-    return value_ready() ? std::optional<bool>(false) : std::nullopt;
-  }
-  // A lock in a server is polled: `value_ready` is asked between polls, and so is the clock.
-  const auto deadline = Clock::now() + timeout;
-  bool ready = false;
-  const bool held =
-      mutex.acquire_unless([&] { return (ready = value_ready()) || Clock::now() >= deadline; });
-  // Not held and no value before the deadline: the lock's own blocking timeout ran out.
-  if (held || ready || Clock::now() < deadline) return held;
-  return std::nullopt;
-}
 
 std::size_t LockRegistry::size() {
   std::size_t n = 0;

@@ -18,11 +18,6 @@
 
 namespace dogpile::detail {
 
-// Waits at most `seconds` for `mutex` as CacheMutex::acquire_unless does: true when it is now
-// held, false when `value_ready` said the value is there, nullopt when the time ran out.
-std::optional<bool> acquire_within(CacheMutex& mutex, const std::function<bool()>& value_ready,
-                                   double seconds);
-
 class LockRegistry : public std::enable_shared_from_this<LockRegistry> {
  public:
   explicit LockRegistry(std::shared_ptr<CacheBackend> backend) : backend_(std::move(backend)) {}

@@ -33,7 +33,7 @@ struct detail::Resilience {
 // One configuration of a region: what configure() made. Immutable once published.
 struct detail::RegionState {
   std::string region_name;
-  const Clock* clock = nullptr;  // the region's
+  std::shared_ptr<const Clock> clock;  // the region's
   std::string backend_name;
   std::shared_ptr<CacheBackend> actual;
   std::shared_ptr<CacheBackend> outer;

@@ -23,7 +23,10 @@ CantSerialize::~CantSerialize() = default;
 ValueTypeError::~ValueTypeError() = default;
 
 CacheMutex::~CacheMutex() = default;
-bool CacheMutex::acquire_unless(const std::function<bool()>&) { return acquire(true); }
+bool CacheMutex::acquire_until(Deadline deadline, const std::function<bool()>& arrived) {
+  if (deadline == Deadline::max()) return acquire(true);
+  return poll_lock([this] { return acquire(false); }, {.deadline = deadline, .arrived = &arrived});
+}
 StatsProvider::~StatsProvider() = default;
 EvictionCounter::~EvictionCounter() = default;
 

@@ -640,6 +640,42 @@ BOOST_AUTO_TEST_CASE(serve_stale_false_waits_on_the_distributed_lock_instead_of_
   BOOST_TEST(*waiting->get_or_create("k", [] { return 2; }) == 3);
 }
 
+// Two processes on the distributed lock: the waiter gets the value the other made, even one
+// made slower than values live (0.3 s here, 0.5 s to make), single and multi.
+BOOST_AUTO_TEST_CASE(a_waiter_on_the_distributed_lock_gets_the_value_made_meanwhile) {
+  test::RedisServer redis;
+  for (const bool stale_first : {false, true}) {
+    for (const bool multi : {false, true}) {
+      BOOST_TEST_CONTEXT("stale value first " << stale_first << ", multi " << multi) {
+        auto clock = std::make_shared<dogpile::ManualClock>();
+        auto on_redis = [&](std::shared_ptr<dogpile::ProxyBackend> proxy) {
+          auto region = dogpile::make_region({.name = "w", .clock = clock});
+          dogpile::ConfigureOptions options{.expiration_time = 0.3,
+                                            .arguments = {{"url", redis.url()},
+                                                          {"socket_timeout", 1},
+                                                          {"distributed_lock", true},
+                                                          {"thread_local_lock", false}},
+                                            .resilience = {.serve_stale = false}};
+          if (proxy) options.wrap = {std::move(proxy)};
+          region->configure("dogpile.cache.redis", std::move(options));
+          return region;
+        };
+        auto reads = std::make_shared<test::ReadCounter>();
+        auto a = on_redis(nullptr);
+        auto b = on_redis(reads);
+        a->remove("k");
+        if (stale_first) {
+          a->set("k", 0);
+          clock->advance(1);
+        }
+        const auto outcome = test::waiter_during_a_slow_creation(*a, *b, *clock, reads->reads, multi);
+        BOOST_TEST(outcome.got == 1);
+        BOOST_TEST(outcome.own_creations == 0);
+      }
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(jittered_expiry_is_the_same_for_every_process) {
   test::RedisServer redis;
   auto clock = std::make_shared<dogpile::ManualClock>();
@@ -689,6 +725,66 @@ BOOST_AUTO_TEST_CASE(soft_timeout_and_eager_refresh_store_in_the_background) {
     auto v = region->get<int>("k");
     return v && *v == 3;
   }));
+}
+
+BOOST_AUTO_TEST_CASE(multi_calls_take_every_resilience_option) {
+  test::RedisServer redis;
+  auto clock = std::make_shared<dogpile::ManualClock>();
+  using dogpile::Keys;
+  auto ints = [](CacheRegion& region, const Keys& keys, auto creator) {
+    std::vector<int> out;
+    for (const auto& v : region.get_or_create_multi(keys, creator)) out.push_back(v ? *v : -1);
+    return out;
+  };
+  auto holds = [](CacheRegion& region, const std::string& key, int expected) {
+    auto v = region.get<int>(key, {.ignore_expiration = true});
+    return v && *v == expected;
+  };
+  // fail_safe: each key's stale value, kept in Redis for the throttle.
+  auto safe = resilient_region(redis, clock, {.fail_safe = true, .fail_safe_throttle = 5});
+  safe->set("a", 1);
+  safe->set("b", 2);
+  clock->advance(11);
+  int tries = 0;
+  auto failing = [&](const Keys&) -> std::vector<int> {
+    ++tries;
+    throw std::runtime_error("database down");
+  };
+  BOOST_TEST((ints(*safe, {"a", "b"}, failing) == std::vector<int>{1, 2}));
+  BOOST_TEST(raw(redis, "GET b").find("\"origin\": ") != std::string::npos);
+  BOOST_TEST((ints(*safe, {"a", "b"}, failing) == std::vector<int>{1, 2}));
+  BOOST_TEST(tries == 1);
+  // soft_timeout: the stale values while the creator finishes in the background.
+  auto soft = resilient_region(redis, clock, {.soft_timeout = 0.05});
+  clock->advance(11);
+  auto go = std::make_shared<std::latch>(1);
+  BOOST_TEST((ints(*soft, {"a", "b"}, [go](const Keys& keys) {
+                go->wait();
+                return std::vector<int>(keys.size(), 3);
+              }) == std::vector<int>{1, 2}));
+  go->count_down();
+  BOOST_TEST(test::wait_until([&] { return holds(*soft, "a", 3) && holds(*soft, "b", 3); }));
+  // hard_timeout on a key another process is making.
+  auto hard = resilient_region(redis, clock, {.hard_timeout = 0.2});
+  auto lock = soft->mutex("c");
+  BOOST_TEST_REQUIRE(lock->acquire(false));
+  BOOST_CHECK_THROW(ints(*hard, {"b", "c"}, [](const Keys& keys) {
+    return std::vector<int>(keys.size(), 4);
+  }), dogpile::TimeoutError);
+  lock->release();
+  BOOST_TEST(test::wait_until([&] { return !hard->key_is_locked("b"); }));
+  // eager_refresh: the due keys made again in the background, in one call.
+  auto eager = resilient_region(redis, clock, {.eager_refresh = 0.5});
+  eager->set_multi(std::map<std::string, int>{{"a", 5}, {"b", 6}});
+  clock->advance(6);
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  BOOST_TEST((ints(*eager, {"a", "b"}, [calls](const Keys& keys) {
+                ++*calls;
+                return std::vector<int>(keys.size(), 7);
+              }) == std::vector<int>{5, 6}));
+  BOOST_TEST(test::wait_until([&] { return holds(*eager, "a", 7) && holds(*eager, "b", 7); }));
+  BOOST_TEST(test::wait_until([&] { return !eager->key_is_locked("a"); }));
+  BOOST_TEST(*calls == 1);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -8,8 +8,10 @@
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <dogpile/dogpile.hpp>
+#include <dogpile/sdk/sdk.hpp>
 #include <filesystem>
 #include <fstream>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +47,71 @@ bool wait_until(Condition&& condition) {
 template <class Condition>
 void wait_in_worker(Condition&& condition, std::atomic<int>& timeouts) {
   if (!wait_until(std::forward<Condition>(condition))) ++timeouts;
+}
+
+// Counts the reads (get, get_multi) that pass through it.
+class ReadCounter final : public dogpile::InterceptingProxy {
+ public:
+  std::atomic<int> reads{0};
+
+ protected:
+  void intercept(dogpile::ProxiedCall& call) override {
+    const auto op = call.operation();
+    if (op == dogpile::CacheOperation::get || op == dogpile::CacheOperation::get_multi) ++reads;
+    call.proceed();
+  }
+};
+
+// What the caller that waited for another's creation got, and how often its own creator ran.
+struct WaiterOutcome {
+  int got = 0;
+  int own_creations = 0;
+};
+
+// The dogpile lock's promise under `a` and `b`, two regions on one backend sharing `clock`
+// (or one region twice), whose value of "k" has expired: thread A makes it with a creator that
+// takes 0.5 s by the clock; caller B asks for it while that creator runs. B must get A's value
+// (1) without running its own creator, whatever the region's expiration time (a value made
+// slower than it lives) and serve_stale. `b_reads` counts B's region's backend reads, so B is
+// known to have read before A's creator returns. `multi`: both ask with get_or_create_multi.
+inline WaiterOutcome waiter_during_a_slow_creation(dogpile::CacheRegion& a,
+                                                   dogpile::CacheRegion& b,
+                                                   dogpile::ManualClock& clock,
+                                                   const std::atomic<int>& b_reads, bool multi) {
+  auto ask = [multi](dogpile::CacheRegion& region, auto creator) -> int {
+    if (!multi) return *region.get_or_create("k", creator);
+    auto values = region.get_or_create_multi({"k"}, [&](const dogpile::Keys& keys) {
+      return std::vector<int>(keys.size(), creator());
+    });
+    return *values.at(0);
+  };
+  std::latch started(1);
+  std::latch go(1);
+  int a_got = 0;
+  std::thread creator_a([&] {
+    a_got = ask(a, [&] {
+      started.count_down();
+      go.wait();
+      clock.advance(0.5);  // the creator's work
+      return 1;
+    });
+  });
+  started.wait();
+  const int before = b_reads.load();
+  WaiterOutcome outcome;
+  std::thread waiter_b([&] {
+    outcome.got = ask(b, [&] {
+      ++outcome.own_creations;
+      return 2;
+    });
+  });
+  const bool b_read = wait_until([&] { return b_reads.load() > before; });
+  go.count_down();
+  creator_a.join();
+  waiter_b.join();
+  BOOST_TEST(b_read);
+  BOOST_TEST(a_got == 1);
+  return outcome;
 }
 
 // Whether the exception's message contains `text`; logs the message when it does not.

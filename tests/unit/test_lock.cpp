@@ -86,6 +86,42 @@ struct UnreliableLocks : dogpile::ProxyBackend {
   bool grants;
 };
 
+// A key's steps as the lock's tests drive them: int values that live 10 s, a CountingMutex,
+// and a reader, a creator and a background creator each test sets.
+struct Steps {
+  using Value = int;
+  double now = dogpile::now_seconds();
+  std::shared_ptr<CountingMutex> the_mutex = std::make_shared<CountingMutex>();
+  std::function<std::optional<Entry>()> reader = [] { return std::optional<Entry>(); };
+  std::function<int()> creator = [] { return 8; };
+  std::function<void(std::shared_ptr<dogpile::CacheMutex>)> background;  // empty: none
+  bool stale_served = true;
+  int created = 0;
+
+  // `value`, written `age` seconds ago (past its 10 s).
+  Entry stale(int value, double age = 100) const { return Entry{value, now - age, now - age}; }
+
+  bool fresh(const std::optional<Entry>& value) const {
+    return value && value->created > 0 && now - value->created <= 10;
+  }
+  bool serve_stale() const { return stale_served; }
+  std::shared_ptr<dogpile::CacheMutex> mutex() { return the_mutex; }
+  bool wait(dogpile::CacheMutex& mutex, const std::function<bool()>& arrived) {
+    return mutex.acquire_until(dogpile::CacheMutex::Deadline::max(), arrived);
+  }
+  std::optional<Entry> read() { return reader(); }
+  int create(std::shared_ptr<dogpile::CacheMutex>&) {
+    ++created;
+    return creator();
+  }
+  bool create_in_background(std::shared_ptr<dogpile::CacheMutex>& held) {
+    if (!background) return false;
+    background(held);
+    held = nullptr;
+    return true;
+  }
+};
+
 }  // namespace
 
 // The lock on its own ------------------------------------------------------------------
@@ -93,110 +129,74 @@ struct UnreliableLocks : dogpile::ProxyBackend {
 BOOST_AUTO_TEST_SUITE(lock_algorithm)
 
 BOOST_AUTO_TEST_CASE(a_fresh_value_is_returned_without_touching_the_mutex) {
-  auto mutex = std::make_shared<CountingMutex>();
-  int created = 0;
-  int got = dogpile::dogpile_lock<int>(
-      Entry{7, dogpile::now_seconds()}, [&] { return mutex; },
-      [] { return std::optional<Entry>(); },
-      [&] {
-        ++created;
-        return Entry{8, dogpile::now_seconds()};
-      },
-      10.0);
-  BOOST_TEST(got == 7);
-  BOOST_TEST(created == 0);
-  BOOST_TEST(mutex->acquires == 0);
+  Steps steps;
+  BOOST_TEST(dogpile::dogpile_lock(steps, Entry{7, steps.now, steps.now}) == 7);
+  BOOST_TEST(steps.created == 0);
+  BOOST_TEST(steps.the_mutex->acquires == 0);
 }
 
 BOOST_AUTO_TEST_CASE(a_stale_value_is_served_at_once_while_someone_else_regenerates) {
-  auto mutex = std::make_shared<CountingMutex>();
-  mutex->acquire(true);  // someone else is regenerating
-  int created = 0;
-  int got = dogpile::dogpile_lock<int>(
-      Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
-      [] { return std::optional<Entry>(); },
-      [&] {
-        ++created;
-        return Entry{8, dogpile::now_seconds()};
-      },
-      10.0);
-  BOOST_TEST(got == 7);
-  BOOST_TEST(created == 0);
-  mutex->release();
+  Steps steps;
+  steps.the_mutex->acquire(true);  // someone else is regenerating
+  BOOST_TEST(dogpile::dogpile_lock(steps, steps.stale(7)) == 7);
+  BOOST_TEST(steps.created == 0);
+  steps.the_mutex->release();
 }
 
 BOOST_AUTO_TEST_CASE(a_stale_value_is_regenerated_by_the_caller_that_gets_the_lock) {
-  auto mutex = std::make_shared<CountingMutex>();
-  int got = dogpile::dogpile_lock<int>(
-      Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
-      [] {
-        return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100});
-      },
-      [&] {
-        return Entry{8, dogpile::now_seconds()};
-      },
-      10.0);
-  BOOST_TEST(got == 8);
-  BOOST_TEST(mutex->releases == 1);
-  BOOST_TEST(!mutex->locked());
+  Steps steps;
+  steps.reader = [&] { return std::optional<Entry>(steps.stale(7)); };
+  BOOST_TEST(dogpile::dogpile_lock(steps, steps.stale(7)) == 8);
+  BOOST_TEST(steps.the_mutex->releases == 1);
+  BOOST_TEST(!steps.the_mutex->locked());
 }
 
 BOOST_AUTO_TEST_CASE(after_waiting_a_value_created_meanwhile_is_used) {
-  auto mutex = std::make_shared<CountingMutex>();
-  int created = 0;
-  int got = dogpile::dogpile_lock<int>(
-      std::nullopt, [&] { return mutex; },
-      [] {
-        return std::optional<Entry>(Entry{5, dogpile::now_seconds()});
-      },
-      [&] {
-        ++created;
-        return Entry{8, dogpile::now_seconds()};
-      },
-      10.0);
-  BOOST_TEST(got == 5);
-  BOOST_TEST(created == 0);
-  BOOST_TEST(mutex->releases == 1);
+  Steps steps;
+  steps.reader = [&] { return std::optional<Entry>(Entry{5, steps.now, steps.now}); };
+  BOOST_TEST(dogpile::dogpile_lock(steps, std::nullopt) == 5);
+  BOOST_TEST(steps.created == 0);
+  BOOST_TEST(steps.the_mutex->releases == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_value_written_while_waiting_is_used_even_when_already_expired) {
+  // The waiter (serve_stale off) read a stale value; another caller wrote a new one, which has
+  // expired by the time the waiter reads it (made slower than it lives): it is still the
+  // value the waiter waited for.
+  Steps steps;
+  steps.stale_served = false;
+  steps.reader = [&] { return std::optional<Entry>(steps.stale(9, 50)); };
+  BOOST_TEST(dogpile::dogpile_lock(steps, steps.stale(7)) == 9);
+  BOOST_TEST(steps.created == 0);
+  // The same stale value read again is no new value: it is made.
+  steps.reader = [&] { return std::optional<Entry>(steps.stale(7)); };
+  BOOST_TEST(dogpile::dogpile_lock(steps, steps.stale(7)) == 8);
+  BOOST_TEST(steps.created == 1);
+  BOOST_TEST(!steps.the_mutex->locked());
 }
 
 BOOST_AUTO_TEST_CASE(the_mutex_is_released_when_the_creator_throws) {
-  auto mutex = std::make_shared<CountingMutex>();
-  BOOST_CHECK_THROW(dogpile::dogpile_lock<int>(
-                        std::nullopt, [&] { return mutex; }, [] { return std::optional<Entry>(); },
-                        []() -> Entry { throw std::runtime_error("boom"); }, 10.0),
-                    std::runtime_error);
-  BOOST_TEST(mutex->releases == 1);
-  BOOST_TEST(!mutex->locked());
+  Steps steps;
+  steps.creator = []() -> int { throw std::runtime_error("boom"); };
+  BOOST_CHECK_THROW(dogpile::dogpile_lock(steps, std::nullopt), std::runtime_error);
+  BOOST_TEST(steps.the_mutex->releases == 1);
+  BOOST_TEST(!steps.the_mutex->locked());
 }
 
-BOOST_AUTO_TEST_CASE(the_async_creator_takes_the_mutex_only_when_a_stale_value_exists) {
-  auto mutex = std::make_shared<CountingMutex>();
+BOOST_AUTO_TEST_CASE(the_background_creator_takes_the_mutex_only_when_a_stale_value_exists) {
+  Steps steps;
   std::shared_ptr<dogpile::CacheMutex> handed;
-  std::function<void(std::shared_ptr<dogpile::CacheMutex>)> async =
-      [&](std::shared_ptr<dogpile::CacheMutex> m) { handed = std::move(m); };
-  int got = dogpile::dogpile_lock<int>(
-      Entry{7, dogpile::now_seconds() - 100}, [&] { return mutex; },
-      [] {
-        return std::optional<Entry>(Entry{7, dogpile::now_seconds() - 100});
-      },
-      [] {
-        return Entry{8, dogpile::now_seconds()};
-      },
-      10.0, async);
-  BOOST_TEST(got == 7);
-  BOOST_TEST(handed == mutex);
-  BOOST_TEST(mutex->locked());
-  BOOST_TEST(mutex->releases == 0);
+  steps.background = [&](std::shared_ptr<dogpile::CacheMutex> m) { handed = std::move(m); };
+  steps.reader = [&] { return std::optional<Entry>(steps.stale(7)); };
+  BOOST_TEST(dogpile::dogpile_lock(steps, steps.stale(7)) == 7);
+  BOOST_TEST(handed == steps.the_mutex);
+  BOOST_TEST(steps.the_mutex->locked());
+  BOOST_TEST(steps.the_mutex->releases == 0);
   handed->release();
-  // No value at all: created in the caller, the async creator is not used.
+  // No value at all: created in the caller, the background creator is not used.
   handed = nullptr;
-  got = dogpile::dogpile_lock<int>(
-      std::nullopt, [&] { return mutex; }, [] { return std::optional<Entry>(); },
-      [] {
-        return Entry{9, dogpile::now_seconds()};
-      },
-      10.0, async);
-  BOOST_TEST(got == 9);
+  steps.reader = [] { return std::optional<Entry>(); };
+  BOOST_TEST(dogpile::dogpile_lock(steps, std::nullopt) == 8);
   BOOST_TEST(handed == nullptr);
 }
 

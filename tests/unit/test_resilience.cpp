@@ -309,6 +309,34 @@ BOOST_FIXTURE_TEST_CASE(serve_stale_false_waits_for_the_new_value, Fixture) {
   }
 }
 
+// A waiter gets the value its creator made, even one made slower than values live (0.3 s
+// here, 0.5 s to make) or one that expires at once (expiration 0): never a second creator call.
+BOOST_FIXTURE_TEST_CASE(a_waiter_gets_the_value_made_while_it_waited, Fixture) {
+  for (const double expiration : {0.3, 0.0}) {
+    for (const bool stale_first : {false, true}) {
+      for (const bool multi : {false, true}) {
+        BOOST_TEST_CONTEXT("expiration " << expiration << ", stale value first " << stale_first
+                                         << ", multi " << multi) {
+          auto reads = std::make_shared<test::ReadCounter>();
+          auto region = dogpile::make_region({.name = "w", .clock = clock});
+          region->configure("dogpile.cache.memory",
+                            {.expiration_time = expiration,
+                             .wrap = {reads},
+                             .resilience = {.serve_stale = false}});
+          if (stale_first) {
+            region->set("k", 0);
+            clock->advance(1);
+          }
+          const auto outcome =
+              test::waiter_during_a_slow_creation(*region, *region, *clock, reads->reads, multi);
+          BOOST_TEST(outcome.got == 1);
+          BOOST_TEST(outcome.own_creations == 0);
+        }
+      }
+    }
+  }
+}
+
 BOOST_FIXTURE_TEST_CASE(eager_refresh_regenerates_a_hot_key_before_it_expires, Fixture) {
   configure({.eager_refresh = 0.8});
   region->set("k", 1);
@@ -353,6 +381,170 @@ BOOST_FIXTURE_TEST_CASE(jitter_spreads_expiry_the_same_for_every_reader, Fixture
     const bool fresh = bool(region->get<int>(key));
     BOOST_TEST((*region->get_or_create(key, [] { return -1; }) != -1) == fresh);
   }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Every option applies to get_or_create_multi and cached multi-functions as to get_or_create.
+BOOST_AUTO_TEST_SUITE(multi)
+
+using dogpile::Keys;
+
+// get_or_create_multi's values for `keys` as ints (-1: null).
+std::vector<int> multi_values(dogpile::CacheRegion& region, const Keys& keys,
+                              std::function<std::vector<int>(const Keys&)> creator) {
+  std::vector<int> out;
+  for (const auto& value : region.get_or_create_multi(keys, creator)) out.push_back(value ? *value : -1);
+  return out;
+}
+
+BOOST_FIXTURE_TEST_CASE(fail_safe_gives_each_key_its_stale_value_once_per_throttle, Fixture) {
+  configure({.fail_safe = true, .fail_safe_throttle = 5});
+  region->set("a", 1);
+  region->set("b", 2);
+  clock->advance(11);
+  int tries = 0;
+  auto failing = [&](const Keys&) -> std::vector<int> {
+    ++tries;
+    throw std::runtime_error("database down");
+  };
+  BOOST_TEST((multi_values(*region, {"b", "a"}, failing) == std::vector<int>{2, 1}));
+  BOOST_TEST(tries == 1);
+  clock->advance(4);  // kept for the throttle: the creator is not tried
+  BOOST_TEST((multi_values(*region, {"a", "b"}, failing) == std::vector<int>{1, 2}));
+  BOOST_TEST(tries == 1);
+  // A key without a stale value: the error comes through (the others are kept all the same).
+  clock->advance(2);
+  BOOST_CHECK_THROW(multi_values(*region, {"a", "b", "new"}, failing), std::runtime_error);
+  BOOST_TEST(tries == 2);
+  BOOST_TEST(holds(*region, "a", 1));
+}
+
+BOOST_FIXTURE_TEST_CASE(soft_timeout_serves_the_stale_values_and_the_creator_finishes,
+                        Fixture) {
+  configure({.soft_timeout = 0.05});
+  region->set("a", 1);
+  region->set("b", 2);
+  clock->advance(11);
+  auto go = std::make_shared<std::latch>(1);
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  auto slow = [go, calls](const Keys& keys) {
+    ++*calls;
+    go->wait();
+    return std::vector<int>(keys.size(), 7);
+  };
+  BOOST_TEST((multi_values(*region, {"a", "b"}, slow) == std::vector<int>{1, 2}));
+  go->count_down();
+  BOOST_TEST(wait_until([&] { return holds(*region, "a", 7) && holds(*region, "b", 7); }));
+  BOOST_TEST(*calls == 1);  // one call for both keys
+  BOOST_TEST(wait_until([&] { return !region->key_is_locked("a") && !region->key_is_locked("b"); }));
+}
+
+BOOST_FIXTURE_TEST_CASE(hard_timeout_names_the_keys_or_gives_stale_values_under_fail_safe,
+                        Fixture) {
+  configure({.hard_timeout = 0.05});
+  auto go = std::make_shared<std::latch>(1);
+  auto slow = [go](const Keys& keys) {
+    go->wait();
+    return std::vector<int>(keys.size(), 7);
+  };
+  try {
+    multi_values(*region, {"x", "y"}, slow);
+    BOOST_FAIL("no TimeoutError");
+  } catch (const dogpile::TimeoutError& e) {
+    BOOST_TEST(message_contains(e, "keys 'x', 'y' ran longer than hard_timeout (0.05 s)"));
+  }
+  go->count_down();
+  BOOST_TEST(wait_until([&] { return holds(*region, "x", 7) && holds(*region, "y", 7); }));
+
+  auto safe = dogpile::make_region({.name = "s", .clock = clock});
+  safe->configure("dogpile.cache.memory",
+                  {.expiration_time = 10,
+                   .resilience = {.fail_safe = true, .hard_timeout = 0.05, .serve_stale = false}});
+  safe->set("a", 1);
+  safe->set("b", 2);
+  clock->advance(11);
+  auto gate = std::make_shared<std::latch>(1);
+  BOOST_TEST((multi_values(*safe, {"a", "b"}, [gate](const Keys& keys) {
+                gate->wait();
+                return std::vector<int>(keys.size(), 8);
+              }) == std::vector<int>{1, 2}));
+  gate->count_down();
+  BOOST_TEST(wait_until([&] { return holds(*safe, "a", 8, {.ignore_expiration = true}); }));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_waiter_on_another_callers_key_stops_at_hard_timeout, Fixture) {
+  configure({.hard_timeout = 0.05});
+  auto mutex = region->mutex("b");  // another caller is making "b"
+  BOOST_TEST_REQUIRE(mutex->acquire(false));
+  try {
+    multi_values(*region, {"a", "b"}, [](const Keys& keys) { return std::vector<int>(keys.size(), 1); });
+    BOOST_FAIL("no TimeoutError");
+  } catch (const dogpile::TimeoutError& e) {
+    BOOST_TEST(message_contains(e, "waited hard_timeout (0.05 s) for the value of key 'b'"));
+  }
+  BOOST_TEST(!region->key_is_locked("a"));  // released on the way out
+  mutex->release();
+}
+
+BOOST_FIXTURE_TEST_CASE(eager_refresh_makes_the_due_keys_again_in_one_background_call, Fixture) {
+  configure({.eager_refresh = 0.8});
+  region->set("a", 1);
+  region->set("b", 2);
+  clock->advance(7);
+  region->set("c", 3);  // young: not due
+  clock->advance(1.5);  // a and b are at 85%
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  auto keys_asked = std::make_shared<std::vector<Keys>>();
+  auto mutex = std::make_shared<std::mutex>();
+  auto creator = [calls, keys_asked, mutex](const Keys& keys) {
+    ++*calls;
+    std::lock_guard guard(*mutex);
+    keys_asked->push_back(keys);
+    return std::vector<int>(keys.size(), 9);
+  };
+  BOOST_TEST((multi_values(*region, {"a", "b", "c"}, creator) == std::vector<int>{1, 2, 3}));
+  BOOST_TEST(wait_until([&] { return holds(*region, "a", 9) && holds(*region, "b", 9); }));
+  BOOST_TEST(wait_until([&] { return !region->key_is_locked("a"); }));
+  BOOST_TEST(*calls == 1);
+  std::lock_guard guard(*mutex);
+  BOOST_TEST((keys_asked->at(0) == Keys{"a", "b"}));
+  BOOST_TEST(holds(*region, "c", 3));
+}
+
+BOOST_FIXTURE_TEST_CASE(jitter_gives_multi_the_expiry_get_gives, Fixture) {
+  configure({.expiration_jitter = 0.1}, 100);
+  Keys keys;
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back("k" + std::to_string(i));
+    region->set(keys.back(), i);
+  }
+  clock->advance(100);  // about half expired
+  std::vector<bool> fresh;
+  for (const auto& key : keys) fresh.push_back(region->get<int>(key) != nullptr);
+  const auto values = multi_values(*region, keys, [](const Keys& k) {
+    return std::vector<int>(k.size(), -2);
+  });
+  for (std::size_t i = 0; i < keys.size(); ++i) BOOST_TEST((values[i] != -2) == fresh[i], keys[i]);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_cached_multi_function_is_resilient_too, Fixture) {
+  configure({.fail_safe = true});
+  int calls = 0;
+  bool failing = false;
+  auto squares = region->cache_multi_on_arguments(
+      "squares", [&](const std::vector<int>& numbers) {
+        ++calls;
+        if (failing) throw std::runtime_error("down");
+        std::vector<int> out;
+        for (int n : numbers) out.push_back(n * n);
+        return out;
+      });
+  BOOST_TEST((squares({2, 3}) == std::vector<int>{4, 9}));
+  clock->advance(11);
+  failing = true;
+  BOOST_TEST((squares({2, 3}) == std::vector<int>{4, 9}));
+  BOOST_TEST(calls == 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

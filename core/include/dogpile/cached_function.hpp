@@ -244,13 +244,17 @@ class CachedMultiFunction
   // sorted cache-key order, in one call.
   call_result operator()(const std::vector<argument_type>& arguments) {
     const std::vector<std::string> cache_keys = keys(arguments);
-    std::map<std::string, const argument_type*> argument_of;
-    for (std::size_t i = 0; i < arguments.size(); ++i) argument_of[cache_keys[i]] = &arguments[i];
-    auto creator = [&](const Keys& missing) {
+    // Owned by the creator, which may run after this call returns (a timeout, an eager
+    // refresh).
+    auto argument_of = std::make_shared<std::map<std::string, argument_type>>();
+    for (std::size_t i = 0; i < arguments.size(); ++i) {
+      argument_of->emplace(cache_keys[i], arguments[i]);
+    }
+    auto creator = [argument_of, fn = this->fn_](const Keys& missing) {
       std::vector<argument_type> wanted;
       wanted.reserve(missing.size());
-      for (const auto& key : missing) wanted.push_back(*argument_of.at(key));
-      fn_result made = std::invoke(*this->fn_, wanted);
+      for (const auto& key : missing) wanted.push_back(argument_of->at(key));
+      fn_result made = std::invoke(*fn, wanted);
       if constexpr (asdict) {
         // Arguments the function left out are neither cached nor returned.
         std::vector<std::optional<result_type>> aligned;

@@ -1,38 +1,42 @@
 // The dogpile lock: dogpile.cache's algorithm for electing one creator of an expired or
 // missing value while everyone else gets the previous value or waits for the new one.
 //
-// Given the value currently cached (with its creation time), a way to get the key's mutex,
-// a creator and a getter:
+// Given the value currently cached (with its creation time) and a key's steps (how to read
+// the value, take the key's mutex, create the value in the caller or in the background):
 //  - a fresh value is returned without touching the mutex;
-//  - an expired value present: try the mutex without waiting. Not got: return the stale value
-//    at once (someone else is regenerating). Got: read again (another process may have just
-//    refreshed it) and, if still stale, regenerate, or hand the mutex to the async creator
-//    and return the stale value;
-//  - no value: wait for the mutex, read again (someone may have created it meanwhile), and
-//    create only if still missing or expired. A mutex held in a server is polled; between polls
-//    the value is read, and a waiter returns it as soon as it is there (acquire_unless).
-// The mutex is released on every path, exceptions included, except when handed to the async
-// creator, which then owns releasing it.
+//  - an expired value present (and served while stale): try the mutex without waiting. Not
+//    got: return the stale value at once (someone else is regenerating). Got: read again
+//    (another process may have just refreshed it) and, if still stale, regenerate, or hand
+//    the mutex to the background creator and return the stale value;
+//  - no value (or a stale one not to be served): wait for the mutex, read again, and create
+//    only if no value arrived meanwhile. A mutex held in a server is polled; between polls the
+//    value is read, and a waiter returns it as soon as it is there.
+// A value "arrives" when it is fresh, or when it is another value than the one read first
+// (another caller stored it while this one waited): the waiter takes it even if it is already
+// expired (a creator slower than values live, an expiration time of 0), so one key has one
+// creator call at a time and a caller that waited gets that creator's value.
+// The mutex is released on every path, exceptions included, except when handed to a creator
+// that keeps it (the background creator, a creator on another thread), which then owns
+// releasing it.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <type_traits>
 #include <utility>
 
 #include "dogpile/clock.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "dogpile/sdk/mutex.hpp"
-#include "dogpile/sdk/value.hpp"
 
 namespace dogpile {
 
 template <class Value>
 struct Timestamped {
   Value value;
-  double created = 0;  // epoch seconds; <= 0 means "no value"
+  double created = 0;  // epoch seconds, as the lock reads it; <= 0 means "no value"
+  double written = 0;  // the stored value's own creation time: tells one write from another
 };
 
 // Whether a value created at `created` is older than `expiration` seconds (nullopt: never) at
@@ -62,85 +66,104 @@ inline void release_logged(CacheMutex& mutex) noexcept {
   }
 }
 
-// How dogpile_lock waits; by default as dogpile.cache does.
-struct LockWaiting {
-  // false: a stale value is not served while another caller makes a new one; it is waited
-  // for like a missing value.
-  bool serve_stale = true;
-  // How a caller without a value to serve waits for the mutex, `value_ready` as in
-  // CacheMutex::acquire_unless (which is what an empty function calls). It may throw, e.g. to
-  // give up at a deadline; it then holds nothing.
-  std::function<bool(CacheMutex& mutex, const std::function<bool()>& value_ready)> acquire{};
-};
+// One key's passage through the dogpile lock, in two halves, for a caller that takes several
+// keys' mutexes before reading them all again at once (get_or_create_multi); dogpile_lock()
+// below is the whole passage for one key. `Steps` is the key's side of it:
+//   using Value;                                  what the caller gets
+//   bool fresh(const std::optional<Timestamped<Value>>&);   neither missing nor expired
+//   bool serve_stale();                           a stale value may be served while another
+//                                                 caller makes the new one
+//   std::shared_ptr<CacheMutex> mutex();          the key's mutex
+//   bool wait(CacheMutex&, const std::function<bool()>& arrived);
+//                                                 takes it as CacheMutex::acquire_until does;
+//                                                 false: `arrived` said so, or the lock's own
+//                                                 blocking timeout ran out; may throw (a
+//                                                 deadline), holding nothing
+//   std::optional<Timestamped<Value>> read();     the cached value now
+//   Value create(std::shared_ptr<CacheMutex>& held);
+//                                                 makes and stores a value; `held` is null
+//                                                 when the mutex could not be taken, and a
+//                                                 creator that keeps it (leaving it null)
+//                                                 owns releasing it
+//   bool create_in_background(std::shared_ptr<CacheMutex>& held);
+//                                                 hands the mutex to a background creator
+//                                                 (true), or there is none (false)
+// Releases a mutex it still holds when destroyed.
+template <class Steps>
+class DogpileLock {
+ public:
+  using Value = typename Steps::Value;
+  using Current = std::optional<Timestamped<Value>>;
 
-// Runs the dogpile algorithm above and returns the value to give the caller.
-//   current:      the value read before calling, nullopt when there is none;
-//   get_mutex():  std::shared_ptr<CacheMutex> for the key (called only when needed);
-//   getter():     std::optional<Timestamped<Value>>, the cached value now, nullopt if none;
-//   creator():    Timestamped<Value>, creates and stores a new value; or
-//   creator(std::shared_ptr<CacheMutex>& held): the same, given the held mutex (null when the
-//                 lock's blocking timeout ran out); a creator that keeps it (leaving `held`
-//                 null) owns releasing it;
-//   async_creator(std::shared_ptr<CacheMutex>): optional; regenerates in the background and
-//                 releases the mutex. Used only when a stale value exists.
-//   clock:        whose time decides expiry;
-//   waiting:      see LockWaiting.
-template <class Value, class GetMutex, class Getter, class Creator>
-Value dogpile_lock(std::optional<Timestamped<Value>> current, GetMutex&& get_mutex, Getter&& getter,
-                   Creator&& creator, std::optional<double> expiration,
-                   const std::function<void(std::shared_ptr<CacheMutex>)>& async_creator = {},
-                   const Clock& clock = *SystemClock::instance(), const LockWaiting& waiting = {}) {
-  auto fresh = [&](const std::optional<Timestamped<Value>>& value) {
-    return value && !dogpile_expired(value->created, expiration, clock);
-  };
-  if (fresh(current)) return current->value;
+  // `current`: the value read before, nullopt when there is none.
+  DogpileLock(Steps& steps, Current current) : steps_(steps), current_(std::move(current)) {
+    if (current_ && current_->created > 0) seen_ = current_->written;
+  }
+  ~DogpileLock() {
+    if (held_) release_logged(*held_);
+  }
+  DogpileLock(const DogpileLock&) = delete;
+  DogpileLock& operator=(const DogpileLock&) = delete;
 
-  std::shared_ptr<CacheMutex> mutex = get_mutex();
-  bool has_value = waiting.serve_stale && current && current->created > 0;
-  if (has_value) {
-    if (!mutex->acquire(false)) return current->value;  // regeneration in progress elsewhere
-  } else {
-    // Wait for the lock, or (with a lock held in a server) for the value its holder stores.
-    std::optional<Timestamped<Value>> ready;
-    const std::function<bool()> value_ready = [&] {
-      ready = getter();
-      return fresh(ready);
-    };
-    const bool held =
-        waiting.acquire ? waiting.acquire(*mutex, value_ready) : mutex->acquire_unless(value_ready);
-    if (fresh(ready)) {
-      if (held) release_logged(*mutex);
+  // The first half: the caller's value when it is decided without a creation (fresh, served
+  // stale, or arrived while waiting); nullopt when the mutex is now held (or could not be
+  // taken, its blocking timeout having run out: the value is then made without it, as dogpile
+  // does), and finish() decides.
+  std::optional<Value> enter() {
+    if (steps_.fresh(current_)) return current_->value;
+    std::shared_ptr<CacheMutex> mutex = steps_.mutex();
+    if (steps_.serve_stale() && current_ && current_->created > 0) {
+      if (!mutex->acquire(false)) return current_->value;  // regeneration in progress elsewhere
+      serving_ = true;
+      held_ = std::move(mutex);
+      return std::nullopt;
+    }
+    Current ready;
+    const bool held = steps_.wait(*mutex, [&] {
+      ready = steps_.read();
+      return arrived(ready);
+    });
+    if (held) held_ = std::move(mutex);
+    if (arrived(ready)) {
+      if (held_) release_logged(*std::exchange(held_, nullptr));
       return ready->value;
     }
-    // Not held: the lock's own blocking timeout ran out; create without it, as dogpile does.
-    if (!held) mutex = nullptr;
+    return std::nullopt;
   }
-  // Releases the mutex on every path out of here unless handed to the async creator.
-  struct Releaser {
-    std::shared_ptr<CacheMutex>* held;
-    ~Releaser() {
-      if (*held) release_logged(**held);
-    }
-  } releaser{&mutex};
 
-  // Read again now that the lock is ours: a concurrent creator may have just stored a value.
-  if (auto reread = getter()) {
-    if (fresh(reread)) return reread->value;
-    if (reread->created > 0 && waiting.serve_stale) {
-      current = std::move(reread);
-      has_value = true;
+  // The second half, after enter() returned nullopt: `reread` is the value read again with the
+  // mutex held. Returns it if it arrived; else the stale value while the background creator
+  // makes a new one; else the creator's value.
+  Value finish(Current reread) {
+    if (arrived(reread)) return reread->value;
+    if (reread && reread->created > 0 && steps_.serve_stale()) {
+      current_ = std::move(reread);
+      serving_ = true;
     }
+    if (serving_ && steps_.create_in_background(held_)) return current_->value;
+    return steps_.create(held_);
   }
-  if (has_value && async_creator) {
-    async_creator(mutex);  // if it throws, it did not take the mutex: the releaser frees it
-    mutex = nullptr;
-    return current->value;
+
+ private:
+  bool arrived(const Current& value) {
+    return steps_.fresh(value) ||
+           (value && value->created > 0 && (!seen_ || value->written != *seen_));
   }
-  if constexpr (std::is_invocable_v<Creator&, std::shared_ptr<CacheMutex>&>) {
-    return creator(mutex).value;
-  } else {
-    return creator().value;
-  }
+
+  Steps& steps_;
+  Current current_;
+  std::optional<double> seen_;  // `written` of the value read first
+  std::shared_ptr<CacheMutex> held_;
+  bool serving_ = false;  // current_ is a stale value to serve while a new one is made
+};
+
+// Runs the dogpile algorithm above for one key and returns the value to give the caller.
+template <class Steps>
+typename Steps::Value dogpile_lock(Steps& steps,
+                                   std::optional<Timestamped<typename Steps::Value>> current) {
+  DogpileLock<Steps> lock(steps, std::move(current));
+  if (auto decided = lock.enter()) return std::move(*decided);
+  return lock.finish(steps.read());
 }
 
 }  // namespace dogpile

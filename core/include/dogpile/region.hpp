@@ -66,7 +66,6 @@ struct RegionSettings;
 struct Resilience;
 class BackendGuard;
 class CreatorPool;
-struct Creation;
 class StateKeeper;
 class StatePin;
 struct Lookup;
@@ -396,16 +395,12 @@ class DOGPILE_API CacheRegion {
   // The first read of get_or_create, before any lock.
   Lookup lookup(std::string_view key, std::optional<double> expiration_time, Decoder decode,
                 const std::type_info* type) const;
-  // get_or_create past a lookup that found no fresh value: the dogpile lock, or for a value
-  // due for an eager refresh, that value while a refresh starts.
+  // get_or_create past a lookup that found no fresh value: the miss path
+  // (regeneration.hpp), or for a value due for an eager refresh, that value while a refresh
+  // starts.
   CachedValuePtr regenerate(const Lookup& lookup, std::string_view key, ValueMaker make,
                             Decoder decode);
-  // Starts a background regeneration of a fresh value due for one (eager_refresh), unless
-  // one is running.
-  void refresh_eagerly(const Lookup& lookup, std::string_view key, ValueMaker make);
-  // What a background runner calls to make `creation`'s value.
-  static std::function<CachedValuePtr()> background_creator(
-      std::shared_ptr<detail::Creation> creation);
+  // get_or_create_multi's values, aligned with `keys`.
   std::vector<CachedValuePtr> get_or_create_values(const Keys& keys, const MultiValueMaker& make,
                                                    std::optional<double> expiration_time,
                                                    Decoder decode);

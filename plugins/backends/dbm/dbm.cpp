@@ -173,9 +173,9 @@ class DbmMutex final : public CacheMutex {
  public:
   DbmMutex(fs::path path, off_t slot) : path_(std::move(path)), slot_(slot) {}
 
-  bool acquire(bool wait) override { return take(wait, nullptr); }
-  bool acquire_unless(const std::function<bool()>& value_ready) override {
-    return take(true, &value_ready);
+  bool acquire(bool wait) override { return take({.wait = wait}); }
+  bool acquire_until(Deadline deadline, const std::function<bool()>& arrived) override {
+    return take({.deadline = deadline, .arrived = &arrived});
   }
 
   void release() override {
@@ -202,7 +202,7 @@ class DbmMutex final : public CacheMutex {
     return lock;
   }
 
-  bool take(bool wait, const std::function<bool()>* value_ready) {
+  bool take(const LockPolling& polling) {
     auto fd = std::make_unique<Fd>(path_);
     const bool taken = poll_lock(
         [&] {
@@ -219,7 +219,7 @@ class DbmMutex final : public CacheMutex {
           }
           return false;
         },
-        {.wait = wait, .value_ready = value_ready});
+        polling);
     if (taken) {
       std::lock_guard guard(mutex_);
       held_ = std::move(fd);

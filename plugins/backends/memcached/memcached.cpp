@@ -399,9 +399,9 @@ class MemcachedMutex final : public CacheMutex {
   MemcachedMutex(std::shared_ptr<Pool> pool, std::string name)
       : pool_(std::move(pool)), name_(std::move(name)) {}
 
-  bool acquire(bool wait) override { return take(wait, nullptr); }
-  bool acquire_unless(const std::function<bool()>& value_ready) override {
-    return take(true, &value_ready);
+  bool acquire(bool wait) override { return take({.wait = wait}); }
+  bool acquire_until(Deadline deadline, const std::function<bool()>& arrived) override {
+    return take({.deadline = deadline, .arrived = &arrived});
   }
 
   void release() override {
@@ -421,7 +421,7 @@ class MemcachedMutex final : public CacheMutex {
   }
 
  private:
-  bool take(bool wait, const std::function<bool()>* value_ready) {
+  bool take(const LockPolling& polling) {
     auto try_take = [&] {
       auto lease = pool_->lease();
       const memcached_return_t rc = memcached_add(lease.get(), name_.data(), name_.size(), "1", 1,
@@ -432,7 +432,7 @@ class MemcachedMutex final : public CacheMutex {
       }
       return false;
     };
-    return poll_lock(try_take, {.wait = wait, .value_ready = value_ready});
+    return poll_lock(try_take, polling);
   }
 
   std::shared_ptr<Pool> pool_;

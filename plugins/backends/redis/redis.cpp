@@ -1239,12 +1239,12 @@ class RedisMutex final : public CacheMutex {
              std::string name)
       : router_(std::move(router)), waiters_(std::move(waiters)), name_(std::move(name)) {}
 
-  bool acquire(bool wait) override { return take(wait, nullptr); }
+  bool acquire(bool wait) override { return take(wait, Deadline::max(), nullptr); }
 
   // Waiters for a value poll fast at first (2 ms, doubling up to lock_sleep) and read the
   // value between polls, so a herd finishes close to the creator's own time.
-  bool acquire_unless(const std::function<bool()>& value_ready) override {
-    return take(true, &value_ready);
+  bool acquire_until(Deadline deadline, const std::function<bool()>& arrived) override {
+    return take(true, deadline, &arrived);
   }
 
   void release() override {
@@ -1275,7 +1275,7 @@ class RedisMutex final : public CacheMutex {
   }
 
  private:
-  bool take(bool wait, const std::function<bool()>* value_ready) {
+  bool take(bool wait, Deadline deadline, const std::function<bool()>* arrived) {
     const Settings& s = router_->settings();
     const std::string token = random_hex(32);
     ReleaseWaiters::Registration registration(*waiters_, name_);
@@ -1289,10 +1289,11 @@ class RedisMutex final : public CacheMutex {
           return try_take(token);
         },
         {.wait = wait && s.lock_blocking,
-         .first_pause = value_ready != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep,
+         .first_pause = arrived != nullptr ? std::min(0.002, s.lock_sleep) : s.lock_sleep,
          .longest_pause = s.lock_sleep,
          .timeout = s.lock_blocking_timeout,
-         .value_ready = value_ready,
+         .deadline = deadline,
+         .arrived = arrived,
          .pause = &pause});
     if (taken) {
       std::lock_guard guard(mutex_);

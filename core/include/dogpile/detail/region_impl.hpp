@@ -201,7 +201,10 @@ std::shared_ptr<const T> CacheRegion::get_or_create_made(
   // Slow path: the creator is shared so a background runner can keep it past this call.
   auto shared = std::make_shared<std::invoke_result_t<MakeCreator&>>(make_creator());
   ValueMaker make = [shared, should = should_cache_fn, clock = clock_]() -> Created {
-    CachedValuePtr value = make_value(std::invoke(*shared), clock->now());
+    // Created when the creator returns, as dogpile.cache: a slow creator's value is not born
+    // old.
+    decltype(auto) made = std::invoke(*shared);
+    CachedValuePtr value = make_value(std::forward<decltype(made)>(made), clock->now());
     const bool cache = !should || should(*static_cast<const T*>(value->object().get()));
     return {std::move(value), cache};
   };
@@ -212,14 +215,16 @@ template <class Creator, class T>
 std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
     const Keys& keys, Creator&& creator, Seconds expiration_time,
     std::type_identity_t<std::function<bool(const T&)>> should_cache_fn) {
-  MultiValueMaker make = [&](const Keys& to_create) {
-    auto made = std::invoke(creator, to_create);
+  // Owns the creator: with a timeout or an eager refresh it may run after this call returns.
+  auto shared = std::make_shared<std::decay_t<Creator>>(std::forward<Creator>(creator));
+  MultiValueMaker make = [shared, should_cache_fn, clock = clock_](const Keys& to_create) {
+    auto made = std::invoke(*shared, to_create);
     if (std::size(made) > to_create.size()) {
       throw ValidationError("get_or_create_multi: the creator returned " +
                             std::to_string(std::size(made)) + " values for " +
                             std::to_string(to_create.size()) + " keys");
     }
-    const double created = clock_->now();
+    const double created = clock->now();
     std::vector<Created> out;
     out.reserve(to_create.size());
     for (auto& item : made) {

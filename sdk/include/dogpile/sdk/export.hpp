@@ -13,7 +13,7 @@
 
 #define DOGPILE_API __attribute__((visibility("default")))
 
-#define DOGPILE_SDK_ABI_VERSION 5
+#define DOGPILE_SDK_ABI_VERSION 6
 
 #define DOGPILE_STRINGIFY_(x) #x
 #define DOGPILE_STRINGIFY(x) DOGPILE_STRINGIFY_(x)
