@@ -14,7 +14,7 @@
 #include <mutex>
 #include <string>
 
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile::detail {

@@ -367,19 +367,26 @@ void PluginLoader::rescan() {
 namespace {
 
 // Objects a plugin made hold its library: it stays loaded while any of them is alive.
+// Where an entry point comes from, for messages: the file used and the other files that
+// provide its name too.
+struct Provenance {
+  fs::path used;
+  std::vector<fs::path> shadowed;
+};
+
 // A plugin's argument error, with what may be behind it: an argument nobody asked for (a
 // misspelling of the one it lacks), and other files providing the same name (an older copy
 // first on the path, whose arguments differ).
 [[noreturn]] void throw_argument_error(const ValidationError& e, std::string_view name,
-                                       const Arguments& arguments,
-                                       const std::vector<fs::path>& shadowed) {
+                                       const Arguments& arguments, const Provenance& from) {
   std::string message = e.what();
   if (std::string unknown = arguments.unknown_argument_message(name);
       !unknown.empty() && message.find(unknown) == std::string::npos) {
     message += "; also " + unknown;
   }
-  for (const auto& file : shadowed) {
-    message += "; note: " + std::string(name) + " is also provided by " + file.string() +
+  for (const auto& file : from.shadowed) {
+    message += "; note: " + std::string(name) + " comes from " + from.used.string() +
+               "; it is also provided by " + file.string() +
                ", which comes later on the plugin path and is not used";
   }
   throw ValidationError(message);
@@ -388,12 +395,16 @@ namespace {
 template <class Base, class Factory>
 std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>& lib,
                                 std::string_view name, const Arguments& arguments,
-                                const std::vector<fs::path>& shadowed) {
+                                const PluginContext& context, const Provenance& from) {
   std::unique_ptr<Base> made;
   try {
-    made = factory(arguments);
+    if constexpr (std::is_invocable_v<Factory&, const Arguments&, const PluginContext&>) {
+      made = factory(arguments, context);
+    } else {
+      made = factory(arguments);  // registered in this process
+    }
   } catch (const ValidationError& e) {
-    throw_argument_error(e, name, arguments, shadowed);
+    throw_argument_error(e, name, arguments, from);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -406,39 +417,77 @@ std::shared_ptr<Base> make_from(Factory factory, const std::shared_ptr<Library>&
   try {
     arguments.reject_unknown(name);
   } catch (const ValidationError& e) {
-    throw_argument_error(e, name, arguments, shadowed);
+    throw_argument_error(e, name, arguments, from);
   }
   return std::shared_ptr<Base>(made.release(), [lib](Base* object) { delete object; });
 }
 
+// What a region hands the plugins it makes: its name and clock, and `loader` to make others.
+class RegionContext final : public PluginContext {
+ public:
+  RegionContext(PluginLoader& loader, std::string region_name, std::shared_ptr<const Clock> clock)
+      : loader_(loader), region_name_(std::move(region_name)), clock_(std::move(clock)) {}
+  const std::string& region_name() const noexcept override { return region_name_; }
+  std::shared_ptr<const Clock> clock() const override { return clock_; }
+  std::shared_ptr<CacheBackend> make_backend(std::string_view name,
+                                             const Arguments& arguments) const override {
+    return loader_.make_backend(name, arguments, *this);
+  }
+
+ private:
+  PluginLoader& loader_;
+  const std::string region_name_;
+  const std::shared_ptr<const Clock> clock_;
+};
+
 }  // namespace
+
+std::unique_ptr<PluginContext> PluginLoader::context_for(std::string region_name,
+                                                         std::shared_ptr<const Clock> clock) {
+  return std::make_unique<RegionContext>(*this, std::move(region_name),
+                                         clock ? std::move(clock) : SystemClock::instance());
+}
 
 std::shared_ptr<CacheBackend> PluginLoader::make_backend(std::string_view name,
                                                          const Arguments& arguments) {
+  return make_backend(name, arguments, *context_for({}, nullptr));
+}
+
+std::shared_ptr<CacheBackend> PluginLoader::make_backend(std::string_view name,
+                                                         const Arguments& arguments,
+                                                         const PluginContext& context) {
   std::unique_lock guard(impl_->mutex);
   if (auto it = impl_->backend_factories.find(name); it != impl_->backend_factories.end()) {
     BackendMaker factory = it->second;
     guard.unlock();
-    return make_from<CacheBackend>(factory, nullptr, name, arguments, {});
+    return make_from<CacheBackend>(factory, nullptr, name, arguments, context, {});
   }
   auto [descriptor, lib] = impl_->load(name, PluginKind::backend);
-  const auto shadowed = impl_->find(name)->shadowed;
+  const EntryPointInfo& info = *impl_->find(name);
+  const Provenance from{info.file, info.shadowed};
   guard.unlock();
-  return make_from<CacheBackend>(descriptor->make_backend, lib, name, arguments, shadowed);
+  return make_from<CacheBackend>(descriptor->make_backend, lib, name, arguments, context, from);
 }
 
 std::shared_ptr<ProxyBackend> PluginLoader::make_proxy(std::string_view name,
                                                        const Arguments& arguments) {
+  return make_proxy(name, arguments, *context_for({}, nullptr));
+}
+
+std::shared_ptr<ProxyBackend> PluginLoader::make_proxy(std::string_view name,
+                                                       const Arguments& arguments,
+                                                       const PluginContext& context) {
   std::unique_lock guard(impl_->mutex);
   if (auto it = impl_->proxy_factories.find(name); it != impl_->proxy_factories.end()) {
     ProxyMaker factory = it->second;
     guard.unlock();
-    return make_from<ProxyBackend>(factory, nullptr, name, arguments, {});
+    return make_from<ProxyBackend>(factory, nullptr, name, arguments, context, {});
   }
   auto [descriptor, lib] = impl_->load(name, PluginKind::proxy);
-  const auto shadowed = impl_->find(name)->shadowed;
+  const EntryPointInfo& info = *impl_->find(name);
+  const Provenance from{info.file, info.shadowed};
   guard.unlock();
-  return make_from<ProxyBackend>(descriptor->make_proxy, lib, name, arguments, shadowed);
+  return make_from<ProxyBackend>(descriptor->make_proxy, lib, name, arguments, context, from);
 }
 
 void register_backend(std::string_view name, const fs::path& library, std::string_view symbol) {

@@ -189,8 +189,9 @@ CacheRegion& CacheRegion::configure_with(std::string_view backend, ConfigureOpti
 
   auto& loader = PluginLoader::instance();
   const std::string& prefix = options.config_prefix;
-  state->actual =
-      loader.make_backend(backend, Arguments(std::move(options.arguments), prefix + "arguments."));
+  const auto context = loader.context_for(name_, clock_);
+  state->actual = loader.make_backend(
+      backend, Arguments(std::move(options.arguments), prefix + "arguments."), *context);
   state->outer = state->actual;
   // Every proxy is made (or checked) before any is wrapped: a failure leaves the application's
   // proxy objects unwrapped, free to be given again.
@@ -208,7 +209,8 @@ CacheRegion& CacheRegion::configure_with(std::string_view backend, ConfigureOpti
         throw ConfigError(wrap_key + " names " + spec->name + ", which is a backend, not a proxy");
       }
       proxy = loader.make_proxy(
-          spec->name, Arguments(spec->arguments, prefix + "wrap_arguments." + spec->name + "."));
+          spec->name, Arguments(spec->arguments, prefix + "wrap_arguments." + spec->name + "."),
+          *context);
     } else {
       proxy = std::get<std::shared_ptr<ProxyBackend>>(*it);
       if (!proxy) throw ValidationError("wrap: a null ProxyBackend was given");

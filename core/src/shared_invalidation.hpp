@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/invalidation.hpp"
 #include "dogpile/sdk/backend.hpp"
 

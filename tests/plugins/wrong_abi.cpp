@@ -12,7 +12,8 @@ class NeverMade final : public dogpile::ObjectBackend {
   void remove(std::string_view) override {}
 };
 
-std::unique_ptr<dogpile::CacheBackend> make(const dogpile::Arguments& arguments) {
+std::unique_ptr<dogpile::CacheBackend> make(const dogpile::Arguments& arguments,
+                                            const dogpile::PluginContext&) {
   return std::make_unique<NeverMade>(arguments);
 }
 

@@ -236,6 +236,24 @@ BOOST_AUTO_TEST_CASE(the_lock_and_the_limits_are_the_l2s) {
   BOOST_TEST(a->capabilities().max_value_size == world.l2->capabilities().max_value_size);
 }
 
+// An in-process backend over `store` that publishes on `broadcast`, whatever the channel.
+class SharedStore final : public dogpile::ProxyBackend {
+ public:
+  SharedStore(std::shared_ptr<dogpile::CacheBackend> store,
+              std::shared_ptr<LocalBroadcast> broadcast)
+      : broadcast_(std::move(broadcast)) {
+    wrap(std::move(store));
+  }
+  std::shared_ptr<dogpile::Broadcast> broadcast(std::string_view channel) override {
+    channel_asked = std::string(channel);
+    return broadcast_;
+  }
+  std::string channel_asked;
+
+ private:
+  std::shared_ptr<LocalBroadcast> broadcast_;
+};
+
 BOOST_AUTO_TEST_CASE(bad_configuration_is_named) {
   using dogpile::ValidationError;
   // A Redis that is not there (no network involved): the L2 is made, it never answers.
@@ -267,13 +285,36 @@ BOOST_AUTO_TEST_CASE(bad_configuration_is_named) {
   BOOST_TEST(
       refused({{"l2_backend", "dogpile.cache.redis"}, {"l2_arguments", nowhere}, {"l1_size", 1}},
               "cache.layered.arguments.l1_size"));
-  auto region = dogpile::make_region("in-code");
+  // A missing l2_backend is the one thing said: the arguments given are known ones.
   try {
-    region->configure("dogpile.cache.layered", {.arguments = {{"l2_backend", "dogpile.cache.redis"},
-                                                              {"l2_arguments", nowhere}}});
-    BOOST_FAIL("a layered region made in code without a channel was accepted");
+    dogpile::make_region("cache.layered")
+        ->configure("dogpile.cache.layered",
+                    {.arguments = {{"channel", "c"}, {"l1_expiration_time", 5}},
+                     .config_prefix = "cache.layered."});
+    BOOST_FAIL("no l2_backend accepted");
   } catch (const ValidationError& e) {
-    BOOST_TEST(test::message_contains(e, "channel is required"));
+    BOOST_TEST(std::string(e.what()) ==
+               "missing required argument cache.layered.arguments.l2_backend");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_channel_is_named_after_the_region_its_context_names) {
+  SharedStore* made = nullptr;
+  dogpile::register_backend("test.recording", [&made](const dogpile::Arguments&) {
+    auto store = std::make_unique<SharedStore>(memory(), std::make_shared<LocalBroadcast>());
+    made = store.get();
+    return store;
+  });
+  auto region = dogpile::make_region("in-code");
+  region->configure("dogpile.cache.layered", {.arguments = {{"l2_backend", "test.recording"}}});
+  BOOST_TEST_REQUIRE(made != nullptr);
+  BOOST_TEST(made->channel_asked == "dogpile:in-code");
+  try {
+    dogpile::make_region()->configure("dogpile.cache.layered",
+                                      {.arguments = {{"l2_backend", "test.recording"}}});
+    BOOST_FAIL("an unnamed layered region without a channel was accepted");
+  } catch (const dogpile::ValidationError& e) {
+    BOOST_TEST(test::message_contains(e, "channel is required for an unnamed region"));
   }
 }
 
@@ -282,19 +323,6 @@ BOOST_AUTO_TEST_CASE(bad_configuration_is_named) {
 BOOST_AUTO_TEST_SUITE(shared_invalidation)
 
 namespace {
-
-class SharedStore final : public dogpile::ProxyBackend {
- public:
-  SharedStore(std::shared_ptr<dogpile::CacheBackend> store,
-              std::shared_ptr<LocalBroadcast> broadcast)
-      : broadcast_(std::move(broadcast)) {
-    wrap(std::move(store));
-  }
-  std::shared_ptr<dogpile::Broadcast> broadcast(std::string_view) override { return broadcast_; }
-
- private:
-  std::shared_ptr<LocalBroadcast> broadcast_;
-};
 
 struct Processes {
   std::shared_ptr<dogpile::CacheBackend> store = memory();

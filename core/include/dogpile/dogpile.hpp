@@ -3,7 +3,7 @@
 
 #include "dogpile/async_runner.hpp"
 #include "dogpile/cached_function.hpp"
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/codec.hpp"
 #include "dogpile/config.hpp"
 #include "dogpile/invalidation.hpp"

@@ -9,7 +9,7 @@
 #include <atomic>
 #include <memory>
 
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/sdk/export.hpp"
 
 namespace dogpile {

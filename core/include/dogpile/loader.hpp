@@ -23,6 +23,8 @@
 
 #include "dogpile/sdk/arguments.hpp"
 #include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/clock.hpp"
+#include "dogpile/sdk/context.hpp"
 #include "dogpile/sdk/export.hpp"
 #include "dogpile/sdk/plugin.hpp"
 #include "dogpile/sdk/proxy.hpp"
@@ -87,10 +89,20 @@ class DOGPILE_API PluginLoader {
   // The entry point `name` (registered or on the search path), if any; loads nothing.
   std::optional<EntryPointInfo> find(std::string_view name);
 
-  // Makes the backend or proxy `name` with `arguments`, then rejects any argument the plugin
-  // did not read. Throws PluginNotFound, PluginLoadError, ValidationError.
+  // Makes the backend or proxy `name` with `arguments`, handing the plugin `context`, then
+  // rejects any argument the plugin did not read. Throws PluginNotFound, PluginLoadError,
+  // ValidationError. Without a context: made outside any region.
+  std::shared_ptr<CacheBackend> make_backend(std::string_view name, const Arguments& arguments,
+                                             const PluginContext& context);
   std::shared_ptr<CacheBackend> make_backend(std::string_view name, const Arguments& arguments);
+  std::shared_ptr<ProxyBackend> make_proxy(std::string_view name, const Arguments& arguments,
+                                           const PluginContext& context);
   std::shared_ptr<ProxyBackend> make_proxy(std::string_view name, const Arguments& arguments);
+
+  // The context a region named `region_name` (empty: none) whose clock is `clock` (null: the
+  // system clock) hands the plugins it makes; its make_backend uses this loader.
+  std::unique_ptr<PluginContext> context_for(std::string region_name,
+                                             std::shared_ptr<const Clock> clock);
 
   // Forgets the index, so the next look-up searches the path again.
   void rescan();

@@ -26,7 +26,7 @@
 #include <string>
 #include <utility>
 
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "dogpile/sdk/mutex.hpp"
 

@@ -37,7 +37,7 @@
 #include <variant>
 #include <vector>
 
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/codec.hpp"
 #include "dogpile/invalidation.hpp"
 #include "dogpile/keys.hpp"

@@ -14,14 +14,18 @@
 //                          "In-process store of objects", MemoryBackend)
 //
 // where MemoryBackend derives from ObjectBackend or BytesBackend and has a constructor taking
-// `const dogpile::Arguments&`. The first parameter is an identifier unique in the library.
+// `const dogpile::Arguments&`, or `(const dogpile::Arguments&, const dogpile::PluginContext&)`
+// to be told its region's name and clock and to make other backends (context.hpp). The first
+// parameter is an identifier unique in the library.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "dogpile/sdk/arguments.hpp"
 #include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/context.hpp"
 #include "dogpile/sdk/export.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
@@ -29,8 +33,18 @@ namespace dogpile {
 
 enum class PluginKind : std::uint32_t { backend = 1, proxy = 2 };
 
-using BackendFactory = std::unique_ptr<CacheBackend> (*)(const Arguments&);
-using ProxyFactory = std::unique_ptr<ProxyBackend> (*)(const Arguments&);
+using BackendFactory = std::unique_ptr<CacheBackend> (*)(const Arguments&, const PluginContext&);
+using ProxyFactory = std::unique_ptr<ProxyBackend> (*)(const Arguments&, const PluginContext&);
+
+// A plugin class made from its arguments, and its context when its constructor takes one.
+template <class T>
+std::unique_ptr<T> make_plugin_object(const Arguments& arguments, const PluginContext& context) {
+  if constexpr (std::is_constructible_v<T, const Arguments&, const PluginContext&>) {
+    return std::make_unique<T>(arguments, context);
+  } else {
+    return std::make_unique<T>(arguments);
+  }
+}
 
 // Layout is part of the ABI; abi_version stays the first member in every version so a loader
 // can read it from a plugin of any version.
@@ -77,8 +91,9 @@ struct PluginDescriptor {
   DOGPILE_DECLARE_ENTRY_POINT(                                                                   \
       id, DOGPILE_SDK_ABI_VERSION, DOGPILE_BUILD_TAG, "backend", ::dogpile::PluginKind::backend, \
       name, version, description,                                                                \
-      [](const ::dogpile::Arguments& arguments) -> std::unique_ptr<::dogpile::CacheBackend> {    \
-        return std::make_unique<BackendClass>(arguments);                                        \
+      [](const ::dogpile::Arguments& arguments,                                                  \
+         const ::dogpile::PluginContext& context) -> std::unique_ptr<::dogpile::CacheBackend> {  \
+        return ::dogpile::make_plugin_object<BackendClass>(arguments, context);                  \
       },                                                                                         \
       nullptr)
 
@@ -86,6 +101,7 @@ struct PluginDescriptor {
   DOGPILE_DECLARE_ENTRY_POINT(                                                                     \
       id, DOGPILE_SDK_ABI_VERSION, DOGPILE_BUILD_TAG, "proxy", ::dogpile::PluginKind::proxy, name, \
       version, description, nullptr,                                                               \
-      [](const ::dogpile::Arguments& arguments) -> std::unique_ptr<::dogpile::ProxyBackend> {      \
-        return std::make_unique<ProxyClass>(arguments);                                            \
+      [](const ::dogpile::Arguments& arguments,                                                    \
+         const ::dogpile::PluginContext& context) -> std::unique_ptr<::dogpile::ProxyBackend> {    \
+        return ::dogpile::make_plugin_object<ProxyClass>(arguments, context);                      \
       })

@@ -1,4 +1,4 @@
-#include "dogpile/clock.hpp"
+#include "dogpile/sdk/clock.hpp"
 
 namespace dogpile {
 
