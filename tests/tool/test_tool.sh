@@ -55,6 +55,24 @@ run version
 grep -Eq "^dogpile [0-9]+\.[0-9]+\.[0-9]+ \(SDK ABI [0-9]+, build .+\)$" <<<"$out" ||
   fail "version shows the version, SDK ABI and build tag: $out"
 
+# A warning about a region's configuration is said once, and names the region.
+cat >"$work/locks.ini" <<'INI'
+[cache.a]
+backend = dogpile.cache.redis
+arguments.url = redis://127.0.0.1:1/0
+arguments.distributed_lock = true
+[cache.b]
+backend = dogpile.cache.redis
+arguments.url = redis://127.0.0.1:1/0
+arguments.distributed_lock = true
+INI
+run check "$work/locks.ini"
+[ "$status" -eq 0 ] || fail "check of a config with warnings exits 0, not $status: $err"
+for region in cache.a cache.b; do
+  [ "$(grep -c "region '$region': arguments.thread_local_lock should be false" <<<"$err")" -eq 1 ] ||
+    fail "the thread_local_lock warning is said once for $region: $err"
+done
+
 for config in "$src"/configs/example.ini "$src"/configs/example.json; do
   run demo "$config"
   [ "$status" -eq 0 ] || fail "demo $config exits 0, not $status: $err"

@@ -715,6 +715,14 @@ BOOST_AUTO_TEST_CASE(bad_logging_arguments_are_errors) {
           "dogpile.cache.memory",
           {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"keys", "rot13"}})}}),
       dogpile::ValidationError);
+  // Level names read as dogpile.log_level's do; "off" would make the proxy pointless.
+  BOOST_CHECK_THROW(region->configure("dogpile.cache.memory",
+                                      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
+                                                                   {{"level", "off"}})}}),
+                    dogpile::ValidationError);
+  BOOST_CHECK_NO_THROW(region->configure(
+      "dogpile.cache.memory",
+      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "WARN"}})}}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

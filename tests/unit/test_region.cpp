@@ -265,8 +265,28 @@ BOOST_AUTO_TEST_CASE(reading_an_object_without_codec_as_another_type_is_a_value_
     region->get<int>("k");
     BOOST_FAIL("expected ValueTypeError");
   } catch (const dogpile::ValueTypeError& e) {
-    BOOST_TEST(message_contains(e, "key 'k' cannot be read as a int: holds a "));
+    BOOST_TEST(message_contains(e, "key 'k' cannot be read as int: it holds "
+                                   "(anonymous namespace)::NoCodec, which has no dogpile::Codec"));
   }
+}
+
+BOOST_AUTO_TEST_CASE(type_names_in_messages_read_as_code_writes_them) {
+  auto region = region_on("dogpile.cache.memory");
+  region->set("k", NoCodec{1});
+  auto message = [&](auto read) {
+    try {
+      read();
+    } catch (const dogpile::ValueTypeError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  BOOST_TEST(message([&] { region->get<std::string>("k"); }).find("read as std::string:") !=
+             std::string::npos);
+  BOOST_TEST(message([&] { region->get<std::vector<std::string>>("k"); })
+                 .find("read as std::vector<std::string>:") != std::string::npos);
+  BOOST_TEST(message([&] { region->get<std::map<std::string, std::vector<int>>>("k"); })
+                 .find("read as std::map<std::string, std::vector<int>>:") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(the_byte_backend_stores_dogpiles_wire_format) {
@@ -347,7 +367,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(values)
 
-// The typed-read table itself is the conformance kit's (sdk/conformance), which runs on every
+// The typed-read table itself is the conformance kit's (tools/conformance), which runs on every
 // shipped backend.
 
 BOOST_DATA_TEST_CASE(string_literals_and_c_strings_are_stored_as_std_string,

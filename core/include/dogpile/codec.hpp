@@ -102,6 +102,14 @@ concept JsonConvertible = requires(const T& value, const nlohmann::json& json) {
 
 namespace detail {
 
+// Character types: a char may mean a character or a small integer, which JSON writes
+// differently ("x" or 120), so a region stores neither (see region_impl.hpp).
+template <class T>
+inline constexpr bool is_character =
+    std::is_same_v<std::remove_cv_t<T>, char> || std::is_same_v<std::remove_cv_t<T>, wchar_t> ||
+    std::is_same_v<std::remove_cv_t<T>, char8_t> || std::is_same_v<std::remove_cv_t<T>, char16_t> ||
+    std::is_same_v<std::remove_cv_t<T>, char32_t>;
+
 template <class T>
 inline constexpr bool is_optional = false;
 template <class T>
@@ -227,7 +235,7 @@ bool json_fits(const nlohmann::json& json, std::string& why) {
 }  // namespace detail
 
 template <class T>
-requires(!std::is_same_v<T, std::string> && !std::is_same_v<T, Bytes> &&
+requires(!std::is_same_v<T, std::string> && !std::is_same_v<T, Bytes> && !detail::is_character<T> &&
          (std::is_arithmetic_v<T> || JsonConvertible<T>)) struct Codec<T> {
   static std::string encode(const T& value) { return python_json::dumps(nlohmann::json(value)); }
   static T decode(std::string_view bytes) {

@@ -372,7 +372,7 @@ class DOGPILE_API CacheRegion {
                                               const std::function<bool(const T&)>& should_cache_fn);
 
   // Turns a stored value into one whose object is a T: the value itself (moved, not copied)
-  // when it already is. Throws ValueTypeError / CantDeserialize with "cannot be read as a T:
+  // when it already is. Throws ValueTypeError / CantDeserialize with "cannot be read as T:
   // why".
   template <class T>
   static CachedValuePtr decode_as(CachedValuePtr&& value);
@@ -405,7 +405,8 @@ class DOGPILE_API CacheRegion {
                                                    std::optional<double> expiration_time,
                                                    Decoder decode);
 
-  // Throws Error `what` with "cannot be read as a <wanted>: why".
+  // Throws Error `what` with "cannot be read as <wanted>: why", <wanted> named as code names it
+  // (std::string, not libstdc++'s spelling).
   template <class E>
   [[noreturn]] static void throw_cant_read(const std::type_info& wanted, std::string_view why);
   [[noreturn]] static void throw_wrong_type(const std::type_info& stored,

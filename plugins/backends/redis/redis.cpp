@@ -254,7 +254,7 @@ enum class Mode { plain, sentinel, cluster };
 
 // dogpile.cache.redis_sentinel's locks default to distributed and free to be released by
 // another thread, as dogpile.cache's.
-Settings read_settings(const Arguments& a, Mode mode) {
+Settings read_settings(const Arguments& a, const PluginContext& context, Mode mode) {
   Settings s;
   if (mode == Mode::sentinel) {
     s.distributed_lock = true;
@@ -314,7 +314,7 @@ Settings read_settings(const Arguments& a, Mode mode) {
     throw ValidationError(a.key("socket_connect_timeout") + " must be positive");
   }
   if (s.distributed_lock && s.thread_local_lock) {
-    log(LogLevel::warning, "dogpile.cache.redis",
+    context.log(LogLevel::warning, "dogpile.cache.redis",
         a.key("thread_local_lock") +
             " should be false when distributed_lock is true: a background regeneration releases "
             "the lock from another thread");
@@ -1381,9 +1381,9 @@ class RedisBase : public BytesBackend {
 
 class RedisBackend : public RedisBase {
  public:
-  explicit RedisBackend(const Arguments& arguments, bool sentinel = false)
+  RedisBackend(const Arguments& arguments, const PluginContext& context, bool sentinel = false)
       : RedisBackend(std::make_shared<Pool>(
-            read_settings(arguments, sentinel ? Mode::sentinel : Mode::plain))) {
+            read_settings(arguments, context, sentinel ? Mode::sentinel : Mode::plain))) {
     if (sentinel) watch_for_failovers();
   }
 
@@ -1480,8 +1480,9 @@ class RedisBackend : public RedisBase {
 // keys work only within one slot), and put the replies back in the keys' order.
 class RedisClusterBackend final : public RedisBase {
  public:
-  explicit RedisClusterBackend(const Arguments& arguments)
-      : RedisClusterBackend(std::make_shared<Cluster>(read_settings(arguments, Mode::cluster))) {}
+  RedisClusterBackend(const Arguments& arguments, const PluginContext& context)
+      : RedisClusterBackend(
+            std::make_shared<Cluster>(read_settings(arguments, context, Mode::cluster))) {}
 
   std::optional<std::string> get_serialized(std::string_view key) override {
     try {
@@ -1546,7 +1547,8 @@ class RedisClusterBackend final : public RedisBase {
 // dogpile.cache.redis_sentinel: the same backend on the master the sentinels name.
 class RedisSentinelBackend final : public RedisBackend {
  public:
-  explicit RedisSentinelBackend(const Arguments& arguments) : RedisBackend(arguments, true) {}
+  RedisSentinelBackend(const Arguments& arguments, const PluginContext& context)
+      : RedisBackend(arguments, context, true) {}
 };
 
 }  // namespace

@@ -15,16 +15,12 @@ using Clock = std::chrono::steady_clock;
 
 LogLevel level_argument(const Arguments& arguments) {
   const std::string text = arguments.get<std::string>("level", "debug");
-  const std::pair<const char*, LogLevel> levels[] = {{"trace", LogLevel::trace},
-                                                     {"debug", LogLevel::debug},
-                                                     {"info", LogLevel::info},
-                                                     {"warning", LogLevel::warning},
-                                                     {"error", LogLevel::error}};
-  for (const auto& [name, level] : levels) {
-    if (text == name) return level;
+  const auto level = parse_log_level(text);
+  if (!level || *level == LogLevel::off) {
+    throw ValidationError(arguments.key("level") +
+                          " must be trace, debug, info, warning or error, not '" + text + "'");
   }
-  throw ValidationError(arguments.key("level") +
-                        " must be trace, debug, info, warning or error, not '" + text + "'");
+  return *level;
 }
 
 enum class KeyStyle { full, hash, truncate };

@@ -65,9 +65,23 @@ DOGPILE_API CachedValuePtr decode_for_key(CachedValuePtr value, std::string_view
 
 }  // namespace detail
 
+namespace detail {
+
+// Refuses, at compile time, a value type a region does not cache.
+template <class T>
+constexpr void check_cacheable() {
+  static_assert(!detail::is_character<T>,
+                "dogpile: a char, wchar_t, char8_t, char16_t or char32_t value is not cached: it "
+                "could mean a character or a small integer, which JSON writes differently; "
+                "cache a std::string, or an int");
+}
+
+}  // namespace detail
+
 template <class T>
 CachedValuePtr CacheRegion::make_value_with(T&& value, ValueMetadata metadata) {
   using V = stored_t<T>;
+  detail::check_cacheable<V>();
   CachedValue::Encoder encoder = nullptr;
   if constexpr (HasCodec<V>) {
     encoder = [](const void* object) -> std::string {
@@ -95,6 +109,7 @@ CachedValuePtr CacheRegion::make_value(T&& value, double created) {
 
 template <class T>
 CachedValuePtr CacheRegion::decode_as(CachedValuePtr&& value) {
+  detail::check_cacheable<T>();
   if (value->holds_object() && value->object_type() == typeid(T)) return std::move(value);
   if (const CachedValue* kept = value->decoded();
       kept != nullptr && kept->object_type() == typeid(T)) {
