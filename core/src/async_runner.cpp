@@ -14,7 +14,12 @@ bool detail::on_pool_thread() noexcept { return t_on_pool_thread; }
 
 ThreadPoolRunner::ThreadPoolRunner(std::size_t threads, std::size_t max_queued)
     : max_queued_(max_queued) {
-  if (threads == 0) throw ValidationError("a ThreadPoolRunner needs at least one thread");
+  if (threads == 0 || threads > kMostThreads || max_queued == 0 || max_queued > kMostQueued) {
+    throw ValidationError("a ThreadPoolRunner takes 1 to " + std::to_string(kMostThreads) +
+                          " threads and queues 1 to " + std::to_string(kMostQueued) +
+                          " jobs, not " + std::to_string(threads) + " and " +
+                          std::to_string(max_queued));
+  }
   try {
     workers_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });

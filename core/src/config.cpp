@@ -392,11 +392,196 @@ std::map<std::string, std::shared_ptr<CacheRegion>> load_regions(const fs::path&
   return configure_regions(load_config_file(path), region_prefix);
 }
 
-// CacheRegion::configure_from_config: the region's keys of a flat dictionary, read into
-// ConfigureOptions and the settings a file may give the region.
+// A region's config keys ------------------------------------------------------------------
+
+namespace {
+
+// What a region's config keys set: configure()'s options, and what only a config file gives a
+// region (a key mangler by name, a thread pool of its own).
+struct RegionConfig {
+  ConfigureOptions options;
+  detail::RegionSettings settings;
+  bool thread_pool = false;  // async_creation_runner = thread_pool
+  std::size_t pool_threads = 2;
+  std::size_t pool_queue = 1024;
+};
+
+// One config key of a region (after its prefix): how its value is read, and what it does.
+struct RegionKey {
+  std::string_view name;
+  void (*read)(const Arguments& keys, std::string_view name, RegionConfig& into);
+  std::string_view help;
+};
+
+template <class>
+struct MemberOf;
+template <class Owner, class T>
+struct MemberOf<T Owner::*> {
+  using type = Owner;
+};
+
+// The field `Field` points to, in ConfigureOptions, its ResilienceOptions, or RegionConfig.
+template <auto Field>
+auto& field(RegionConfig& config) {
+  using Owner = typename MemberOf<decltype(Field)>::type;
+  if constexpr (std::is_same_v<Owner, ResilienceOptions>) {
+    return config.options.resilience.*Field;
+  } else if constexpr (std::is_same_v<Owner, ConfigureOptions>) {
+    return config.options.*Field;
+  } else {
+    return config.*Field;
+  }
+}
+
+template <auto Field>
+void flag(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  if (auto value = keys.find<bool>(name)) field<Field>(into) = *value;
+}
+
+// Seconds or a duration ("90s"); validated() checks the range when the region is configured.
+template <auto Field>
+void seconds(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  const nlohmann::json* value = keys.find_json(name);
+  if (value == nullptr) return;
+  auto parsed = parse_duration_seconds(*value);
+  if (!parsed) {
+    throw ValidationError(keys.key(name) + " must be a number of seconds or a duration, not " +
+                          shown_value(keys.key(name), *value));
+  }
+  field<Field>(into) = *parsed;
+}
+
+template <auto Field>
+void number(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  if (auto value = keys.find<double>(name)) field<Field>(into) = *value;
+}
+
+template <auto Field, std::size_t Most>
+void count(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  if (auto value = keys.find_count(name, 1, Most)) field<Field>(into) = *value;
+}
+
+void expiration_time(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  if (const nlohmann::json* value = keys.find_json(name)) {
+    into.options.expiration_time = parse_expiration_time(*value);
+  }
+}
+
+// A list, or names separated by commas, spaces or newlines (an INI value).
+void wrap(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  for (const auto& item : keys.get(name, std::vector<std::string>())) {
+    std::size_t pos = 0;
+    while ((pos = item.find_first_not_of(" \t\n", pos)) != std::string::npos) {
+      const auto end = item.find_first_of(" \t\n", pos);
+      into.options.wrap.emplace_back(item.substr(pos, end - pos));
+      pos = end;
+    }
+  }
+}
+
+void key_mangler(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  const nlohmann::json* value = keys.find_json(name);
+  if (value == nullptr) return;
+  if (!value->is_string()) {
+    throw ValidationError(keys.key(name) + " must be sha1 or sha1:LENGTH, not " +
+                          shown_value(keys.key(name), *value));
+  }
+  into.settings.key_mangler = key_mangler_from_config(value->get<std::string>(), keys.key(name));
+}
+
+void async_creation_runner(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  const nlohmann::json* value = keys.find_json(name);
+  if (value == nullptr) return;
+  if (*value != "thread_pool") {
+    throw ValidationError(keys.key(name) +
+                          " must be thread_pool (the ready-made background runner), not " +
+                          shown_value(keys.key(name), *value));
+  }
+  into.thread_pool = true;
+}
+
+void backend_errors(const Arguments& keys, std::string_view name, RegionConfig& into) {
+  const nlohmann::json* value = keys.find_json(name);
+  if (value == nullptr) return;
+  if (*value != "raise" && *value != "miss") {
+    throw ValidationError(keys.key(name) + " must be raise or miss, not " +
+                          shown_value(keys.key(name), *value));
+  }
+  into.options.resilience.backend_errors =
+      *value == "miss" ? BackendErrors::miss : BackendErrors::raise;
+}
+
+// Every key a region takes besides backend, arguments.<name> and wrap_arguments.<proxy>.<name>;
+// a new region option is a row here, its field, and a line in the README.
+constexpr RegionKey kRegionKeys[] = {
+    {"expiration_time", expiration_time, "seconds after which a value expires; -1: never"},
+    {"wrap", wrap, "proxy plugins around the backend, the first outermost"},
+    {"replace_existing_backend", flag<&ConfigureOptions::replace_existing_backend>,
+     "true to configure a region that already is"},
+    {"key_mangler", key_mangler, "sha1 or sha1:LENGTH: keys as the backend sees them"},
+    {"raise_on_undecodable", flag<&ConfigureOptions::raise_on_undecodable>,
+     "bytes that are no value raise instead of missing"},
+    {"shared_invalidation", flag<&ConfigureOptions::shared_invalidation>,
+     "invalidate() reaches every process of the region"},
+    {"async_creation_runner", async_creation_runner,
+     "thread_pool: stale values are regenerated in the background"},
+    {"async_creation_runner_threads", count<&RegionConfig::pool_threads, ThreadPoolRunner::kMostThreads>,
+     "the thread pool's threads (2)"},
+    {"async_creation_runner_queue", count<&RegionConfig::pool_queue, ThreadPoolRunner::kMostQueued>,
+     "regenerations that may wait for a thread (1024)"},
+    {"backend_errors", backend_errors, "raise, or miss: a failing backend is a cache miss"},
+    {"backend_retry_interval", seconds<&ResilienceOptions::backend_retry_interval>,
+     "under miss, how long a failed backend is left alone"},
+    {"backend_error_log_interval", seconds<&ResilienceOptions::backend_error_log_interval>,
+     "under miss, at most one warning per this interval"},
+    {"fail_safe", flag<&ResilienceOptions::fail_safe>,
+     "a failing creator gives the stale value instead"},
+    {"fail_safe_max_age", seconds<&ResilienceOptions::fail_safe_max_age>,
+     "the oldest value fail-safe gives"},
+    {"fail_safe_throttle", seconds<&ResilienceOptions::fail_safe_throttle>,
+     "how long fail-safe keeps the stale value"},
+    {"soft_timeout", seconds<&ResilienceOptions::soft_timeout>,
+     "a slower creator finishes in the background while the stale value is served"},
+    {"hard_timeout", seconds<&ResilienceOptions::hard_timeout>,
+     "no caller waits longer for a value"},
+    {"eager_refresh", number<&ResilienceOptions::eager_refresh>,
+     "fraction of the expiration time after which a hit refreshes the value"},
+    {"expiration_jitter", number<&ResilienceOptions::expiration_jitter>,
+     "fraction by which each value's expiration time is spread"},
+    {"serve_stale", flag<&ResilienceOptions::serve_stale>,
+     "false: callers wait for a new value instead of getting the stale one"},
+};
+
+// The error for `key` (under `prefix`), which no region takes: the closest key it may mean, and
+// what a region takes.
+[[noreturn]] void unknown_key(const std::string& prefix, const std::string& key) {
+  const std::string_view name = std::string_view(key).substr(prefix.size());
+  std::string takes = "backend, arguments.<name>, wrap_arguments.<proxy>.<name>";
+  std::vector<std::string_view> names;
+  for (const auto& row : kRegionKeys) {
+    takes += ", " + std::string(row.name);
+    names.push_back(row.name);
+  }
+  std::string meant;
+  if (const auto closest = closest_name(name, names)) {
+    for (const auto& row : kRegionKeys) {
+      if (row.name == *closest) {
+        meant = " (did you mean " + prefix + std::string(row.name) + ": " +
+                std::string(row.help) + "?)";
+      }
+    }
+  }
+  throw ValidationError("unknown config key " + key + meant + "; a region takes " + takes);
+}
+
+}  // namespace
+
+// CacheRegion::configure_from_config: the region's keys of a flat dictionary, read through
+// kRegionKeys into ConfigureOptions and the settings a file may give the region.
 CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::string_view prefix) {
   const std::string p(prefix);
   const std::string arguments_prefix = p + "arguments.";
+  const std::string wrap_arguments_prefix = p + "wrap_arguments.";
   ConfigDict coerced = coerce_string_conf(config);
 
   auto backend = coerced.find(p + "backend");
@@ -406,124 +591,33 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
                           shown_value(p + "backend", backend->second));
   }
 
-  const std::string wrap_arguments_prefix = p + "wrap_arguments.";
-  ConfigureOptions options;
-  options.config_prefix = p;
-  detail::RegionSettings settings;
-  std::size_t pool_threads = 0;  // async_creation_runner = thread_pool
-  std::size_t pool_queue = 1024;
+  RegionConfig region;
+  region.options.config_prefix = p;
+  nlohmann::json own = nlohmann::json::object();  // the keys kRegionKeys reads
   std::vector<std::pair<std::string, const nlohmann::json*>> wrap_arguments;
   for (const auto& [key, value] : coerced) {
-    if (key.compare(0, p.size(), p) != 0) continue;
-    const std::string_view name = std::string_view(key).substr(p.size());
-    if (name == "backend") {
-      continue;
-    } else if (name == "expiration_time") {
-      options.expiration_time = parse_expiration_time(value);
-    } else if (key.compare(0, arguments_prefix.size(), arguments_prefix) == 0 &&
-               key.size() > arguments_prefix.size()) {
-      options.arguments[key.substr(arguments_prefix.size())] = value;
-    } else if (key.compare(0, wrap_arguments_prefix.size(), wrap_arguments_prefix) == 0) {
+    if (key.compare(0, p.size(), p) != 0 || key == p + "backend") continue;
+    if (key.starts_with(arguments_prefix) && key.size() > arguments_prefix.size()) {
+      region.options.arguments[key.substr(arguments_prefix.size())] = value;
+    } else if (key.starts_with(wrap_arguments_prefix)) {
       wrap_arguments.emplace_back(key, &value);
-    } else if (name == "wrap") {
-      if (value.is_string()) {
-        std::string names = value.get<std::string>();
-        for (char& c : names) {
-          if (c == ',') c = ' ';
-        }
-        std::size_t pos = 0;
-        while ((pos = names.find_first_not_of(" \t\n", pos)) != std::string::npos) {
-          auto end = names.find_first_of(" \t\n", pos);
-          options.wrap.emplace_back(names.substr(pos, end - pos));
-          pos = end;
-        }
-      } else if (value.is_array()) {
-        for (const auto& item : value) {
-          if (!item.is_string()) {
-            throw ValidationError(key + " must list proxy plugin names, not " +
-                                  shown_value(key, item));
-          }
-          options.wrap.emplace_back(item.get<std::string>());
-        }
-      } else if (!value.is_null()) {
-        throw ValidationError(key + " must be a list of proxy plugin names, not " +
-                              shown_value(key, value));
-      }
-    } else if (name == "async_creation_runner") {
-      if (value.is_null()) continue;
-      if (value != "thread_pool") {
-        throw ValidationError(key +
-                              " must be thread_pool (the ready-made background runner), "
-                              "not " +
-                              shown_value(key, value));
-      }
-      if (pool_threads == 0) pool_threads = 2;
-    } else if (name == "async_creation_runner_threads" || name == "async_creation_runner_queue") {
-      if (!value.is_number_integer() || value.get<long long>() <= 0) {
-        throw ValidationError(key + " must be a positive integer, not " + shown_value(key, value));
-      }
-      (name == "async_creation_runner_threads" ? pool_threads : pool_queue) =
-          value.get<std::size_t>();
-    } else if (name == "key_mangler") {
-      if (!value.is_string())
-        throw ValidationError(key + " must be sha1 or sha1:LENGTH, not " + shown_value(key, value));
-      settings.key_mangler = key_mangler_from_config(value.get<std::string>(), key);
-    } else if (name == "replace_existing_backend" || name == "raise_on_undecodable" ||
-               name == "shared_invalidation") {
-      if (!value.is_boolean())
-        throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
-      (name == "raise_on_undecodable"  ? options.raise_on_undecodable
-       : name == "shared_invalidation" ? options.shared_invalidation
-                                       : options.replace_existing_backend) = value.get<bool>();
-    } else if (name == "backend_errors") {
-      if (value != "raise" && value != "miss") {
-        throw ValidationError(key + " must be raise or miss, not " + shown_value(key, value));
-      }
-      options.resilience.backend_errors =
-          value == "miss" ? BackendErrors::miss : BackendErrors::raise;
-    } else if (name == "fail_safe" || name == "serve_stale") {
-      if (!value.is_boolean())
-        throw ValidationError(key + " must be true or false, not " + shown_value(key, value));
-      (name == "fail_safe" ? options.resilience.fail_safe : options.resilience.serve_stale) =
-          value.get<bool>();
-    } else if (auto* seconds =
-                   name == "backend_retry_interval" ? &options.resilience.backend_retry_interval
-                   : name == "backend_error_log_interval"
-                       ? &options.resilience.backend_error_log_interval
-                   : name == "fail_safe_max_age"  ? &options.resilience.fail_safe_max_age
-                   : name == "fail_safe_throttle" ? &options.resilience.fail_safe_throttle
-                   : name == "soft_timeout"       ? &options.resilience.soft_timeout
-                   : name == "hard_timeout"       ? &options.resilience.hard_timeout
-                                                  : nullptr) {
-      auto parsed = value.is_null() ? std::nullopt : parse_duration_seconds(value);
-      if (!parsed) {
-        throw ValidationError(key + " must be a number of seconds or a duration, not " +
-                              shown_value(key, value));
-      }
-      *seconds = *parsed;
-    } else if (name == "eager_refresh" || name == "expiration_jitter") {
-      if (!value.is_number()) {
-        throw ValidationError(key + " must be a number, not " + shown_value(key, value));
-      }
-      (name == "eager_refresh" ? options.resilience.eager_refresh
-                               : options.resilience.expiration_jitter) = value.get<double>();
     } else {
-      throw ValidationError(
-          "unknown config key " + key +
-          " (a region takes backend, expiration_time, arguments.<name>, wrap, "
-          "wrap_arguments.<proxy>.<name>, "
-          "replace_existing_backend, key_mangler, raise_on_undecodable, async_creation_runner, "
-          "async_creation_runner_threads, async_creation_runner_queue, backend_errors, "
-          "backend_retry_interval, backend_error_log_interval, fail_safe, fail_safe_max_age, "
-          "fail_safe_throttle, soft_timeout, hard_timeout, eager_refresh, expiration_jitter, "
-          "serve_stale, shared_invalidation)");
+      own[key.substr(p.size())] = value;
     }
   }
+  for (const auto& item : own.items()) {
+    const bool known = std::any_of(std::begin(kRegionKeys), std::end(kRegionKeys),
+                                   [&](const RegionKey& row) { return row.name == item.key(); });
+    if (!known) unknown_key(p, p + item.key());
+  }
+  const Arguments keys(std::move(own), p);
+  for (const auto& row : kRegionKeys) row.read(keys, row.name, region);
+
   // <prefix>wrap_arguments.<proxy name>.<argument>: the longest proxy name in wrap that fits.
   for (const auto& [key, value] : wrap_arguments) {
     const std::string_view rest = std::string_view(key).substr(wrap_arguments_prefix.size());
     ProxySpec* target = nullptr;
-    for (auto& wrapper : options.wrap) {
+    for (auto& wrapper : region.options.wrap) {
       auto& spec = std::get<ProxySpec>(wrapper);
       if (rest.size() > spec.name.size() + 1 && rest.starts_with(spec.name) &&
           rest[spec.name.size()] == '.' && (!target || spec.name.size() > target->name.size())) {
@@ -534,19 +628,23 @@ CacheRegion& CacheRegion::configure_from_config(const ConfigDict& config, std::s
       throw ValidationError(key + " names no proxy of " + p + "wrap");
     }
     const std::string argument(rest.substr(target->name.size() + 1));
-    for (auto& wrapper : options.wrap) {
+    for (auto& wrapper : region.options.wrap) {
       auto& spec = std::get<ProxySpec>(wrapper);
       if (spec.name == target->name) spec.arguments[argument] = *value;
     }
   }
-  if (pool_threads > 0 && coerced.count(p + "async_creation_runner") == 0) {
-    throw ValidationError(p + "async_creation_runner_threads is set but " + p +
-                          "async_creation_runner is not thread_pool");
+  for (const char* pool_key : {"async_creation_runner_threads", "async_creation_runner_queue"}) {
+    if (!region.thread_pool && keys.contains(pool_key)) {
+      throw ValidationError(p + pool_key + " is set but " + p +
+                            "async_creation_runner is not thread_pool");
+    }
   }
-  if (pool_threads > 0) {
-    settings.async_creation_runner = ThreadPoolRunner::owning_runner(pool_threads, pool_queue);
+  if (region.thread_pool) {
+    region.settings.async_creation_runner =
+        ThreadPoolRunner::owning_runner(region.pool_threads, region.pool_queue);
   }
-  return configure_with(backend->second.get<std::string>(), std::move(options), settings);
+  return configure_with(backend->second.get<std::string>(), std::move(region.options),
+                        region.settings);
 }
 
 }  // namespace dogpile

@@ -55,7 +55,7 @@ class GuardedMutex final : public CacheMutex {
 
 template <class Call, class Fallback>
 auto BackendGuard::operator()(Call&& call, Fallback&& fallback) -> decltype(call()) {
-  if (policy_.enabled) return absorbing(call, fallback);
+  if (miss_) return absorbing(call, fallback);
   try {
     return call();
   } catch (const Error&) {
@@ -97,16 +97,16 @@ bool BackendGuard::resting() noexcept {
   const double now = clock_->coarse_now();
   if (now < retry_at) return true;
   // The interval is over: one call tries the backend, the others go on resting meanwhile.
-  return !retry_at_.compare_exchange_strong(retry_at, now + policy_.retry_interval);
+  return !retry_at_.compare_exchange_strong(retry_at, now + retry_interval_);
 }
 
 void BackendGuard::note_failure(const std::string& what) {
-  retry_at_.store(clock_->coarse_now() + policy_.retry_interval, std::memory_order_relaxed);
+  retry_at_.store(clock_->coarse_now() + retry_interval_, std::memory_order_relaxed);
   failing_.store(true, std::memory_order_relaxed);
   std::lock_guard guard(log_mutex_);
   ++failures_;
   const double now = clock_->now();
-  if (last_warning_ != 0 && now - last_warning_ < policy_.log_interval) {
+  if (last_warning_ != 0 && now - last_warning_ < log_interval_) {
     ++unlogged_failures_;
     return;
   }

@@ -14,23 +14,24 @@
 #include <mutex>
 #include <string>
 
+#include "dogpile/options.hpp"
 #include "dogpile/sdk/clock.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile::detail {
 
-struct MissPolicy {
-  bool enabled = false;         // BackendErrors::miss
-  double retry_interval = 1.0;  // seconds
-  double log_interval = 60.0;   // seconds
-};
-
 // How calls to one backend are guarded, and its health under miss; shared by the backend's
 // guard and the mutexes it gives, which may outlive it in a background regeneration.
 class BackendGuard {
  public:
-  BackendGuard(std::string backend, MissPolicy policy, std::shared_ptr<const Clock> clock)
-      : backend_(std::move(backend)), policy_(policy), clock_(std::move(clock)) {}
+  // `options` validated: backend_errors and its intervals.
+  BackendGuard(std::string backend, const ResilienceOptions& options,
+               std::shared_ptr<const Clock> clock)
+      : backend_(std::move(backend)),
+        miss_(options.backend_errors == BackendErrors::miss),
+        retry_interval_(*options.backend_retry_interval),
+        log_interval_(*options.backend_error_log_interval),
+        clock_(std::move(clock)) {}
 
   // `call()` guarded: a foreign exception becomes an Error naming the backend; under miss, a
   // backend failure returns `fallback()` instead, as does a call while the backend is left
@@ -51,7 +52,9 @@ class BackendGuard {
   void note_success();
 
   const std::string backend_;
-  const MissPolicy policy_;
+  const bool miss_;
+  const double retry_interval_;
+  const double log_interval_;
   const std::shared_ptr<const Clock> clock_;
   std::atomic<bool> failing_{false};
   std::atomic<double> retry_at_{0};

@@ -43,7 +43,7 @@ inline constexpr const char* kSoftInvalidationNeedsExpiration =
 // `expiration` spread by the region's expiration_jitter.
 inline double jittered(const RegionState& st, std::string_view key, const ValueMetadata& metadata,
                 double expiration) {
-  const double jitter = st.resilience.jitter;
+  const double jitter = st.resilience.expiration_jitter;
   return jitter == 0 ? expiration : spread(jitter, key, metadata.made(), expiration);
 }
 
@@ -96,7 +96,7 @@ inline double jittered(const RegionState& st, std::string_view key, const ValueM
     if (!expiration) throw Error(kSoftInvalidationNeedsExpiration);
     // Reads as expired: older than the expiration time on the clock expiry checks use.
     ct = st.clock->coarse_now() - *expiration - 0.0001;
-  } else if (expiration && st.resilience.jitter != 0) {
+  } else if (expiration && st.resilience.expiration_jitter != 0) {
     ct = std::max(ct + jittered(st, key, metadata, *expiration) - *expiration,
                   std::numeric_limits<double>::min());
   }

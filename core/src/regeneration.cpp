@@ -36,7 +36,7 @@ class Creation {
         clock_(st.clock),
         region_(st.region_name),
         expiration_(expiration),
-        throttle_(st.resilience.fail_safe_throttle),
+        throttle_(*st.resilience.fail_safe_throttle),
         make_(std::move(make)),
         multi_(multi) {}
   ~Creation() { release(); }
@@ -225,7 +225,7 @@ std::vector<CachedValuePtr> Creation::for_caller(std::shared_ptr<Creation> creat
     }
   }
   // Timed: the creation owns the mutexes and runs on the pool while this caller waits.
-  const Resilience& r = st.resilience;
+  const ResilienceOptions& r = st.resilience;
   const auto start = Steady::now();
   const bool queued = st.creators->submit([creation] { creation->run_on_pool(); });
   const auto& keys = creation->keys_;
@@ -269,7 +269,7 @@ std::vector<CachedValuePtr> Creation::for_caller(std::shared_ptr<Creation> creat
 // error.
 bool fail_safe_may_give(const RegionState& st, const Current& value) {
   return st.resilience.fail_safe && value && value->value &&
-         st.clock->now() - value->value->metadata().made() <= st.resilience.fail_safe_max_age;
+         st.clock->now() - value->value->metadata().made() <= *st.resilience.fail_safe_max_age;
 }
 
 // Starts one background creation of `keys` (fresh values due for an eager refresh) on the

@@ -88,50 +88,41 @@ bool is_fresh(const RegionState& st, std::string_view key, const CachedValue& va
          !st.invalidator->is_soft_invalidated(metadata.ct);
 }
 
-// `options` checked, with every time in seconds; errors name the option with `prefix`.
-detail::Resilience checked(const ResilienceOptions& options, const std::string& prefix,
-                           detail::MissPolicy& miss) {
+}  // namespace
+
+ResilienceOptions ResilienceOptions::validated(std::string_view prefix) const {
+  const std::string p(prefix);
   auto seconds = [&](const Seconds& value, const char* name, bool zero_allowed) {
     if (value && std::isfinite(*value) && *value <= kLongestDuration &&
         (*value > 0 || (zero_allowed && *value == 0))) {
-      return value;
+      return;
     }
-    throw ValidationError(prefix + name + " must be a " +
-                          (zero_allowed ? "non-negative" : "positive") + " number of seconds" +
+    throw ValidationError(p + name + " must be a " + (zero_allowed ? "non-negative" : "positive") +
+                          " number of seconds" +
                           (value ? ", not " + python_float_repr(*value) : std::string()));
   };
   auto fraction = [&](double value, const char* name, const char* range, bool ok) {
-    if (!ok)
-      throw ValidationError(prefix + name + " must be " + range + ", not " +
-                            python_float_repr(value));
-    return value;
+    if (!ok) {
+      throw ValidationError(p + name + " must be " + range + ", not " + python_float_repr(value));
+    }
   };
-  miss.enabled = options.backend_errors == BackendErrors::miss;
-  miss.retry_interval = *seconds(options.backend_retry_interval, "backend_retry_interval", true);
-  miss.log_interval =
-      *seconds(options.backend_error_log_interval, "backend_error_log_interval", true);
-  detail::Resilience r;
-  r.fail_safe = options.fail_safe;
-  r.fail_safe_max_age = *seconds(options.fail_safe_max_age, "fail_safe_max_age", false);
-  r.fail_safe_throttle = *seconds(options.fail_safe_throttle, "fail_safe_throttle", false);
-  if (options.soft_timeout) r.soft_timeout = seconds(options.soft_timeout, "soft_timeout", false);
-  if (options.hard_timeout) r.hard_timeout = seconds(options.hard_timeout, "hard_timeout", false);
-  if (r.soft_timeout && r.hard_timeout && *r.soft_timeout >= *r.hard_timeout) {
-    throw ValidationError(prefix + "soft_timeout (" + python_float_repr(*r.soft_timeout) +
-                          " s) must be shorter than " + prefix + "hard_timeout (" +
-                          python_float_repr(*r.hard_timeout) + " s)");
+  seconds(backend_retry_interval, "backend_retry_interval", true);
+  seconds(backend_error_log_interval, "backend_error_log_interval", true);
+  seconds(fail_safe_max_age, "fail_safe_max_age", false);
+  seconds(fail_safe_throttle, "fail_safe_throttle", false);
+  if (soft_timeout) seconds(soft_timeout, "soft_timeout", false);
+  if (hard_timeout) seconds(hard_timeout, "hard_timeout", false);
+  if (soft_timeout && hard_timeout && *soft_timeout >= *hard_timeout) {
+    throw ValidationError(p + "soft_timeout (" + python_float_repr(*soft_timeout) +
+                          " s) must be shorter than " + p + "hard_timeout (" +
+                          python_float_repr(*hard_timeout) + " s)");
   }
-  const double eager = options.eager_refresh;
-  r.eager_refresh = fraction(eager, "eager_refresh", "0 (off) or between 0 and 1, exclusive",
-                             eager == 0 || (eager > 0 && eager < 1));
-  const double jitter = options.expiration_jitter;
-  r.jitter = fraction(jitter, "expiration_jitter", "at least 0 and less than 1",
-                      jitter >= 0 && jitter < 1);
-  r.serve_stale = options.serve_stale;
-  return r;
+  fraction(eager_refresh, "eager_refresh", "0 (off) or between 0 and 1, exclusive",
+           eager_refresh == 0 || (eager_refresh > 0 && eager_refresh < 1));
+  fraction(expiration_jitter, "expiration_jitter", "at least 0 and less than 1",
+           expiration_jitter >= 0 && expiration_jitter < 1);
+  return *this;
 }
-
-}  // namespace
 
 CacheRegion::CacheRegion(std::string name, KeyMangler key_mangler,
                          AsyncCreationRunner async_creation_runner)
@@ -240,9 +231,9 @@ CacheRegion& CacheRegion::configure_with(std::string_view backend, ConfigureOpti
     state->invalidator =
         options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
   }
-  detail::MissPolicy miss;
-  state->resilience = checked(options.resilience, prefix, miss);
-  state->guard = std::make_shared<detail::BackendGuard>(state->backend_name, miss, clock_);
+  state->resilience = options.resilience.validated(prefix);
+  state->guard =
+      std::make_shared<detail::BackendGuard>(state->backend_name, state->resilience, clock_);
   auto guarded_calls = std::make_shared<detail::GuardedBackend>(state->guard);
   guarded_calls->wrap(state->outer);
   state->calls = std::move(guarded_calls);

@@ -18,18 +18,6 @@
 
 namespace dogpile {
 
-// ResilienceOptions as a configuration uses them: checked, every time in seconds.
-struct detail::Resilience {
-  bool fail_safe = false;
-  double fail_safe_max_age = 0;
-  double fail_safe_throttle = 0;
-  std::optional<double> soft_timeout;
-  std::optional<double> hard_timeout;
-  double eager_refresh = 0;
-  double jitter = 0;
-  bool serve_stale = true;
-};
-
 // One configuration of a region: what configure() made. Immutable once published.
 struct detail::RegionState {
   std::string region_name;
@@ -45,7 +33,7 @@ struct detail::RegionState {
   std::shared_ptr<detail::LockRegistry> locks;
   AsyncCreationRunner async_runner;
   bool raise_on_undecodable = false;
-  Resilience resilience;
+  ResilienceOptions resilience;  // validated
   AsyncCreationRunner refresh_runner;  // eager refresh: async_runner, or a pool of its own
   CreatorPool* creators = nullptr;     // the region's, when a timeout is set
 };

@@ -179,6 +179,21 @@ std::optional<double> Arguments::find_seconds(std::string_view name, double reso
   return seconds;
 }
 
+std::optional<unsigned long> Arguments::find_count(std::string_view name, unsigned long low,
+                                                   unsigned long high) const {
+  const nlohmann::json* value = lookup(name);
+  if (value == nullptr) return std::nullopt;
+  std::optional<unsigned long> count;
+  if (value->is_number_unsigned()) {
+    count = value->get<unsigned long>();
+  } else if (value->is_number_integer() && value->get<long long>() >= 0) {
+    count = static_cast<unsigned long>(value->get<long long>());
+  }
+  if (count && *count >= low && *count <= high) return count;
+  throw ValidationError(key(name) + " must be an integer from " + std::to_string(low) + " to " +
+                        std::to_string(high) + ", not " + shown_value(key(name), *value));
+}
+
 void Arguments::ignore(std::string_view name, std::string_view why) const {
   asked_.emplace(name);
   if (contains(name)) {
@@ -208,20 +223,28 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+std::optional<std::string_view> closest_name(std::string_view name,
+                                             const std::vector<std::string_view>& names) {
+  std::optional<std::string_view> closest;
+  std::size_t best = 3;  // at most 2 edits away
+  for (const auto candidate : names) {
+    if (const std::size_t d = edit_distance(name, candidate); d < best) {
+      best = d;
+      closest = candidate;
+    }
+  }
+  return closest;
+}
+
 std::string Arguments::unknown_argument_message(std::string_view plugin_name) const {
   for (const auto& item : values_.items()) {
     if (asked_.count(item.key()) != 0) continue;
-    std::string known, closest;
-    std::size_t best = 3;  // suggest names at most 2 edits away
-    for (const auto& name : asked_) {
-      known += (known.empty() ? "" : ", ") + name;
-      if (const std::size_t d = edit_distance(item.key(), name); d < best) {
-        best = d;
-        closest = name;
-      }
-    }
+    std::string known;
+    const std::vector<std::string_view> names(asked_.begin(), asked_.end());
+    for (const auto& name : asked_) known += (known.empty() ? "" : ", ") + name;
+    const auto closest = closest_name(item.key(), names);
     return "unknown argument " + key(item.key()) + " for " + std::string(plugin_name) +
-           (closest.empty() ? "" : " (did you mean " + closest + "?)") + " (" +
+           (closest ? " (did you mean " + std::string(*closest) + "?)" : "") + " (" +
            (known.empty() ? std::string("it takes no arguments") : "its arguments are: " + known) +
            ")";
   }

@@ -465,7 +465,7 @@ BOOST_AUTO_TEST_CASE(pymemcache_retries_as_its_retrying_client_and_refuses_pytho
         "cache.mc.arguments.default_noreply is not supported"},
        {{{"url", "h:1"}, {"retry_attempts", 2}}, "need enable_retry_client = true"},
        {{{"url", "h:1"}, {"hashclient_retry_attempts", 0}},
-        "cache.mc.arguments.hashclient_retry_attempts must be at least 1"}});
+        "cache.mc.arguments.hashclient_retry_attempts must be an integer from 1 to 100, not 0"}});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

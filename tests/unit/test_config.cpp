@@ -220,7 +220,11 @@ BOOST_AUTO_TEST_CASE(errors_name_the_key_at_fault) {
       {{{"cache.local.backend", "dogpile.cache.memory"}, {"cache.local.arguments.shardz", "2"}},
        "unknown argument cache.local.arguments.shardz for dogpile.cache.memory"},
       {{{"cache.local.backend", "dogpile.cache.memory"}, {"cache.local.expiration_tme", "2"}},
-       "unknown config key cache.local.expiration_tme"},
+       "unknown config key cache.local.expiration_tme (did you mean "
+       "cache.local.expiration_time: seconds after which a value expires; -1: never?); a region "
+       "takes backend, arguments.<name>, wrap_arguments.<proxy>.<name>, expiration_time, wrap"},
+      {{{"cache.local.backend", "dogpile.cache.memory"}, {"cache.local.colour", "blue"}},
+       "unknown config key cache.local.colour; a region takes"},
       {{{"cache.local.backend", "dogpile.cache.memory"}, {"cache.local.expiration_time", "soon"}},
        "expiration_time is not a number or timedelta."},
       {{{"cache.local.backend", 5}}, "cache.local.backend must be the name of a backend plugin"},

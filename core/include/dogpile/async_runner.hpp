@@ -21,6 +21,11 @@ namespace dogpile {
 // is logged; the stale value stays and the next caller tries again.
 class DOGPILE_API ThreadPoolRunner {
  public:
+  // The bounds of `threads` and `max_queued` (a config's async_creation_runner_threads and
+  // async_creation_runner_queue).
+  static constexpr std::size_t kMostThreads = 256;
+  static constexpr std::size_t kMostQueued = 1'000'000;
+
   explicit ThreadPoolRunner(std::size_t threads = 2, std::size_t max_queued = 1024);
   ~ThreadPoolRunner();  // runs what is queued, then joins
   ThreadPoolRunner(const ThreadPoolRunner&) = delete;

@@ -25,6 +25,8 @@ constexpr std::size_t kMaxKey = 250 - 5;
 // What an item takes beside its value in memcached's item_size_max: its header, the key and
 // the CAS (309 bytes at most, measured on memcached 1.6 with a 250-byte key).
 constexpr std::size_t kItemOverhead = 512;
+// The most tries a config may ask for (hashclient_retry_attempts, retry_attempts).
+constexpr unsigned long kMostAttempts = 100;
 
 struct Server {
   std::string host;
@@ -200,12 +202,9 @@ void read_pymemcache(const Arguments& a, Settings& s) {
   if (auto keepalive = a.find<bool>("socket_keepalive")) {
     s.behaviors.emplace_back(MEMCACHED_BEHAVIOR_TCP_KEEPALIVE, *keepalive ? 1 : 0);
   }
-  const auto tries = a.get("hashclient_retry_attempts", 2);
+  const auto tries = a.find_count("hashclient_retry_attempts", 1, kMostAttempts).value_or(2);
   const auto retry_timeout = a.find_seconds("hashclient_retry_timeout", 1).value_or(1);
   const auto dead_timeout = a.find_seconds("hashclient_dead_timeout", 1).value_or(60);
-  if (tries < 1) {
-    throw ValidationError(a.key("hashclient_retry_attempts") + " must be at least 1");
-  }
   // As pymemcache's HashClient: a server failing `tries` times in a row leaves the ring (its
   // keys go to the others) for dead_timeout seconds.
   s.behaviors.insert(s.behaviors.end(),
@@ -214,7 +213,7 @@ void read_pymemcache(const Arguments& a, Settings& s) {
                       {MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, static_cast<uint64_t>(retry_timeout)},
                       {MEMCACHED_BEHAVIOR_DEAD_TIMEOUT, static_cast<uint64_t>(dead_timeout)}});
   const bool retrying = a.get("enable_retry_client", false);
-  const auto attempts = a.find<int>("retry_attempts");
+  const auto attempts = a.find_count("retry_attempts", 1, kMostAttempts);
   const auto delay = a.find_seconds("retry_delay");
   if (!retrying && (attempts || delay)) {
     throw ValidationError(a.key("retry_attempts") + " and " + a.key("retry_delay") +
@@ -222,9 +221,6 @@ void read_pymemcache(const Arguments& a, Settings& s) {
   }
   if (retrying) {
     s.attempts = static_cast<unsigned>(attempts.value_or(2));  // pymemcache's RetryingClient
-    if (attempts && *attempts < 1) {
-      throw ValidationError(a.key("retry_attempts") + " must be at least 1");
-    }
     s.retry_delay = delay.value_or(0);
   }
 }
@@ -259,10 +255,8 @@ Settings read_settings(const Arguments& a, Flavor flavor, const char* name) {
   if (s.socket_timeout <= 0) throw ValidationError(a.key("socket_timeout") + " must be positive");
   if (s.dead_retry < 0) throw ValidationError(a.key("dead_retry") + " must not be negative");
   s.binary = a.get("binary", s.binary);
-  s.pool_size = a.get("connection_pool_size", s.pool_size);
-  if (s.pool_size == 0) {
-    throw ValidationError(a.key("connection_pool_size") + " must be at least 1");
-  }
+  s.pool_size = static_cast<unsigned>(
+      a.find_count("connection_pool_size", 1, kMostPooledConnections).value_or(s.pool_size));
   s.item_size_max = a.get("item_size_max", s.item_size_max);
   if (s.item_size_max < 1024 || s.item_size_max > (1ul << 30)) {
     throw ValidationError(a.key("item_size_max") +

@@ -282,7 +282,8 @@ Settings read_settings(const Arguments& a, const PluginContext& context, Mode mo
   s.lock_blocking_timeout = a.find_seconds("lock_blocking_timeout", 1e-6);
   s.thread_local_lock = a.get("thread_local_lock", s.thread_local_lock);
   s.lock_prefix = a.get("lock_prefix", s.lock_prefix);
-  s.pool_size = a.get("connection_pool_size", s.pool_size);
+  s.pool_size = static_cast<unsigned>(
+      a.find_count("connection_pool_size", 1, kMostPooledConnections).value_or(s.pool_size));
   // Ignoring these would connect without the encryption or probes the config asks for.
   for (const char* unsupported : {"ssl", "socket_keepalive_options"}) {
     if (a.contains(unsupported)) {
@@ -299,8 +300,6 @@ Settings read_settings(const Arguments& a, const PluginContext& context, Mode mo
   if (s.port <= 0 || s.port > 65535) {
     throw ValidationError(a.key("port") + " must be between 1 and 65535");
   }
-  if (s.pool_size == 0)
-    throw ValidationError(a.key("connection_pool_size") + " must be at least 1");
   if (s.redis_expiration_time < 0) {
     throw ValidationError(a.key("redis_expiration_time") + " must not be negative");
   }

@@ -39,7 +39,7 @@ class LoggingProxy final : public InterceptingProxy {
   explicit LoggingProxy(const Arguments& arguments)
       : level_(level_argument(arguments)),
         key_style_(key_style_argument(arguments)),
-        max_key_length_(arguments.get("max_key_length", 64u)) {}
+        max_key_length_(arguments.find_count("max_key_length", 1, 65536).value_or(64)) {}
 
  protected:
   // Forwards the call, then logs "<operation> <keys>[ <outcome>] <latency>", or the failure.
@@ -120,7 +120,7 @@ class LoggingProxy final : public InterceptingProxy {
 
   const LogLevel level_;
   const KeyStyle key_style_;
-  const unsigned max_key_length_;
+  const std::size_t max_key_length_;
 };
 
 }  // namespace

@@ -51,6 +51,11 @@ class DOGPILE_API Arguments {
   // kLongestDuration, or above zero but below `resolution` (the finest time the argument is
   // used at, where it would round to zero).
   std::optional<double> find_seconds(std::string_view name, double resolution = 1e-3) const;
+  // A count (threads, connections, attempts): an integer from `low` to `high`, the range the
+  // plugin documents; anything else is refused with ValidationError naming the key, so that a
+  // config cannot ask for 20,000 threads.
+  std::optional<unsigned long> find_count(std::string_view name, unsigned long low,
+                                          unsigned long high) const;
 
   bool contains(std::string_view name) const;
   // The argument as given, for a plugin that reads a shape the typed look-ups do not (a list
@@ -85,6 +90,11 @@ class DOGPILE_API Arguments {
   std::string key_prefix_;
   mutable std::set<std::string, std::less<>> asked_;
 };
+
+// The one of `names` closest to `name`, at most two edits away, for "did you mean"; nullopt
+// when none is that close.
+DOGPILE_API std::optional<std::string_view> closest_name(std::string_view name,
+                                                         const std::vector<std::string_view>& names);
 
 // Parses a duration: a number of seconds, or a string "<number><unit>" with unit ms, s, m,
 // h or d. Returns nullopt for anything else, and for a result that is not finite.

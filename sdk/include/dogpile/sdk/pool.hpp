@@ -25,6 +25,9 @@
 
 namespace dogpile {
 
+// The largest connection_pool_size a backend's config may ask for.
+inline constexpr unsigned long kMostPooledConnections = 1024;
+
 // Connection: movable; a moved-from or default Connection is never used again.
 template <class Connection>
 class ConnectionPool {
