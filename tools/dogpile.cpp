@@ -562,7 +562,7 @@ int set(const Invocation& invocation) {
     const double ttl = invocation.number("--ttl", 0, 0, *expiration);
     created -= *expiration - ttl;
   }
-  region.set_value(key, dogpile::CacheRegion::make_value(std::move(json), created));
+  region.set_value(key, dogpile::make_value(std::move(json), created));
   return kOk;
 }
 

@@ -249,7 +249,7 @@ void redis_rows(int port, long iterations) {
                      }),
       raw_get);
   const std::string payload =
-      dogpile::serialize_cached_value(*dogpile::CacheRegion::make_value(std::string(64, 'x')));
+      dogpile::serialize_cached_value(*dogpile::make_value(std::string(64, 'x')));
   const double raw_set = ops_per_second(iterations, [&](long i) {
     freeReplyObject(
         redisCommand(raw, "SET %s %b", keys[i % 100].c_str(), payload.data(), payload.size()));

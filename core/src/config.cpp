@@ -525,7 +525,8 @@ constexpr RegionKey kRegionKeys[] = {
      "invalidate() reaches every process of the region"},
     {"async_creation_runner", async_creation_runner,
      "thread_pool: stale values are regenerated in the background"},
-    {"async_creation_runner_threads", count<&RegionConfig::pool_threads, ThreadPoolRunner::kMostThreads>,
+    {"async_creation_runner_threads",
+     count<&RegionConfig::pool_threads, ThreadPoolRunner::kMostThreads>,
      "the thread pool's threads (2)"},
     {"async_creation_runner_queue", count<&RegionConfig::pool_queue, ThreadPoolRunner::kMostQueued>,
      "regenerations that may wait for a thread (1024)"},
@@ -566,8 +567,8 @@ constexpr RegionKey kRegionKeys[] = {
   if (const auto closest = closest_name(name, names)) {
     for (const auto& row : kRegionKeys) {
       if (row.name == *closest) {
-        meant = " (did you mean " + prefix + std::string(row.name) + ": " +
-                std::string(row.help) + "?)";
+        meant = " (did you mean " + prefix + std::string(row.name) + ": " + std::string(row.help) +
+                "?)";
       }
     }
   }

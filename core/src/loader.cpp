@@ -12,6 +12,7 @@
 #include <boost/dll/shared_library.hpp>
 #include <vector>
 
+#include "dogpile/sdk/context.hpp"
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "manifest.hpp"

@@ -28,7 +28,7 @@ inline constexpr const char* kSoftInvalidationNeedsExpiration =
 // time the value was made, so every reader of the value computes the same one (FNV-1a and
 // splitmix64: the same on every build).
 [[gnu::noinline]] inline double spread(double jitter, std::string_view key, double made,
-                                double expiration) {
+                                       double expiration) {
   std::uint64_t h = 14695981039346656037ull;
   for (const char c : key) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
   h ^= std::bit_cast<std::uint64_t>(made);
@@ -42,15 +42,16 @@ inline constexpr const char* kSoftInvalidationNeedsExpiration =
 
 // `expiration` spread by the region's expiration_jitter.
 inline double jittered(const RegionState& st, std::string_view key, const ValueMetadata& metadata,
-                double expiration) {
+                       double expiration) {
   const double jitter = st.resilience.expiration_jitter;
   return jitter == 0 ? expiration : spread(jitter, key, metadata.made(), expiration);
 }
 
 // decoded() past its fast path: `value` (not null) decoded by `decode` (null: only checked),
 // a value that does not decode being a miss, logged, unless the region raises on them.
-[[gnu::noinline]] inline CachedValuePtr decoded_slowly(const RegionState& st, CachedValuePtr&& value,
-                                                std::string_view key, Decoder decode) {
+[[gnu::noinline]] inline CachedValuePtr decoded_slowly(const RegionState& st,
+                                                       CachedValuePtr&& value, std::string_view key,
+                                                       Decoder decode) {
   try {
     return decode_for_key(std::move(value), key, decode);
   } catch (const CantDeserialize& e) {
@@ -108,7 +109,7 @@ inline double jittered(const RegionState& st, std::string_view key, const ValueM
 // expiration time, and not a value fail-safe kept (that one is tried again when its throttle
 // ends).
 inline bool due_for_refresh(const RegionState& st, const Timestamped<CachedValuePtr>& value,
-                     std::optional<double> expiration) {
+                            std::optional<double> expiration) {
   const double eager = st.resilience.eager_refresh;
   return eager > 0 && expiration && *expiration > 0 && value.value->metadata().origin == 0 &&
          st.clock->coarse_now() - value.created > eager * *expiration;

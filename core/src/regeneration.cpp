@@ -286,7 +286,8 @@ void refresh_eagerly(CacheRegion& region, const RegionState& st, std::optional<d
   // The runner is given the first key's mutex; the creation releases the others'.
   std::shared_ptr<CacheMutex> first = std::exchange(keys[0].held, nullptr);
   const std::string key = keys[0].key;
-  auto creation = std::make_shared<Creation>(st, expiration, std::move(make), std::move(keys), multi);
+  auto creation =
+      std::make_shared<Creation>(st, expiration, std::move(make), std::move(keys), multi);
   try {
     st.refresh_runner(region, key, Creation::in_background(std::move(creation)), first);
   } catch (const std::exception& e) {

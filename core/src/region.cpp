@@ -1,12 +1,12 @@
 #include "dogpile/region.hpp"
 
 #include <algorithm>
-#include <boost/core/demangle.hpp>
 #include <cmath>
 #include <exception>
 
 #include "dogpile/async_runner.hpp"
 #include "dogpile/loader.hpp"
+#include "dogpile/sdk/context.hpp"
 #include "dogpile/lock.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "guarded_backend.hpp"
@@ -222,11 +222,12 @@ CacheRegion& CacheRegion::configure_with(std::string_view backend, ConfigureOpti
                                             : state->outer->key_mangler();
   if (options.shared_invalidation) {
     if (options.region_invalidator) {
-      throw ValidationError(prefix + "shared_invalidation and region_invalidator exclude each "
-                                     "other: shared invalidation is a region invalidator");
+      throw ValidationError(prefix +
+                            "shared_invalidation and region_invalidator exclude each "
+                            "other: shared invalidation is a region invalidator");
     }
-    state->invalidator =
-        detail::make_shared_invalidation(state->actual, name_, clock_, prefix + "shared_invalidation");
+    state->invalidator = detail::make_shared_invalidation(state->actual, name_, clock_,
+                                                          prefix + "shared_invalidation");
   } else {
     state->invalidator =
         options.region_invalidator ? std::move(options.region_invalidator) : default_invalidator_;
@@ -287,19 +288,6 @@ std::string CacheRegion::mangle(std::string_view key) const {
   detail::StatePin pin;
   std::string storage;
   return std::string(backend_key(pinned(pin), key, storage));
-}
-
-CachedValuePtr detail::decode_for_key(CachedValuePtr value, std::string_view key,
-                                      CachedValuePtr (*decode)(CachedValuePtr&&)) {
-  try {
-    if (!value->decodable()) throw CantDeserialize(value->problem());
-    if (decode == nullptr) return value;
-    return decode(std::move(value));
-  } catch (const ValueTypeError& e) {
-    throw ValueTypeError("cached value for key '" + std::string(key) + "' " + e.what());
-  } catch (const CantDeserialize& e) {
-    throw CantDeserialize("cached value for key '" + std::string(key) + "' " + e.what());
-  }
 }
 
 CachedValuePtr CacheRegion::get_value_metadata(std::string_view key,
@@ -423,7 +411,8 @@ CacheRegion::Lookup CacheRegion::lookup(std::string_view key, std::optional<doub
 CachedValuePtr CacheRegion::regenerate(const Lookup& found, std::string_view key, ValueMaker make,
                                        Decoder decode) {
   const State& st = *found.state;
-  detail::Regeneration regeneration(*this, st, key, found.mangled ? *found.mangled : std::string(key),
+  detail::Regeneration regeneration(*this, st, key,
+                                    found.mangled ? *found.mangled : std::string(key),
                                     found.expiration, decode, detail::call_deadline(st));
   Current current;
   if (found.value) {
@@ -488,57 +477,5 @@ RegionInvalidationStrategy& CacheRegion::region_invalidator() const {
 }
 
 void CacheRegion::invalidate(bool hard) { region_invalidator().invalidate(hard); }
-
-namespace {
-
-// `type`'s name as code writes it: std::string, std::vector<int>, not libstdc++'s spelling
-// (std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >).
-std::string readable_name(const std::type_info& type) {
-  std::string name = boost::core::demangle(type.name());
-  auto replace_all = [&](std::string_view from, std::string_view to) {
-    for (auto at = name.find(from); at != std::string::npos; at = name.find(from, at + to.size())) {
-      name.replace(at, from.size(), to);
-    }
-  };
-  // The default template arguments: ", std::allocator<...>", ", std::char_traits<char>",
-  // ", std::less<...>", each up to its matching '>'.
-  for (const std::string_view defaulted :
-       {", std::allocator<", ", std::char_traits<", ", std::less<", ", std::hash<",
-        ", std::equal_to<"}) {
-    for (auto at = name.find(defaulted); at != std::string::npos; at = name.find(defaulted, at)) {
-      std::size_t end = at + defaulted.size();
-      for (int depth = 1; end < name.size() && depth > 0; ++end) {
-        depth += name[end] == '<' ? 1 : name[end] == '>' ? -1 : 0;
-      }
-      name.erase(at, end - at);
-    }
-  }
-  replace_all(" >", ">");
-  replace_all("std::__cxx11::", "std::");
-  replace_all("std::basic_string<char>", "std::string");
-  replace_all("std::basic_string_view<char>", "std::string_view");
-  return name;
-}
-
-}  // namespace
-
-template <class E>
-void CacheRegion::throw_cant_read(const std::type_info& wanted, std::string_view why) {
-  throw E("cannot be read as " + readable_name(wanted) + ": " + std::string(why));
-}
-template void CacheRegion::throw_cant_read<ValueTypeError>(const std::type_info&, std::string_view);
-template void CacheRegion::throw_cant_read<CantDeserialize>(const std::type_info&,
-                                                            std::string_view);
-
-void CacheRegion::throw_wrong_type(const std::type_info& stored, const std::type_info& wanted) {
-  throw_cant_read<ValueTypeError>(wanted, "it holds " + readable_name(stored) +
-                                              ", which has no dogpile::Codec to convert it");
-}
-
-void CacheRegion::throw_no_codec(const std::type_info& wanted) {
-  throw CantSerialize(readable_name(wanted) +
-                      " has no dogpile::Codec, so it can only be stored in and read from an "
-                      "object backend such as dogpile.cache.memory");
-}
 
 }  // namespace dogpile

@@ -40,7 +40,7 @@ class SharedInvalidation final : public RegionInvalidationStrategy {
     const double now = clock_->now();
     const double stamp = hard ? now : -now;
     apply(stamp);
-    backend_->set(key_, CacheRegion::make_value(stamp, now));
+    backend_->set(key_, dogpile::make_value(stamp, now));
     broadcast_->publish(origin_ + "|i|" + python_float_repr(stamp));
   }
   bool is_hard_invalidated(double timestamp) const override {
@@ -80,7 +80,7 @@ class SharedInvalidation final : public RegionInvalidationStrategy {
 
   void read_stored() {
     try {
-      if (auto stored = CacheRegion::value_as<double>(backend_->get(key_), key_)) apply(*stored);
+      if (auto stored = dogpile::value_as<double>(backend_->get(key_), key_)) apply(*stored);
     } catch (const Error& e) {
       log(LogLevel::warning, "region",
           "region '" + region_ + "': the shared invalidation time could not be read: " + e.what());

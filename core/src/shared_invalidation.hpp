@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
-#include "dogpile/sdk/clock.hpp"
 #include "dogpile/invalidation.hpp"
 #include "dogpile/sdk/backend.hpp"
+#include "dogpile/sdk/clock.hpp"
 
 namespace dogpile::detail {
 

@@ -33,7 +33,7 @@ struct detail::RegionState {
   std::shared_ptr<detail::LockRegistry> locks;
   AsyncCreationRunner async_runner;
   bool raise_on_undecodable = false;
-  ResilienceOptions resilience;  // validated
+  ResilienceOptions resilience;        // validated
   AsyncCreationRunner refresh_runner;  // eager refresh: async_runner, or a pool of its own
   CreatorPool* creators = nullptr;     // the region's, when a timeout is set
 };

@@ -10,7 +10,7 @@ namespace {
 template <class T>
 void read_as(const dogpile::CachedValuePtr& value) {
   try {
-    dogpile::CacheRegion::value_as<T>(value, "fuzzed");
+    dogpile::value_as<T>(value, "fuzzed");
   } catch (const dogpile::Error&) {
   }
 }

@@ -668,7 +668,8 @@ BOOST_AUTO_TEST_CASE(a_waiter_on_the_distributed_lock_gets_the_value_made_meanwh
           a->set("k", 0);
           clock->advance(1);
         }
-        const auto outcome = test::waiter_during_a_slow_creation(*a, *b, *clock, reads->reads, multi);
+        const auto outcome =
+            test::waiter_during_a_slow_creation(*a, *b, *clock, reads->reads, multi);
         BOOST_TEST(outcome.got == 1);
         BOOST_TEST(outcome.own_creations == 0);
       }
@@ -768,9 +769,9 @@ BOOST_AUTO_TEST_CASE(multi_calls_take_every_resilience_option) {
   auto hard = resilient_region(redis, clock, {.hard_timeout = 0.2});
   auto lock = soft->mutex("c");
   BOOST_TEST_REQUIRE(lock->acquire(false));
-  BOOST_CHECK_THROW(ints(*hard, {"b", "c"}, [](const Keys& keys) {
-    return std::vector<int>(keys.size(), 4);
-  }), dogpile::TimeoutError);
+  BOOST_CHECK_THROW(
+      ints(*hard, {"b", "c"}, [](const Keys& keys) { return std::vector<int>(keys.size(), 4); }),
+      dogpile::TimeoutError);
   lock->release();
   BOOST_TEST(test::wait_until([&] { return !hard->key_is_locked("b"); }));
   // eager_refresh: the due keys made again in the background, in one call.
@@ -846,7 +847,7 @@ class Peer {
 // knowing.
 void set_behind_their_backs(const test::RedisServer& server, const std::string& key,
                             const std::string& value) {
-  const std::string wire = dogpile::serialize_cached_value(*CacheRegion::make_value(value));
+  const std::string wire = dogpile::serialize_cached_value(*dogpile::make_value(value));
   redisContext* context = redisConnect("127.0.0.1", server.port());
   freeReplyObject(
       redisCommand(context, "SET %b %b", key.data(), key.size(), wire.data(), wire.size()));

@@ -74,15 +74,13 @@ struct WaiterOutcome {
 // (1) without running its own creator, whatever the region's expiration time (a value made
 // slower than it lives) and serve_stale. `b_reads` counts B's region's backend reads, so B is
 // known to have read before A's creator returns. `multi`: both ask with get_or_create_multi.
-inline WaiterOutcome waiter_during_a_slow_creation(dogpile::CacheRegion& a,
-                                                   dogpile::CacheRegion& b,
+inline WaiterOutcome waiter_during_a_slow_creation(dogpile::CacheRegion& a, dogpile::CacheRegion& b,
                                                    dogpile::ManualClock& clock,
                                                    const std::atomic<int>& b_reads, bool multi) {
   auto ask = [multi](dogpile::CacheRegion& region, auto creator) -> int {
     if (!multi) return *region.get_or_create("k", creator);
-    auto values = region.get_or_create_multi({"k"}, [&](const dogpile::Keys& keys) {
-      return std::vector<int>(keys.size(), creator());
-    });
+    auto values = region.get_or_create_multi(
+        {"k"}, [&](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), creator()); });
     return *values.at(0);
   };
   std::latch started(1);

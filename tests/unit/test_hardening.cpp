@@ -263,7 +263,7 @@ BOOST_AUTO_TEST_CASE(a_pool_that_cannot_start_its_threads_is_an_error_not_a_term
       ::_exit(1);  // 256 threads of 8 MiB stacks cannot fit
     } catch (const dogpile::Error& e) {
       ::_exit(std::string(e.what()).find("could not start 256 threads") != std::string::npos ? 0
-                                                                                              : 3);
+                                                                                             : 3);
     } catch (...) {
       ::_exit(2);
     }

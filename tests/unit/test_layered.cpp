@@ -105,10 +105,10 @@ struct World {
 
 int as_int(const CachedValuePtr& value) {
   BOOST_TEST_REQUIRE(value != nullptr);
-  return *CacheRegion::value_as<int>(value, "k");
+  return *dogpile::value_as<int>(value, "k");
 }
 
-CachedValuePtr value(int n) { return CacheRegion::make_value(n); }
+CachedValuePtr value(int n) { return dogpile::make_value(n); }
 
 }  // namespace
 

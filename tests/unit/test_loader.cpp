@@ -178,7 +178,7 @@ BOOST_AUTO_TEST_CASE(register_backend_adds_a_name_at_run_time) {
   PluginLoader loader;
   loader.register_backend("myapp.cache.fast", memory_plugin(), "dogpile_entry_point_memory");
   auto backend = loader.make_backend("myapp.cache.fast", Arguments());
-  backend->set("k", dogpile::CacheRegion::make_value(1));
+  backend->set("k", dogpile::make_value(1));
   BOOST_TEST(backend->get("k") != nullptr);
   bool listed = false;
   for (const auto& e : loader.list()) listed |= e.name == "myapp.cache.fast" && e.registered;
@@ -230,7 +230,7 @@ BOOST_AUTO_TEST_CASE(objects_keep_working_after_the_loader_and_region_are_gone) 
     region->set("r", 1);
     kept = region->actual_backend();
   }
-  backend->set("k", dogpile::CacheRegion::make_value(std::string("v")));
+  backend->set("k", dogpile::make_value(std::string("v")));
   BOOST_TEST(backend->get("k") != nullptr);
   BOOST_TEST(kept->get("r") != nullptr);  // the region's backend outlives its region
   backend.reset();                        // the plugin's destructor runs; the library stays mapped

@@ -219,10 +219,10 @@ BOOST_DATA_TEST_CASE(creates_once_then_serves_the_cached_value, data::make(kStor
 
 BOOST_DATA_TEST_CASE(an_expired_value_is_regenerated, data::make(kStoringBackends), backend) {
   auto region = region_on(std::string(backend), {.expiration_time = 60});
-  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 120));
+  region->set_value("k", dogpile::make_value(1, dogpile::now_seconds() - 120));
   BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 2);
   // A per-call expiration of -1 never expires; a longer one keeps the old value.
-  region->set_value("old", CacheRegion::make_value(1, dogpile::now_seconds() - 120));
+  region->set_value("old", dogpile::make_value(1, dogpile::now_seconds() - 120));
   BOOST_TEST(*region->get_or_create(
                  "old", [] { return 2; }, -1) == 1);
   BOOST_TEST(*region->get_or_create(
@@ -269,7 +269,7 @@ BOOST_AUTO_TEST_CASE(a_creator_may_get_or_create_another_key) {
 BOOST_DATA_TEST_CASE(hard_invalidation_regenerates_for_everyone, data::make(kStoringBackends),
                      backend) {
   auto region = region_on(std::string(backend), {.expiration_time = 60});
-  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->set_value("k", dogpile::make_value(1, dogpile::now_seconds() - 1));
   region->invalidate(true);
   BOOST_TEST(*region->get_or_create("k", [] { return 2; }) == 2);
   BOOST_TEST(*region->get_or_create("k", [] { return 3; }) == 2);
@@ -278,7 +278,7 @@ BOOST_DATA_TEST_CASE(hard_invalidation_regenerates_for_everyone, data::make(kSto
 BOOST_DATA_TEST_CASE(soft_invalidation_serves_the_old_value_while_one_caller_regenerates,
                      data::make(kStoringBackends), backend) {
   auto region = region_on(std::string(backend), {.expiration_time = 60});
-  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->set_value("k", dogpile::make_value(1, dogpile::now_seconds() - 1));
   region->invalidate(false);
   // While another holds the lock, the old value is served.
   auto mutex = region->mutex("k");
@@ -292,7 +292,7 @@ BOOST_DATA_TEST_CASE(soft_invalidation_serves_the_old_value_while_one_caller_reg
 
 BOOST_AUTO_TEST_CASE(soft_invalidation_without_expiration_time_is_an_error) {
   auto region = region_on("dogpile.cache.memory");
-  region->set_value("k", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->set_value("k", dogpile::make_value(1, dogpile::now_seconds() - 1));
   region->invalidate(false);
   try {
     region->get_or_create("k", [] { return 2; });
@@ -526,7 +526,7 @@ BOOST_DATA_TEST_CASE(the_creator_gets_only_the_missing_keys_sorted, data::make(k
 BOOST_DATA_TEST_CASE(expired_values_are_regenerated_unless_expiration_is_minus_one,
                      data::make(kStoringBackends), backend) {
   auto region = region_on(std::string(backend), {.expiration_time = 10});
-  region->set_value("old", CacheRegion::make_value(1, dogpile::now_seconds() - 100));
+  region->set_value("old", dogpile::make_value(1, dogpile::now_seconds() - 100));
   auto creator = [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 2); };
   BOOST_TEST(*region->get_or_create_multi({"old"}, creator, -1)[0] == 1);
   BOOST_TEST(*region->get_or_create_multi({"old"}, creator)[0] == 2);
@@ -575,7 +575,7 @@ BOOST_DATA_TEST_CASE(every_mutex_is_released_when_the_creator_throws, data::make
 BOOST_DATA_TEST_CASE(a_creator_returning_fewer_values_leaves_the_last_keys_without_one,
                      data::make(kStoringBackends), backend) {
   auto region = region_on(std::string(backend), {.expiration_time = 60});
-  region->set_value("c", CacheRegion::make_value(7, dogpile::now_seconds() - 100));  // stale
+  region->set_value("c", dogpile::make_value(7, dogpile::now_seconds() - 100));  // stale
   auto values = region->get_or_create_multi({"c", "a", "b", "a"}, [](const dogpile::Keys& keys) {
     BOOST_TEST((keys == dogpile::Keys{"a", "b", "c"}));
     return std::vector<int>{1};
@@ -594,12 +594,12 @@ BOOST_DATA_TEST_CASE(a_creator_returning_fewer_values_leaves_the_last_keys_witho
 
 BOOST_AUTO_TEST_CASE(hard_and_soft_invalidation_apply_to_multi) {
   auto region = region_on("dogpile.cache.memory", {.expiration_time = 60});
-  region->set_value("a", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->set_value("a", dogpile::make_value(1, dogpile::now_seconds() - 1));
   auto creator = [](const dogpile::Keys& keys) { return std::vector<int>(keys.size(), 9); };
   region->invalidate(true);
   BOOST_TEST(*region->get_or_create_multi({"a"}, creator)[0] == 9);
 
-  region->set_value("b", CacheRegion::make_value(1, dogpile::now_seconds() - 1));
+  region->set_value("b", dogpile::make_value(1, dogpile::now_seconds() - 1));
   region->invalidate(false);
   auto mutex = region->mutex("b");
   BOOST_TEST(mutex->acquire(false));

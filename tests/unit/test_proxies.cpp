@@ -287,7 +287,7 @@ class KeyedMutexes final : public dogpile::ObjectBackend {
   std::vector<std::string> locked;
 };
 
-std::string wire(int n) { return dogpile::serialize_cached_value(*CacheRegion::make_value(n)); }
+std::string wire(int n) { return dogpile::serialize_cached_value(*dogpile::make_value(n)); }
 
 }  // namespace
 
@@ -357,7 +357,7 @@ BOOST_AUTO_TEST_CASE(a_call_not_proceeded_has_not_happened) {
   region->set("skip1", 1);
   BOOST_TEST(region->actual_backend()->get("skip1") == nullptr);
   BOOST_TEST(region->actual_backend()->get("ns:skip1") == nullptr);
-  region->actual_backend()->set("skip2", CacheRegion::make_value(2));
+  region->actual_backend()->set("skip2", dogpile::make_value(2));
   BOOST_TEST(region->get<int>("skip2") == nullptr);  // a read not proceeded misses
   auto values = region->get_multi<int>({"skip2", "x"});
   BOOST_TEST(values.size() == 2u);
@@ -716,10 +716,11 @@ BOOST_AUTO_TEST_CASE(bad_logging_arguments_are_errors) {
           {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"keys", "rot13"}})}}),
       dogpile::ValidationError);
   // Level names read as dogpile.log_level's do; "off" would make the proxy pointless.
-  BOOST_CHECK_THROW(region->configure("dogpile.cache.memory",
-                                      {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging",
-                                                                   {{"level", "off"}})}}),
-                    dogpile::ValidationError);
+  BOOST_CHECK_THROW(
+      region->configure(
+          "dogpile.cache.memory",
+          {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "off"}})}}),
+      dogpile::ValidationError);
   BOOST_CHECK_NO_THROW(region->configure(
       "dogpile.cache.memory",
       {.wrap = {dogpile::ProxySpec("dogpile.proxy.logging", {{"level", "WARN"}})}}));

@@ -26,7 +26,7 @@ namespace {
 
 // A value as if created `age` seconds ago.
 dogpile::CachedValuePtr aged(int payload, double age) {
-  return CacheRegion::make_value(payload, dogpile::now_seconds() - age);
+  return dogpile::make_value(payload, dogpile::now_seconds() - age);
 }
 
 struct Profile {
@@ -265,8 +265,9 @@ BOOST_AUTO_TEST_CASE(reading_an_object_without_codec_as_another_type_is_a_value_
     region->get<int>("k");
     BOOST_FAIL("expected ValueTypeError");
   } catch (const dogpile::ValueTypeError& e) {
-    BOOST_TEST(message_contains(e, "key 'k' cannot be read as int: it holds "
-                                   "(anonymous namespace)::NoCodec, which has no dogpile::Codec"));
+    BOOST_TEST(message_contains(e,
+                                "key 'k' cannot be read as int: it holds "
+                                "(anonymous namespace)::NoCodec, which has no dogpile::Codec"));
   }
 }
 
@@ -283,10 +284,12 @@ BOOST_AUTO_TEST_CASE(type_names_in_messages_read_as_code_writes_them) {
   };
   BOOST_TEST(message([&] { region->get<std::string>("k"); }).find("read as std::string:") !=
              std::string::npos);
-  BOOST_TEST(message([&] { region->get<std::vector<std::string>>("k"); })
-                 .find("read as std::vector<std::string>:") != std::string::npos);
-  BOOST_TEST(message([&] { region->get<std::map<std::string, std::vector<int>>>("k"); })
-                 .find("read as std::map<std::string, std::vector<int>>:") != std::string::npos);
+  BOOST_TEST(message([&] {
+               region->get<std::vector<std::string>>("k");
+             }).find("read as std::vector<std::string>:") != std::string::npos);
+  BOOST_TEST(message([&] {
+               region->get<std::map<std::string, std::vector<int>>>("k");
+             }).find("read as std::map<std::string, std::vector<int>>:") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(the_byte_backend_stores_dogpiles_wire_format) {
@@ -674,7 +677,7 @@ BOOST_AUTO_TEST_SUITE_END()
 // with the bytes, not a new decoding.
 BOOST_AUTO_TEST_CASE(a_bytes_value_is_decoded_once) {
   auto region = test::region_on("dogpile.cache.memory");
-  const auto wire = dogpile::serialize_cached_value(*CacheRegion::make_value(std::string("v")));
+  const auto wire = dogpile::serialize_cached_value(*dogpile::make_value(std::string("v")));
   region->set_value("k", dogpile::CachedValue::from_wire(wire));
   const auto first = region->get<std::string>("k");
   BOOST_TEST(*first == "v");

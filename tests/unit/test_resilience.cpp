@@ -319,10 +319,9 @@ BOOST_FIXTURE_TEST_CASE(a_waiter_gets_the_value_made_while_it_waited, Fixture) {
                                          << ", multi " << multi) {
           auto reads = std::make_shared<test::ReadCounter>();
           auto region = dogpile::make_region({.name = "w", .clock = clock});
-          region->configure("dogpile.cache.memory",
-                            {.expiration_time = expiration,
-                             .wrap = {reads},
-                             .resilience = {.serve_stale = false}});
+          region->configure("dogpile.cache.memory", {.expiration_time = expiration,
+                                                     .wrap = {reads},
+                                                     .resilience = {.serve_stale = false}});
           if (stale_first) {
             region->set("k", 0);
             clock->advance(1);
@@ -394,7 +393,8 @@ using dogpile::Keys;
 std::vector<int> multi_values(dogpile::CacheRegion& region, const Keys& keys,
                               std::function<std::vector<int>(const Keys&)> creator) {
   std::vector<int> out;
-  for (const auto& value : region.get_or_create_multi(keys, creator)) out.push_back(value ? *value : -1);
+  for (const auto& value : region.get_or_create_multi(keys, creator))
+    out.push_back(value ? *value : -1);
   return out;
 }
 
@@ -420,8 +420,7 @@ BOOST_FIXTURE_TEST_CASE(fail_safe_gives_each_key_its_stale_value_once_per_thrott
   BOOST_TEST(holds(*region, "a", 1));
 }
 
-BOOST_FIXTURE_TEST_CASE(soft_timeout_serves_the_stale_values_and_the_creator_finishes,
-                        Fixture) {
+BOOST_FIXTURE_TEST_CASE(soft_timeout_serves_the_stale_values_and_the_creator_finishes, Fixture) {
   configure({.soft_timeout = 0.05});
   region->set("a", 1);
   region->set("b", 2);
@@ -437,7 +436,8 @@ BOOST_FIXTURE_TEST_CASE(soft_timeout_serves_the_stale_values_and_the_creator_fin
   go->count_down();
   BOOST_TEST(wait_until([&] { return holds(*region, "a", 7) && holds(*region, "b", 7); }));
   BOOST_TEST(*calls == 1);  // one call for both keys
-  BOOST_TEST(wait_until([&] { return !region->key_is_locked("a") && !region->key_is_locked("b"); }));
+  BOOST_TEST(
+      wait_until([&] { return !region->key_is_locked("a") && !region->key_is_locked("b"); }));
 }
 
 BOOST_FIXTURE_TEST_CASE(hard_timeout_names_the_keys_or_gives_stale_values_under_fail_safe,
@@ -478,7 +478,8 @@ BOOST_FIXTURE_TEST_CASE(a_waiter_on_another_callers_key_stops_at_hard_timeout, F
   auto mutex = region->mutex("b");  // another caller is making "b"
   BOOST_TEST_REQUIRE(mutex->acquire(false));
   try {
-    multi_values(*region, {"a", "b"}, [](const Keys& keys) { return std::vector<int>(keys.size(), 1); });
+    multi_values(*region, {"a", "b"},
+                 [](const Keys& keys) { return std::vector<int>(keys.size(), 1); });
     BOOST_FAIL("no TimeoutError");
   } catch (const dogpile::TimeoutError& e) {
     BOOST_TEST(message_contains(e, "waited hard_timeout (0.05 s) for the value of key 'b'"));
@@ -522,9 +523,8 @@ BOOST_FIXTURE_TEST_CASE(jitter_gives_multi_the_expiry_get_gives, Fixture) {
   clock->advance(100);  // about half expired
   std::vector<bool> fresh;
   for (const auto& key : keys) fresh.push_back(region->get<int>(key) != nullptr);
-  const auto values = multi_values(*region, keys, [](const Keys& k) {
-    return std::vector<int>(k.size(), -2);
-  });
+  const auto values =
+      multi_values(*region, keys, [](const Keys& k) { return std::vector<int>(k.size(), -2); });
   for (std::size_t i = 0; i < keys.size(); ++i) BOOST_TEST((values[i] != -2) == fresh[i], keys[i]);
 }
 
@@ -532,14 +532,13 @@ BOOST_FIXTURE_TEST_CASE(a_cached_multi_function_is_resilient_too, Fixture) {
   configure({.fail_safe = true});
   int calls = 0;
   bool failing = false;
-  auto squares = region->cache_multi_on_arguments(
-      "squares", [&](const std::vector<int>& numbers) {
-        ++calls;
-        if (failing) throw std::runtime_error("down");
-        std::vector<int> out;
-        for (int n : numbers) out.push_back(n * n);
-        return out;
-      });
+  auto squares = region->cache_multi_on_arguments("squares", [&](const std::vector<int>& numbers) {
+    ++calls;
+    if (failing) throw std::runtime_error("down");
+    std::vector<int> out;
+    for (int n : numbers) out.push_back(n * n);
+    return out;
+  });
   BOOST_TEST((squares({2, 3}) == std::vector<int>{4, 9}));
   clock->advance(11);
   failing = true;

@@ -45,10 +45,10 @@ BOOST_AUTO_TEST_CASE(a_cached_value_is_metadata_bar_payload) {
 }
 
 BOOST_AUTO_TEST_CASE(an_object_payload_is_encoded_by_its_codec) {
-  auto value = dogpile::CacheRegion::make_value(json{{"a", 1}}, 1795570724.5);
+  auto value = dogpile::make_value(json{{"a", 1}}, 1795570724.5);
   BOOST_TEST(value->holds_object());
   BOOST_TEST(dogpile::serialize_cached_value(*value) == R"({"ct": 1795570724.5, "v": 2}|{"a":1})");
-  auto text = dogpile::CacheRegion::make_value(std::string("a|b"), 2.5);
+  auto text = dogpile::make_value(std::string("a|b"), 2.5);
   BOOST_TEST(dogpile::serialize_cached_value(*text) == R"({"ct": 2.5, "v": 2}|"a|b")");
 }
 
@@ -99,7 +99,7 @@ BOOST_AUTO_TEST_CASE(an_object_without_codec_cannot_be_serialized) {
   struct Opaque {
     int x;
   };
-  auto value = dogpile::CacheRegion::make_value(Opaque{1});
+  auto value = dogpile::make_value(Opaque{1});
   BOOST_CHECK_THROW(dogpile::serialize_cached_value(*value), dogpile::CantSerialize);
 }
 
@@ -464,7 +464,7 @@ BOOST_AUTO_TEST_CASE(an_object_backend_serves_the_bytes_family) {
   backend.set_serialized("k", R"({"ct": 3.5, "v": 2}|"x")");
   BOOST_TEST(backend.data.at("k")->metadata().ct == 3.5);
   BOOST_TEST(*backend.get_serialized("k") == R"({"ct": 3.5, "v": 2}|"x")");
-  backend.set("o", dogpile::CacheRegion::make_value(5, 4.0));
+  backend.set("o", dogpile::make_value(5, 4.0));
   auto values = backend.get_serialized_multi({"o", "absent"});
   BOOST_TEST(*values[0] == R"({"ct": 4.0, "v": 2}|5)");
   BOOST_TEST(!values[1].has_value());

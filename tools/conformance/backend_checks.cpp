@@ -57,7 +57,7 @@ void object_family_round_trips(Fixture& f) {
   auto& backend = f.backend();
   const std::string k = f.backend_key("object"), from_bytes = f.backend_key("from-bytes");
   const double ct = 1795570724.65;
-  backend.set(k, CacheRegion::make_value(nlohmann::json{{"a", 1}}, ct));
+  backend.set(k, dogpile::make_value(nlohmann::json{{"a", 1}}, ct));
   auto value = backend.get(k);
   expect(value != nullptr, "get returns what set stored");
   expect(value->metadata().ct == ct && value->metadata().v == kValueVersion,
@@ -69,7 +69,7 @@ void object_family_round_trips(Fixture& f) {
   auto parsed = backend.get(from_bytes);
   expect(parsed && parsed->decodable() && parsed->metadata().ct == ct,
          "the object family reads what the bytes family stored");
-  expect(CacheRegion::value_as<nlohmann::json>(parsed, from_bytes)->at("a") == 1,
+  expect(dogpile::value_as<nlohmann::json>(parsed, from_bytes)->at("a") == 1,
          "its payload decodes");
   expect(backend.get(f.backend_key("missing")) == nullptr, "get of a missing key is null");
 }
@@ -77,7 +77,7 @@ void object_family_round_trips(Fixture& f) {
 void visit_passes_what_get_returns(Fixture& f) {
   auto& backend = f.backend();
   const std::string k = f.backend_key("visit"), missing = f.backend_key("visit-missing");
-  backend.set(k, CacheRegion::make_value(std::string("seen"), 1795570724.65));
+  backend.set(k, dogpile::make_value(std::string("seen"), 1795570724.65));
   int calls = 0;
   std::string seen;
   double ct = 0;
@@ -85,7 +85,7 @@ void visit_passes_what_get_returns(Fixture& f) {
     ++calls;
     if (value == nullptr) return;
     ct = value->metadata().ct;
-    seen = *CacheRegion::value_as<std::string>(value, k);
+    seen = *dogpile::value_as<std::string>(value, k);
   };
   const bool found = backend.visit(k, ValueVisitor(read));
   if (f.capabilities().stores_values) {
@@ -114,7 +114,7 @@ void multi_operations_are_aligned(Fixture& f) {
   const std::string a = f.backend_key("a"), b = f.backend_key("b"), c = f.backend_key("c");
   const std::string missing = f.backend_key("missing");
   backend.set_serialized_multi({{a, wire("1")}, {b, wire("2")}});
-  backend.set_multi({{c, CacheRegion::make_value(3)}});
+  backend.set_multi({{c, dogpile::make_value(3)}});
   const auto bytes = backend.get_serialized_multi({c, missing, a, a, b});
   expect(bytes.size() == 5, "get_serialized_multi returns one entry per key");
   expect(bytes[0] && bytes[0]->ends_with("|3") && !bytes[1] && bytes[2] &&
@@ -201,7 +201,7 @@ void a_backend_that_stores_nothing_misses(Fixture& f) {
   auto& backend = f.backend();
   const std::string k = f.backend_key("k");
   backend.set_serialized(k, wire("1"));
-  backend.set(k, CacheRegion::make_value(1));
+  backend.set(k, dogpile::make_value(1));
   expect(!backend.get_serialized(k) && !backend.get(k), "every get misses");
   const auto values = backend.get_multi({k, k});
   expect(values.size() == 2 && !values[0] && !values[1], "get_multi is aligned and misses");

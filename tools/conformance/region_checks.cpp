@@ -156,7 +156,7 @@ void expiration_is_judged_on_the_creation_time(Fixture& f) {
   f.require_storage();
   auto region = f.another_region({.expiration_time = 60});
   const std::string old_key = f.key("old"), fresh_key = f.key("fresh");
-  region->set_value(old_key, CacheRegion::make_value(1, now_seconds() - 120));
+  region->set_value(old_key, dogpile::make_value(1, now_seconds() - 120));
   region->set(fresh_key, 2);
   expect(region->get<int>(old_key) == nullptr, "a value older than the expiration time misses");
   expect(region->get<int>(old_key, {.ignore_expiration = true}) != nullptr,
@@ -178,13 +178,13 @@ void invalidation_applies_to_stored_values(Fixture& f) {
   f.require_storage();
   auto region = f.another_region({.expiration_time = 60});
   const std::string k = f.key("k");
-  region->set_value(k, CacheRegion::make_value(1, now_seconds() - 5));
+  region->set_value(k, dogpile::make_value(1, now_seconds() - 5));
   region->invalidate(false);
   expect(region->get<int>(k) == nullptr, "after a soft invalidation get misses");
   int calls = 0;
   expect(*region->get_or_create(k, [&] { return ++calls + 1; }) == 2 && calls == 1,
          "get_or_create regenerates a soft-invalidated value");
-  region->set_value(k, CacheRegion::make_value(3, now_seconds() - 5));
+  region->set_value(k, dogpile::make_value(3, now_seconds() - 5));
   region->invalidate(true);
   expect(region->get<int>(k) == nullptr, "after a hard invalidation get misses");
   expect(*region->get_or_create(k, [] { return 4; }) == 4,

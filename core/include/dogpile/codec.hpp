@@ -270,7 +270,7 @@ concept HasCodec = requires(const T& value, std::string_view bytes) {
 //   };
 template <class T>
 concept ContiguousOfTrivial = std::ranges::contiguous_range<T> && std::ranges::sized_range<T> &&
-                              std::is_trivially_copyable_v<std::ranges::range_value_t<T>>;
+    std::is_trivially_copyable_v<std::ranges::range_value_t<T>>;
 
 template <class T>
 struct SizeOf {

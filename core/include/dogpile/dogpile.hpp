@@ -3,7 +3,6 @@
 
 #include "dogpile/async_runner.hpp"
 #include "dogpile/cached_function.hpp"
-#include "dogpile/sdk/clock.hpp"
 #include "dogpile/codec.hpp"
 #include "dogpile/config.hpp"
 #include "dogpile/invalidation.hpp"
@@ -12,5 +11,6 @@
 #include "dogpile/lock.hpp"
 #include "dogpile/logging.hpp"
 #include "dogpile/region.hpp"
+#include "dogpile/sdk/clock.hpp"
 #include "dogpile/sdk/errors.hpp"
 #include "dogpile/stats.hpp"

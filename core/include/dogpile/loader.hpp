@@ -23,13 +23,14 @@
 
 #include "dogpile/sdk/arguments.hpp"
 #include "dogpile/sdk/backend.hpp"
-#include "dogpile/sdk/clock.hpp"
-#include "dogpile/sdk/context.hpp"
 #include "dogpile/sdk/export.hpp"
 #include "dogpile/sdk/plugin.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile {
+
+class Clock;          // dogpile/sdk/clock.hpp
+class PluginContext;  // dogpile/sdk/context.hpp
 
 struct EntryPointInfo {
   std::string name;  // dogpile.cache.memory

@@ -22,33 +22,22 @@
 // if there is one, or wait for the new one. Thread-safe.
 #pragma once
 
-#include <atomic>
 #include <concepts>
+#include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <utility>
-#include <variant>
 #include <vector>
 
-#include "dogpile/sdk/clock.hpp"
 #include "dogpile/codec.hpp"
-#include "dogpile/invalidation.hpp"
 #include "dogpile/keys.hpp"
 #include "dogpile/options.hpp"
-#include "dogpile/sdk/backend.hpp"
-#include "dogpile/sdk/errors.hpp"
-#include "dogpile/sdk/mutex.hpp"
-#include "dogpile/sdk/proxy.hpp"
 #include "dogpile/sdk/stats.hpp"
-#include "dogpile/sdk/value.hpp"
-#include "dogpile/seconds.hpp"
+#include "dogpile/values.hpp"
 
 namespace dogpile {
 
@@ -220,16 +209,6 @@ class DOGPILE_API CacheRegion {
   // The key the backend sees for `key`.
   std::string mangle(std::string_view key) const;
 
-  // Builds a CachedValue holding `value` as an object (a stored_t<T>), created at `created`.
-  template <class T>
-  static CachedValuePtr make_value(T&& value, double created = now_seconds());
-
-  // The payload of `value` as a T (null when `value` is null), by the rule of codec.hpp;
-  // `key` is for messages. Throws ValueTypeError, or CantDeserialize for bytes that decode as
-  // no value.
-  template <class T>
-  static std::shared_ptr<const T> value_as(CachedValuePtr value, std::string_view key);
-
  private:
   template <class, class>
   friend class CachedFunction;
@@ -257,17 +236,6 @@ class DOGPILE_API CacheRegion {
                                               std::optional<double> expiration_time,
                                               const std::function<bool(const T&)>& should_cache_fn);
 
-  // Turns a stored value into one whose object is a T: the value itself (moved, not copied)
-  // when it already is. Throws ValueTypeError / CantDeserialize with "cannot be read as T:
-  // why".
-  template <class T>
-  static CachedValuePtr decode_as(CachedValuePtr&& value);
-  template <class T>
-  static CachedValuePtr make_value_with(T&& value, ValueMetadata metadata);
-  // value_as for each of `values`, aligned with `keys`.
-  template <class T>
-  static std::vector<std::shared_ptr<const T>> values_as(std::vector<CachedValuePtr> values,
-                                                         const Keys& keys);
   // get / get_multi, decoding with `decode`.
   // `type`, when given, is the type `decode` makes: a stored object of it is not decoded.
   CachedValuePtr get_decoded(std::string_view key, const GetOptions& options, Decoder decode,
@@ -290,14 +258,6 @@ class DOGPILE_API CacheRegion {
   std::vector<CachedValuePtr> get_or_create_values(const Keys& keys, const MultiValueMaker& make,
                                                    std::optional<double> expiration_time,
                                                    Decoder decode);
-
-  // Throws Error `what` with "cannot be read as <wanted>: why", <wanted> named as code names it
-  // (std::string, not libstdc++'s spelling).
-  template <class E>
-  [[noreturn]] static void throw_cant_read(const std::type_info& wanted, std::string_view why);
-  [[noreturn]] static void throw_wrong_type(const std::type_info& stored,
-                                            const std::type_info& wanted);
-  [[noreturn]] static void throw_no_codec(const std::type_info& wanted);
 
   std::string name_;
   KeyMangler user_key_mangler_;

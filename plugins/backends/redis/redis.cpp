@@ -313,7 +313,8 @@ Settings read_settings(const Arguments& a, const PluginContext& context, Mode mo
     throw ValidationError(a.key("socket_connect_timeout") + " must be positive");
   }
   if (s.distributed_lock && s.thread_local_lock) {
-    context.log(LogLevel::warning, "dogpile.cache.redis",
+    context.log(
+        LogLevel::warning, "dogpile.cache.redis",
         a.key("thread_local_lock") +
             " should be false when distributed_lock is true: a background regeneration releases "
             "the lock from another thread");

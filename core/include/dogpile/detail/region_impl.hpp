@@ -58,125 +58,11 @@ struct RegionSettings {
   AsyncCreationRunner async_creation_runner;
 };
 
-// `value` (not null) decoded by `decode` (null: only checked to be decodable); errors name
-// `key`.
-DOGPILE_API CachedValuePtr decode_for_key(CachedValuePtr value, std::string_view key,
-                                          CachedValuePtr (*decode)(CachedValuePtr&&));
-
 }  // namespace detail
-
-namespace detail {
-
-// Refuses, at compile time, a value type a region does not cache.
-template <class T>
-constexpr void check_cacheable() {
-  static_assert(!detail::is_character<T>,
-                "dogpile: a char, wchar_t, char8_t, char16_t or char32_t value is not cached: it "
-                "could mean a character or a small integer, which JSON writes differently; "
-                "cache a std::string, or an int");
-}
-
-}  // namespace detail
-
-template <class T>
-CachedValuePtr CacheRegion::make_value_with(T&& value, ValueMetadata metadata) {
-  using V = stored_t<T>;
-  detail::check_cacheable<V>();
-  CachedValue::Encoder encoder = nullptr;
-  if constexpr (HasCodec<V>) {
-    encoder = [](const void* object) -> std::string {
-      return Codec<V>::encode(*static_cast<const V*>(object));
-    };
-  }
-  std::shared_ptr<const V> object;
-  if constexpr (std::is_pointer_v<std::remove_cvref_t<T>>) {
-    if (value == nullptr) throw ValidationError("a null C string cannot be cached");
-    object = std::make_shared<const V>(value);
-  } else {
-    object = std::make_shared<const V>(std::forward<T>(value));
-  }
-  const CachedValue::Sizer sizer = [](const void* object) -> std::size_t {
-    return SizeOf<V>::size(*static_cast<const V*>(object));
-  };
-  return std::make_shared<const CachedValue>(std::move(object), typeid(V), encoder, metadata,
-                                             sizer);
-}
-
-template <class T>
-CachedValuePtr CacheRegion::make_value(T&& value, double created) {
-  return make_value_with(std::forward<T>(value), ValueMetadata{created, kValueVersion});
-}
-
-template <class T>
-CachedValuePtr CacheRegion::decode_as(CachedValuePtr&& value) {
-  detail::check_cacheable<T>();
-  if (value->holds_object() && value->object_type() == typeid(T)) return std::move(value);
-  if (const CachedValue* kept = value->decoded();
-      kept != nullptr && kept->object_type() == typeid(T)) {
-    return CachedValuePtr(std::move(value), kept);  // decoded before: shares the bytes' life
-  }
-  if constexpr (!HasCodec<T>) {
-    if (value->holds_object()) throw_wrong_type(value->object_type(), typeid(T));
-    throw_no_codec(typeid(T));
-  } else {
-    // An object of another type reads as its bytes would: the same answer on every backend.
-    std::string encoded;
-    std::string_view bytes;
-    if (value->holds_object()) {
-      if (!value->has_codec()) throw_wrong_type(value->object_type(), typeid(T));
-      encoded = value->payload_bytes();
-      bytes = encoded;
-    } else {
-      bytes = value->bytes();
-    }
-    try {
-      CachedValuePtr made = make_value_with(Codec<T>::decode(bytes), value->metadata());
-      if (value->holds_object()) return made;
-      const CachedValue* kept = value->keep_decoded(made);
-      if (kept->object_type() != typeid(T)) return made;  // kept as another type
-      return CachedValuePtr(std::move(value), kept);
-    } catch (const ValueTypeError& e) {
-      throw_cant_read<ValueTypeError>(typeid(T), e.what());
-    } catch (const CantDeserialize& e) {
-      throw_cant_read<CantDeserialize>(typeid(T), e.what());
-    } catch (const Error&) {
-      throw;
-    } catch (const nlohmann::json::type_error& e) {
-      throw_cant_read<ValueTypeError>(typeid(T), e.what());
-    } catch (const nlohmann::json::out_of_range& e) {
-      throw_cant_read<ValueTypeError>(typeid(T), e.what());
-    } catch (const std::exception&) {
-      // Its message may quote the bytes: not repeated.
-      throw_cant_read<CantDeserialize>(typeid(T), "its dogpile::Codec could not decode the bytes");
-    }
-  }
-}
-
-template <class T>
-std::shared_ptr<const T> CacheRegion::value_as(CachedValuePtr value, std::string_view key) {
-  if (!value) return nullptr;
-  if (!value->holds_object() || value->object_type() != typeid(T)) {
-    value = detail::decode_for_key(std::move(value), key, &decode_as<T>);
-  }
-  // Aliasing: takes over the ownership of the CachedValue, no copy of the object.
-  const T* object = static_cast<const T*>(value->object().get());
-  return std::shared_ptr<const T>(std::move(value), object);
-}
-
-template <class T>
-std::vector<std::shared_ptr<const T>> CacheRegion::values_as(std::vector<CachedValuePtr> values,
-                                                             const Keys& keys) {
-  std::vector<std::shared_ptr<const T>> out;
-  out.reserve(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    out.push_back(value_as<T>(std::move(values[i]), keys[i]));
-  }
-  return out;
-}
 
 template <class T>
 std::shared_ptr<const T> CacheRegion::get(std::string_view key, const GetOptions& options) const {
-  return value_as<T>(get_decoded(key, options, &decode_as<T>, &typeid(T)), key);
+  return value_as<T>(get_decoded(key, options, &detail::decode_as<T>, &typeid(T)), key);
 }
 
 template <class T, class Reader>
@@ -184,13 +70,13 @@ bool CacheRegion::visit(std::string_view key, Reader&& reader, const GetOptions&
   auto typed = [&](const CachedValuePtr& value) {
     reader(*static_cast<const T*>(value->object().get()));
   };
-  return visit_decoded(key, options, typeid(T), &decode_as<T>, ValueVisitor(typed));
+  return visit_decoded(key, options, typeid(T), &detail::decode_as<T>, ValueVisitor(typed));
 }
 
 template <class T>
 std::vector<std::shared_ptr<const T>> CacheRegion::get_multi(const Keys& keys,
                                                              const GetOptions& options) const {
-  return values_as<T>(get_decoded_multi(keys, options, &decode_as<T>), keys);
+  return detail::values_as<T>(get_decoded_multi(keys, options, &detail::decode_as<T>), keys);
 }
 
 template <class T>
@@ -211,7 +97,7 @@ template <class T, class MakeCreator>
 std::shared_ptr<const T> CacheRegion::get_or_create_made(
     std::string_view key, MakeCreator&& make_creator, std::optional<double> expiration_time,
     const std::function<bool(const T&)>& should_cache_fn) {
-  Lookup found = lookup(key, expiration_time, &decode_as<T>, &typeid(T));
+  Lookup found = lookup(key, expiration_time, &detail::decode_as<T>, &typeid(T));
   if (found.fresh) return value_as<T>(std::move(found.value), key);
   // Slow path: the creator is shared so a background runner can keep it past this call.
   auto shared = std::make_shared<std::invoke_result_t<MakeCreator&>>(make_creator());
@@ -223,7 +109,7 @@ std::shared_ptr<const T> CacheRegion::get_or_create_made(
     const bool cache = !should || should(*static_cast<const T*>(value->object().get()));
     return {std::move(value), cache};
   };
-  return value_as<T>(regenerate(found, key, std::move(make), &decode_as<T>), key);
+  return value_as<T>(regenerate(found, key, std::move(make), &detail::decode_as<T>), key);
 }
 
 template <class Creator, class T>
@@ -259,7 +145,8 @@ std::vector<std::shared_ptr<const T>> CacheRegion::get_or_create_multi(
     }
     return out;
   };
-  return values_as<T>(get_or_create_values(keys, make, expiration_time, &decode_as<T>), keys);
+  return detail::values_as<T>(
+      get_or_create_values(keys, make, expiration_time, &detail::decode_as<T>), keys);
 }
 
 template <class Mapping>

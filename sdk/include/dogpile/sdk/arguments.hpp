@@ -93,8 +93,8 @@ class DOGPILE_API Arguments {
 
 // The one of `names` closest to `name`, at most two edits away, for "did you mean"; nullopt
 // when none is that close.
-DOGPILE_API std::optional<std::string_view> closest_name(std::string_view name,
-                                                         const std::vector<std::string_view>& names);
+DOGPILE_API std::optional<std::string_view> closest_name(
+    std::string_view name, const std::vector<std::string_view>& names);
 
 // Parses a duration: a number of seconds, or a string "<number><unit>" with unit ms, s, m,
 // h or d. Returns nullopt for anything else, and for a result that is not finite.

@@ -61,8 +61,9 @@ bool poll_lock(TryTake&& try_take, const LockPolling& polling) {
   using Clock = std::chrono::steady_clock;
   auto deadline = polling.deadline;
   if (polling.timeout) {
-    deadline = std::min(deadline, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                     std::chrono::duration<double>(*polling.timeout)));
+    deadline =
+        std::min(deadline, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(*polling.timeout)));
   }
   double pause = polling.first_pause;
   for (;;) {

@@ -25,11 +25,12 @@
 
 #include "dogpile/sdk/arguments.hpp"
 #include "dogpile/sdk/backend.hpp"
-#include "dogpile/sdk/context.hpp"
 #include "dogpile/sdk/export.hpp"
 #include "dogpile/sdk/proxy.hpp"
 
 namespace dogpile {
+
+class PluginContext;  // context.hpp
 
 enum class PluginKind : std::uint32_t { backend = 1, proxy = 2 };
 
@@ -76,15 +77,15 @@ struct PluginDescriptor {
 
 // The general form; the ABI version and build tag are parameters only so that tests can build
 // a deliberately mismatched plugin. Use the two macros below.
-#define DOGPILE_DECLARE_ENTRY_POINT(id, abi, tag, kind_text, kind, name, version, description,   \
-                                    backend_factory, proxy_factory)                              \
-  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id;             \
-  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id = {          \
-      abi, tag, name, kind, version, description, backend_factory, proxy_factory};               \
-  __attribute__((DOGPILE_MANIFEST_ATTRIBUTES_)) static const char dogpile_manifest_##id[] =      \
-      "name=" name "\nkind=" kind_text                                                           \
-      "\nabi=" DOGPILE_STRINGIFY(abi) "\nbuild=" tag "\nversion=" version                        \
-                                      "\ndescription=" description                               \
+#define DOGPILE_DECLARE_ENTRY_POINT(id, abi, tag, kind_text, kind, name, version, description, \
+                                    backend_factory, proxy_factory)                            \
+  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id;           \
+  extern "C" DOGPILE_API const ::dogpile::PluginDescriptor dogpile_entry_point_##id = {        \
+      abi, tag, name, kind, version, description, backend_factory, proxy_factory};             \
+  __attribute__((DOGPILE_MANIFEST_ATTRIBUTES_)) static const char dogpile_manifest_##id[] =    \
+      "name=" name "\nkind=" kind_text                                                         \
+      "\nabi=" DOGPILE_STRINGIFY(abi) "\nbuild=" tag "\nversion=" version                      \
+                                      "\ndescription=" description                             \
                                       "\nsymbol=" DOGPILE_ENTRY_POINT_SYMBOL_PREFIX #id
 
 #define DOGPILE_BACKEND_PLUGIN(id, name, version, description, BackendClass)                     \
