@@ -1,13 +1,14 @@
 #!/usr/bin/python3
-"""Checks that every C++ block of README.md is a copy of code the test suite compiles and runs.
+"""Checks that every C++ block of the tree's Markdown files (README.md, sdk/README.md, ...) is a
+copy of code the test suite compiles and runs.
 
 usage: check_readme.py SOURCE_DIR [--update]
 
 Each ```cpp block must follow a line `<!-- example: PATH -->` (the whole file) or
 `<!-- example: PATH#NAME -->` (the lines between `[readme:NAME]` and `[/readme:NAME]` in that
 file, less their common indentation), PATH relative to SOURCE_DIR; the block must be that text
-exactly, and every `[readme:NAME]` region of a file the README names must be shown. With
---update, the README's blocks are rewritten from their sources instead.
+exactly, and every `[readme:NAME]` region of a file a Markdown file names must be shown in one
+of them. With --update, the blocks are rewritten from their sources instead.
 """
 import difflib
 import re
@@ -37,14 +38,18 @@ def regions(text):
     return found
 
 
-def main(argv):
-    if len(argv) not in (2, 3) or (len(argv) == 3 and argv[2] != "--update"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    root = Path(argv[1])
-    readme = root / "README.md"
+def markdown_files(root):
+    """The tree's Markdown files, outside build directories."""
+    return sorted(path for path in root.rglob("*.md")
+                  if not any(part.startswith(("build", ".")) or part == "__pycache__"
+                             for part in path.relative_to(root).parts[:-1]))
+
+
+def check(root, readme, update, problems, shown, sources):
+    """Checks (or with `update`, rewrites) the C++ blocks of one Markdown file."""
+    name_in_tree = readme.relative_to(root)
     lines = readme.read_text().splitlines(keepends=True)
-    problems, shown, sources, out = [], set(), {}, []
+    out = []
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -56,7 +61,7 @@ def main(argv):
         while i < len(lines) and lines[i].rstrip() != "```":
             i += 1
         block = "".join(lines[start:i])
-        where = f"README.md:{start + 1}"
+        where = f"{name_in_tree}:{start + 1}"
         before = [l for l in lines[:start - 1] if l.strip()]
         marker = MARKER.match(before[-1].strip()) if before else None
         if not marker:
@@ -77,12 +82,24 @@ def main(argv):
             expected = block
         shown.add((path, name))
         out.append(expected)
-        if expected != block and len(argv) == 2:
+        if expected != block and not update:
             diff = difflib.unified_diff(expected.splitlines(keepends=True),
                                         block.splitlines(keepends=True),
                                         f"{path}" + (f"#{name}" if name else ""), where)
             problems.append(f"{where}: differs from its source (--update copies it):\n" +
                             "".join(diff))
+    if update:
+        readme.write_text("".join(out))
+
+
+def main(argv):
+    if len(argv) not in (2, 3) or (len(argv) == 3 and argv[2] != "--update"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    root = Path(argv[1])
+    problems, shown, sources = [], set(), {}
+    for readme in markdown_files(root):
+        check(root, readme, len(argv) == 3, problems, shown, sources)
     for path, text in sources.items():
         try:
             names = regions(text)
@@ -90,13 +107,10 @@ def main(argv):
             continue
         for name in names:
             if (path, name) not in shown:
-                problems.append(f"{path}: region [readme:{name}] is shown nowhere in README.md")
-    if len(argv) == 3:
-        readme.write_text("".join(out))
+                problems.append(f"{path}: region [readme:{name}] is shown in no Markdown file")
     for problem in problems:
         print(problem)
-    shown_count = len(shown)
-    print(f"{shown_count} example(s) checked, {len(problems)} problem(s)")
+    print(f"{len(shown)} example(s) checked, {len(problems)} problem(s)")
     return 1 if problems else 0
 
 

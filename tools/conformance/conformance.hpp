@@ -1,6 +1,6 @@
 // The conformance kit: checks that a backend plugin keeps the contract every backend keeps
-// (see README "Writing a backend plugin"), loading it by entry-point name as an application
-// would. Each check runs on a fresh region and backend object, uses keys of its own (unique
+// (see sdk/README.md, "Writing a backend plugin"), loading it by entry-point name as an
+// application would. Each check runs on a fresh region and backend object, uses keys of its own (unique
 // to this run, removed afterwards) and ends as passed, failed (with what was expected) or
 // skipped (with why: a capability the backend declares it does not have).
 #pragma once
