@@ -43,8 +43,6 @@ class Creation {
   Creation(const Creation&) = delete;
   Creation& operator=(const Creation&) = delete;
 
-  const std::vector<CreationKey>& keys() const { return keys_; }
-
   // The values for the caller under `st`'s options, aligned with keys(): made in this thread,
   // or on the creator pool while the caller waits until soft_timeout (then the stale values,
   // when every key has one) or `deadline` (hard_timeout). Where the value cannot be had, the
@@ -298,6 +296,20 @@ void refresh_eagerly(CacheRegion& region, const RegionState& st, std::optional<d
   }
 }
 
+// get_or_create's maker in a Creation's shape: the value of its one key.
+MultiValueMaker of_one_key(ValueMaker make) {
+  return [make = std::move(make)](const Keys&) { return std::vector<Created>{make()}; };
+}
+
+// A Creation of the one key `key`, made by `make`.
+std::shared_ptr<Creation> one_key_creation(const RegionState& st, std::optional<double> expiration,
+                                           ValueMaker make, CreationKey key) {
+  std::vector<CreationKey> keys;
+  keys.push_back(std::move(key));
+  return std::make_shared<Creation>(st, expiration, of_one_key(std::move(make)), std::move(keys),
+                                    false);
+}
+
 }  // namespace
 
 CacheMutex::Deadline call_deadline(const RegionState& st) {
@@ -319,12 +331,10 @@ Regeneration::Regeneration(CacheRegion& region, const RegionState& st, std::stri
 
 CachedValuePtr Regeneration::run(Current current, bool refresh, ValueMaker make) {
   make_ = std::move(make);
-  auto one = [make = make_](const Keys&) { return std::vector<Created>{make()}; };
   if (refresh) {
     std::vector<CreationKey> keys;
-    keys.push_back(creation_key(nullptr));
-    keys[0].fallback = nullptr;  // fresh: nothing to keep
-    refresh_eagerly(region_, st_, expiration_, std::move(keys), one, false);
+    keys.push_back({.key = std::string(key_), .mangled = mangled_});
+    refresh_eagerly(region_, st_, expiration_, std::move(keys), of_one_key(make_), false);
     return current->value;
   }
   last_ = current;
@@ -385,19 +395,14 @@ CachedValuePtr Regeneration::create(std::shared_ptr<CacheMutex>& held) {
     batch_->push_back(std::move(key));
     return nullptr;  // made with the batch
   }
-  std::vector<CreationKey> keys;
-  keys.push_back(std::move(key));
-  auto one = [make = make_](const Keys&) { return std::vector<Created>{make()}; };
-  auto creation = std::make_shared<Creation>(st_, expiration_, one, std::move(keys), false);
-  return Creation::for_caller(std::move(creation), st_, deadline_).front();
+  return Creation::for_caller(one_key_creation(st_, expiration_, make_, std::move(key)), st_,
+                              deadline_)
+      .front();
 }
 
 bool Regeneration::create_in_background(std::shared_ptr<CacheMutex>& held) {
   if (batch_ != nullptr || !st_.async_runner) return false;
-  std::vector<CreationKey> keys;
-  keys.push_back(creation_key(nullptr));
-  auto one = [make = make_](const Keys&) { return std::vector<Created>{make()}; };
-  auto creation = std::make_shared<Creation>(st_, expiration_, one, std::move(keys), false);
+  auto creation = one_key_creation(st_, expiration_, make_, creation_key(nullptr));
   // A runner that throws did not take the mutex: the lock still holds it.
   st_.async_runner(region_, std::string(key_), Creation::in_background(std::move(creation)), held);
   held = nullptr;

@@ -25,7 +25,10 @@ ValueTypeError::~ValueTypeError() = default;
 CacheMutex::~CacheMutex() = default;
 bool CacheMutex::acquire_until(Deadline deadline, const std::function<bool()>& arrived) {
   if (deadline == Deadline::max()) return acquire(true);
-  return poll_lock([this] { return acquire(false); }, {.deadline = deadline, .arrived = &arrived});
+  LockPolling polling;
+  polling.deadline = deadline;
+  polling.arrived = &arrived;
+  return poll_lock([this] { return acquire(false); }, polling);
 }
 StatsProvider::~StatsProvider() = default;
 EvictionCounter::~EvictionCounter() = default;

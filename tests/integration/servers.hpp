@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,6 +154,9 @@ class ServerProcess {
 
   std::vector<std::string> args_;  // argv, set by the server's class before start()
   std::vector<std::string> env_;   // NAME=value, added to the test's environment
+  // A unix socket the server also listens on, which start() waits for too (Redis listens on
+  // its TCP port a moment before): empty for none.
+  std::string unix_socket_;
 
  private:
   bool accepts() const {
@@ -161,6 +165,16 @@ class ServerProcess {
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     address.sin_port = htons(static_cast<uint16_t>(port_));
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    ::close(fd);
+    return ok && (unix_socket_.empty() || unix_accepts());
+  }
+
+  bool unix_accepts() const {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    unix_socket_.copy(address.sun_path, sizeof address.sun_path - 1);
     const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
     ::close(fd);
     return ok;
@@ -181,6 +195,7 @@ class RedisServer : public ServerProcess {
              scratch(""),        "--logfile", scratch("redis.log"),   "--unixsocket", socket_path(),
              "--unixsocketperm", "700"};
     args_.insert(args_.end(), extra_args.begin(), extra_args.end());
+    unix_socket_ = socket_path();
     start();
   }
 
