@@ -30,7 +30,9 @@ class CacheRegion;
 // caller returns the stale value at once. It receives the region, the (unmangled) key, a
 // creator and the held mutex, and must, now or later: call `creator()`, store its result with
 // `region.set_value(key, value)` unless it is null (should_cache_fn said no), and release the
-// mutex, whatever happens. The first call for a key (no value at all) never uses it.
+// mutex, whatever happens. The first call for a key (no value at all) never uses it. An eager
+// refresh of several keys (get_or_create_multi) hands it the first key and its mutex; the
+// creator stores the others and releases their mutexes itself.
 // ThreadPoolRunner (async_runner.hpp) is the ready-made one.
 using AsyncCreationRunner =
     std::function<void(CacheRegion& region, const std::string& key,
