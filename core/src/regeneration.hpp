@@ -24,10 +24,6 @@
 
 namespace dogpile::detail {
 
-using ValueMaker = std::function<Created()>;
-// Values for the keys given, in their order; fewer leave the last keys without one.
-using MultiValueMaker = std::function<std::vector<Created>(const Keys&)>;
-
 // One key in a Creation.
 struct CreationKey {
   std::string key{};      // as the caller gave it

@@ -59,6 +59,10 @@ class StateKeeper;
 class StatePin;
 struct Lookup;
 struct Created;
+// Makes get_or_create's value; get_or_create_multi's values for the keys given, in their
+// order (fewer leave the last keys without one).
+using ValueMaker = std::function<Created()>;
+using MultiValueMaker = std::function<std::vector<Created>(const Keys&)>;
 }  // namespace detail
 
 class DOGPILE_API CacheRegion {
@@ -217,8 +221,8 @@ class DOGPILE_API CacheRegion {
   using Lookup = detail::Lookup;
   using Created = detail::Created;
   using Decoder = CachedValuePtr (*)(CachedValuePtr&& value);
-  using ValueMaker = std::function<Created()>;
-  using MultiValueMaker = std::function<std::vector<Created>(const Keys&)>;
+  using ValueMaker = detail::ValueMaker;
+  using MultiValueMaker = detail::MultiValueMaker;
 
   // The configuration in effect, pinned: it stays valid while `pin` lives. Throws
   // RegionNotConfigured when there is none.
