@@ -6,8 +6,8 @@
 
 #include "dogpile/async_runner.hpp"
 #include "dogpile/loader.hpp"
-#include "dogpile/sdk/context.hpp"
 #include "dogpile/lock.hpp"
+#include "dogpile/sdk/context.hpp"
 #include "dogpile/sdk/log.hpp"
 #include "guarded_backend.hpp"
 #include "lock_registry.hpp"
@@ -26,7 +26,6 @@ using detail::Current;
 using detail::decoded;
 using detail::Decoder;
 using detail::jittered;
-using detail::kSoftInvalidationNeedsExpiration;
 using detail::RegionState;
 
 // The key the backend sees for `key`: itself, or its mangled form kept in `storage`.
