@@ -640,38 +640,43 @@ BOOST_AUTO_TEST_CASE(serve_stale_false_waits_on_the_distributed_lock_instead_of_
   BOOST_TEST(*waiting->get_or_create("k", [] { return 2; }) == 3);
 }
 
-// Two processes on the distributed lock: the waiter gets the value the other made, even one
-// made slower than values live (0.3 s here, 0.5 s to make), single and multi.
-BOOST_AUTO_TEST_CASE(a_waiter_on_the_distributed_lock_gets_the_value_made_meanwhile) {
+// Two processes on the distributed lock: the second caller, reading before, during or after
+// the first one's creation, gets its value, even one made slower than values live (0.3 s here,
+// 0.5 s to make), single and multi.
+BOOST_AUTO_TEST_CASE(a_second_process_gets_the_value_the_first_made) {
+  using test::Arrival;
   test::RedisServer redis;
-  for (const bool stale_first : {false, true}) {
-    for (const bool multi : {false, true}) {
-      BOOST_TEST_CONTEXT("stale value first " << stale_first << ", multi " << multi) {
-        auto clock = std::make_shared<dogpile::ManualClock>();
-        auto on_redis = [&](std::shared_ptr<dogpile::ProxyBackend> proxy) {
-          auto region = dogpile::make_region({.name = "w", .clock = clock});
-          dogpile::ConfigureOptions options{.expiration_time = 0.3,
-                                            .arguments = {{"url", redis.url()},
-                                                          {"socket_timeout", 1},
-                                                          {"distributed_lock", true},
-                                                          {"thread_local_lock", false}},
-                                            .resilience = {.serve_stale = false}};
-          if (proxy) options.wrap = {std::move(proxy)};
-          region->configure("dogpile.cache.redis", std::move(options));
-          return region;
-        };
-        auto reads = std::make_shared<test::ReadCounter>();
-        auto a = on_redis(nullptr);
-        auto b = on_redis(reads);
-        a->remove("k");
-        if (stale_first) {
-          a->set("k", 0);
-          clock->advance(1);
+  for (const Arrival arrival : {Arrival::before, Arrival::during, Arrival::after}) {
+    for (const bool stale_first : {false, true}) {
+      for (const bool multi : {false, true}) {
+        BOOST_TEST_CONTEXT(arrival << " the creation, stale value first " << stale_first
+                                   << ", multi " << multi) {
+          auto clock = std::make_shared<dogpile::ManualClock>();
+          auto on_redis = [&](std::shared_ptr<dogpile::ProxyBackend> proxy) {
+            auto region = dogpile::make_region({.name = "w", .clock = clock});
+            dogpile::ConfigureOptions options{.expiration_time = 0.3,
+                                              .arguments = {{"url", redis.url()},
+                                                            {"socket_timeout", 1},
+                                                            {"distributed_lock", true},
+                                                            {"thread_local_lock", false}},
+                                              .resilience = {.serve_stale = false}};
+            if (proxy) options.wrap = {std::move(proxy)};
+            region->configure("dogpile.cache.redis", std::move(options));
+            return region;
+          };
+          auto gate = std::make_shared<test::ReadGate>();
+          auto a = on_redis(nullptr);
+          auto b = on_redis(gate);
+          a->remove("k");
+          if (stale_first) {
+            a->set("k", 0);
+            clock->advance(1);
+          }
+          const auto outcome =
+              test::second_caller_around_a_creation(*a, *b, *clock, *gate, arrival, multi);
+          BOOST_TEST(outcome.got == 1);
+          BOOST_TEST(outcome.own_creations == 0);
         }
-        const auto outcome =
-            test::waiter_during_a_slow_creation(*a, *b, *clock, reads->reads, multi);
-        BOOST_TEST(outcome.got == 1);
-        BOOST_TEST(outcome.own_creations == 0);
       }
     }
   }
