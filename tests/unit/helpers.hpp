@@ -104,9 +104,8 @@ struct WaiterOutcome {
 // get_or_create_multi.
 inline WaiterOutcome second_caller_around_a_creation(dogpile::CacheRegion& a,
                                                      dogpile::CacheRegion& b,
-                                                     dogpile::ManualClock& clock,
-                                                     ReadGate& b_gate, Arrival arrival,
-                                                     bool multi) {
+                                                     dogpile::ManualClock& clock, ReadGate& b_gate,
+                                                     Arrival arrival, bool multi) {
   auto ask = [multi](dogpile::CacheRegion& region, auto creator) -> int {
     if (!multi) return *region.get_or_create("k", creator);
     auto values = region.get_or_create_multi(
